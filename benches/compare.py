@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""Side-by-side CPU per request: wrk vs locusta (io_uring and epoll drivers).
+
+One nginx worker pinned to one CPU serves a fixed 200-byte body on
+127.0.0.1 (benches/nginx.conf); each load generator in turn is pinned to
+another CPU and runs for the same time with the same number of connections.
+For each run the generator's own CPU time (user + sys, from wait4's rusage)
+is divided by the requests it completed. On a 2-core box the target shares
+the machine, so requests/s measures nginx as much as the generator; CPU per
+request is the figure to compare, and the ratio to wrk is the headline.
+
+Python 3.8+ standard library only. Needs nginx, wrk and taskset
+(`apt-get install -y wrk nginx-light`) and a release build of locusta
+(`cargo build --release`). See benches/README.md.
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TOOLS = ("wrk", "uring", "epoll")
+INSTALL_HINT = "apt-get install -y wrk nginx-light"
+
+
+class RunError(Exception):
+    """A measurement that produced no number; the message says why."""
+
+
+def which(name):
+    # nginx lives in /usr/sbin, which is not on every user's PATH.
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path, n=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:]).rstrip()
+    except OSError:
+        return ""
+
+
+def nginx_config(nginx, port, workdir):
+    with open(os.path.join(HERE, "nginx.conf")) as f:
+        text = f.read().replace("@PORT@", str(port)).replace("@DIR@", workdir)
+    built = subprocess.run([nginx, "-V"], capture_output=True, text=True).stderr
+    lines = []
+    for line in text.splitlines():
+        m = re.match(r"\s*(\w+)_temp_path\b", line)
+        if m and m.group(1) != "client_body" and f"--without-http_{m.group(1)}_module" in built:
+            continue  # directive unknown to this nginx build
+        lines.append(line)
+    path = os.path.join(workdir, "nginx.conf")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def start_nginx(nginx, cpu, workdir):
+    port = free_port()
+    conf = nginx_config(nginx, port, workdir)
+    log = os.path.join(workdir, "error.log")
+    out = open(os.path.join(workdir, "nginx.out"), "w")
+    cmd = ["taskset", "-c", str(cpu), nginx, "-p", workdir + "/", "-e", log, "-c", conf]
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RunError(f"nginx exited with status {proc.returncode}:\n"
+                           f"{tail(out.name)}\n{tail(log)}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"http://127.0.0.1:{port}/"
+        except OSError:
+            time.sleep(0.05)
+    raise RunError(f"nginx did not listen on 127.0.0.1:{port} within 10 s:\n{tail(log)}")
+
+
+def stop_nginx(proc):
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)  # master and worker
+        proc.wait(timeout=5)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def group_cpu(pgid):
+    """CPU seconds (user+sys) used so far by the processes of a process group (nginx)."""
+    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # after "comm)": state, ppid, pgrp, ...; utime, stime = 14, 15
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def run_measured(cmd, workdir, name, timeout):
+    """Run cmd; return (exit code, CPU seconds, output path). CPU from wait4's rusage."""
+    out_path = os.path.join(workdir, name + ".out")
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            raise RunError(f"{name} did not finish within {timeout:.0f} s; killed.\n{tail(out_path)}")
+        time.sleep(0.05)
+    code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
+    proc.returncode = code  # already reaped: keep Popen from waiting again
+    return code, ru.ru_utime + ru.ru_stime, out_path
+
+
+def measure_wrk(wrk, args, url, workdir, rep):
+    cmd = ["taskset", "-c", str(args.load_cpu), wrk, "-t1", f"-c{args.connections}",
+           f"-d{args.duration}s", url]
+    code, cpu, out = run_measured(cmd, workdir, f"wrk-{rep}", args.duration + 30)
+    with open(out) as f:
+        text = f.read()
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", text)
+    if code != 0 or not m:
+        raise RunError(f"wrk exited {code} without a request count:\n{text.strip()}")
+    secs = float(m.group(2)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(3)]
+    errors = 0
+    se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if se:
+        errors += sum(int(x) for x in se.groups())
+    n2 = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if n2:
+        errors += int(n2.group(1))
+    return {"requests": int(m.group(1)), "seconds": secs, "cpu_s": cpu, "errors": errors}
+
+
+def measure_locusta(driver, args, url, workdir, rep):
+    prefix = os.path.join(workdir, f"run-{driver}-{rep}")
+    stats = prefix + "_stats.csv"
+    c = str(args.connections)
+    cmd = ["taskset", "-c", str(args.load_cpu), args.bin, "--headless", "-u", c, "-r", c,
+           "-t", f"{args.duration}s", "--shards", "1", "--io", driver, "--only-summary",
+           "--csv", prefix, url]
+    t0 = time.monotonic()
+    code, cpu, out = run_measured(cmd, workdir, f"locusta-{driver}-{rep}", args.duration + 60)
+    wall = time.monotonic() - t0
+    if not os.path.exists(stats):
+        raise RunError(f"locusta --io {driver} exited {code} and wrote no {stats}:\n{tail(out)}")
+    with open(stats, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("Name") == "Aggregated"]
+    try:
+        row = rows[-1]
+        requests = int(row["Request Count"])
+        failures = int(row.get("Failure Count") or 0)
+    except (IndexError, KeyError, ValueError) as e:
+        raise RunError(f"{stats} has no usable Aggregated row ({e!r}); locusta exited {code}:\n{tail(out)}")
+    if code != 0 and failures == 0:
+        raise RunError(f"locusta --io {driver} exited {code} with no failed requests:\n{tail(out)}")
+    # Requests/s from the CSV when present (run time without start-up), else nominal.
+    try:
+        secs = requests / float(row["Requests/s"])
+    except (KeyError, ValueError, ZeroDivisionError):
+        secs = min(float(args.duration), wall)
+    return {"requests": requests, "seconds": secs, "cpu_s": cpu, "errors": failures}
+
+
+def summarize(runs):
+    """The run with the median CPU per request (the lower middle one for an even
+    count, so every column comes from one real run), plus the spread."""
+    for r in runs:
+        r["us_per_req"] = r["cpu_s"] / r["requests"] * 1e6 if r["requests"] else float("inf")
+        r["req_per_s"] = r["requests"] / r["seconds"] if r["seconds"] else 0.0
+    ordered = sorted(runs, key=lambda r: r["us_per_req"])
+    med = dict(ordered[(len(ordered) - 1) // 2])
+    med["us_min"], med["us_max"] = ordered[0]["us_per_req"], ordered[-1]["us_per_req"]
+    return med
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "locusta"),
+                   help="locusta binary (default: target/release/locusta)")
+    p.add_argument("-c", "--connections", type=int, default=64,
+                   help="connections (wrk -c) = users (locusta -u) (default 64)")
+    p.add_argument("-d", "--duration", type=int, default=10, help="seconds per run (default 10)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per tool; the median is reported (default 3)")
+    p.add_argument("--tools", default=",".join(TOOLS),
+                   help="comma-separated subset of wrk,uring,epoll (default: all)")
+    p.add_argument("--target-cpu", type=int, help="CPU for nginx (default: first allowed)")
+    p.add_argument("--load-cpu", type=int, help="CPU for the generator (default: second allowed)")
+    p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    args = p.parse_args()
+
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    bad = [t for t in tools if t not in TOOLS]
+    if bad or not tools:
+        p.error(f"--tools: unknown {bad}; choose from {','.join(TOOLS)}")
+    if args.repeat < 1 or args.duration < 1 or args.connections < 1:
+        p.error("--repeat, --duration and --connections must be at least 1")
+
+    nginx, wrk = which("nginx"), which("wrk")
+    if not nginx or not wrk or not which("taskset"):
+        missing = [n for n, v in (("nginx", nginx), ("wrk", wrk), ("taskset", which("taskset"))) if not v]
+        print(f"missing: {', '.join(missing)}. Install with:\n  {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    if any(t != "wrk" for t in tools):
+        if not (os.path.isfile(args.bin) and os.access(args.bin, os.X_OK)):
+            print(f"locusta binary not found at {args.bin}: run `cargo build --release` first, "
+                  f"pass --bin PATH, or measure wrk alone with --tools wrk", file=sys.stderr)
+            return 2
+        args.bin = os.path.abspath(args.bin)
+
+    cpus = sorted(os.sched_getaffinity(0))
+    args.target_cpu = cpus[0] if args.target_cpu is None else args.target_cpu
+    if args.load_cpu is None:
+        others = [c for c in cpus if c != args.target_cpu]
+        if not others:
+            print("need two CPUs (one for nginx, one for the generator); this process may use "
+                  f"only {cpus}", file=sys.stderr)
+            return 2
+        args.load_cpu = others[0]
+
+    load1 = os.getloadavg()[0]
+    if load1 > 0.5:
+        print(f"warning: load average {load1:.2f}: something else is running; numbers will be noisy")
+    print(f"target nginx on CPU {args.target_cpu}, generators on CPU {args.load_cpu}; "
+          f"{args.connections} connections, {args.duration} s x {args.repeat} per tool", flush=True)
+    results, failed = {t: [] for t in tools}, {}
+    nginx_proc = None
+    workdir = tempfile.mkdtemp(prefix="locusta-compare-")
+    try:
+        try:
+            nginx_proc, url = start_nginx(nginx, args.target_cpu, workdir)
+        except RunError as e:
+            print(f"cannot start nginx: {e}\n(files kept in {workdir})", file=sys.stderr)
+            return 1
+        print(f"nginx {url} (pid {nginx_proc.pid}, files in {workdir})", flush=True)
+        for rep in range(args.repeat):  # interleaved, so drift hits every tool alike
+            for tool in tools:
+                if tool in failed:
+                    continue
+                print(f"  run {rep + 1}/{args.repeat}: {tool} ...", end="", flush=True)
+                target_cpu0 = group_cpu(nginx_proc.pid)
+                try:
+                    if tool == "wrk":
+                        r = measure_wrk(wrk, args, url, workdir, rep)
+                    else:
+                        r = measure_locusta(tool, args, url, workdir, rep)
+                except RunError as e:
+                    print(" FAILED")
+                    failed[tool] = str(e)
+                    continue
+                r["target_cpu_s"] = group_cpu(nginx_proc.pid) - target_cpu0
+                results[tool].append(r)
+                print(f" {r['requests']} requests, {r['cpu_s']:.2f} s CPU", flush=True)
+    finally:
+        stop_nginx(nginx_proc)
+
+    sys.stdout.flush()
+    for tool, err in failed.items():
+        print(f"\n{tool} failed: {err}", file=sys.stderr)
+
+    summary = {t: summarize(runs) for t, runs in results.items() if runs}
+    base = summary.get("wrk", {}).get("us_per_req")
+    names = {"wrk": ("wrk", "epoll"), "uring": ("locusta", "io_uring"), "epoll": ("locusta", "epoll")}
+    header = ("tool", "driver", "requests", "req/s", "CPU s", "µs CPU/req", "(min–max)", "vs wrk",
+              "errors", "nginx CPU s")
+    rows = []
+    for t in tools:
+        s = summary.get(t)
+        if s is None:
+            rows.append((*names[t], "failed", "", "", "", "", "", "", ""))
+            continue
+        ratio = f"{s['us_per_req'] / base:.2f}x" if base else "n/a"
+        rows.append((*names[t], str(s["requests"]), f"{s['req_per_s']:,.0f}", f"{s['cpu_s']:.2f}",
+                     f"{s['us_per_req']:.2f}", f"{s['us_min']:.2f}–{s['us_max']:.2f}", ratio,
+                     str(s["errors"]), f"{s['target_cpu_s']:.2f}"))
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    print()
+    for r in [header] + rows:
+        print("  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    print(f"\nmedian of {args.repeat} runs; CPU s = the generator's user+sys time (wait4 rusage); "
+          "errors = wrk socket errors + non-2xx, locusta Failure Count;\n"
+          f"nginx CPU s near {args.duration} means the target was the bottleneck (req/s is nginx's, "
+          "not the generator's)")
+
+    if args.json:
+        doc = {
+            "config": {"connections": args.connections, "duration_s": args.duration,
+                       "repeat": args.repeat, "target_cpu": args.target_cpu,
+                       "load_cpu": args.load_cpu, "bin": args.bin if "uring" in tools or "epoll" in tools else None,
+                       "body_bytes": 200},
+            "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
+                        "nginx": subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()},
+            "results": [{"tool": names[t][0], "driver": names[t][1], "median": summary.get(t),
+                         "runs": results[t], "error": failed.get(t),
+                         "ratio_to_wrk": (summary[t]["us_per_req"] / base) if base and t in summary else None}
+                        for t in tools],
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+        print(f"wrote {args.json}")
+    if failed:
+        print(f"(run outputs kept in {workdir})", file=sys.stderr)
+        return 1
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

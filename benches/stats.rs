@@ -1,0 +1,106 @@
+//! Micro benchmarks of the stats hot path and the control thread's merge.
+//!
+//! `record` and `entry` run once per request on a shard, so they bound the
+//! stats share of CPU per request; `merge` and `view` run about once per
+//! second per shard on the control thread.
+
+use std::hint::black_box;
+use std::time::SystemTime;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use locusta::http::Method;
+use locusta::stats::{RunStats, ShardStats, StatsDelta};
+
+const NAMES: [&str; 10] = [
+    "/",
+    "/login",
+    "/api/items",
+    "/api/items/[id]",
+    "/api/cart",
+    "/api/cart/add",
+    "/api/checkout",
+    "/static/app.js",
+    "/static/app.css",
+    "/health",
+];
+
+/// Latencies spread over 100 µs – 100 ms, so records touch many buckets.
+fn latency_us(i: u64) -> u64 {
+    100 + (i.wrapping_mul(2_654_435_761) % 100_000)
+}
+
+/// A delta as a busy shard sends it after one second: 10 names, 10k
+/// requests each.
+fn one_second_delta() -> StatsDelta {
+    let mut shard = ShardStats::new();
+    let ids: Vec<_> = NAMES.iter().map(|n| shard.entry(Method::Get, n)).collect();
+    for i in 0..100_000u64 {
+        shard.record(ids[(i % 10) as usize], latency_us(i), 512);
+    }
+    shard.take_delta()
+}
+
+fn shard_record(c: &mut Criterion) {
+    let mut shard = ShardStats::new();
+    let id = shard.entry(Method::Get, "/api/items");
+    let mut i = 0u64;
+    c.bench_function("ShardStats::record (one entry)", |b| {
+        b.iter(|| {
+            i += 1;
+            shard.record(black_box(id), latency_us(i), 512);
+        })
+    });
+}
+
+fn shard_entry(c: &mut Criterion) {
+    let mut shard = ShardStats::new();
+    for name in NAMES {
+        shard.entry(Method::Get, name);
+    }
+    c.bench_function("ShardStats::entry (existing name)", |b| {
+        b.iter(|| shard.entry(Method::Get, black_box("/api/items/[id]")))
+    });
+}
+
+fn run_merge(c: &mut Criterion) {
+    let proto = one_second_delta();
+    let mut run = RunStats::new(false);
+    c.bench_function("RunStats::merge (1 s delta, 10 entries)", |b| {
+        b.iter_batched_ref(
+            || proto.clone(),
+            |delta| run.merge(delta),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut windowed = RunStats::new(true);
+    c.bench_function(
+        "RunStats::merge (1 s delta, 10 entries, keep_window)",
+        |b| {
+            b.iter_batched_ref(
+                || proto.clone(),
+                |delta| windowed.merge(delta),
+                BatchSize::SmallInput,
+            )
+        },
+    );
+}
+
+fn run_tick_and_view(c: &mut Criterion) {
+    let mut run = RunStats::new(true);
+    run.merge(&mut one_second_delta());
+    c.bench_function("RunStats::tick (10 entries, keep_window)", |b| {
+        b.iter(|| run.tick(SystemTime::now(), 100))
+    });
+    c.bench_function("RunStats::view (10 entries)", |b| {
+        b.iter(|| black_box(run.view(SystemTime::now())))
+    });
+}
+
+criterion_group!(
+    benches,
+    shard_record,
+    shard_entry,
+    run_merge,
+    run_tick_and_view
+);
+criterion_main!(benches);

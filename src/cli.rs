@@ -1,0 +1,272 @@
+//! Command-line flags with Locust's names and meanings, plus `locusta.conf`
+//! and `LOCUSTA_*` environment variables.
+//!
+//! Precedence is file < env < flags. clap already gives env < flags; the
+//! config file is folded in *below* the environment by exporting each of its
+//! keys as `LOCUSTA_<KEY>` only when that variable is not set already. This
+//! module only parses; turning flags into a validated run lives in `config`.
+
+use std::ffi::OsString;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+use crate::config::{parse_duration_secs, parse_run_time};
+
+/// The I/O driver each shard's runtime uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IoMode {
+    /// io_uring when the kernel allows it, else epoll.
+    Auto,
+    /// io_uring only; refuse to start without it.
+    Uring,
+    /// The epoll ("legacy") driver.
+    Epoll,
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "locusta",
+    version,
+    about = "Load generator: Locust's way of working on a thread-per-core io_uring engine",
+    after_help = "Raw mode (no script): give one or more http:// URLs of one origin; each user loops GET \
+over them with no think time, like wrk.\n\nExamples:\n  locusta --demo\n  \
+locusta --headless -u 64 -r 64 -t 30s --csv out http://127.0.0.1:8080/\n\n\
+Every option can also be set in ./locusta.conf (or --config FILE) as `key = value`, or as \
+LOCUSTA_<OPTION> in the environment; precedence is file < environment < flags."
+)]
+pub struct Cli {
+    /// Host to load test, e.g. http://127.0.0.1:8080 (raw-mode URLs may be paths on it)
+    #[arg(short = 'H', long, env = "LOCUSTA_HOST")]
+    pub host: Option<String>,
+
+    /// Peak number of concurrent users
+    #[arg(short, long, env = "LOCUSTA_USERS", default_value_t = 1)]
+    pub users: u32,
+
+    /// Users started (or stopped) per second
+    #[arg(short = 'r', long, env = "LOCUSTA_SPAWN_RATE", default_value_t = 1.0, value_parser = parse_rate)]
+    pub spawn_rate: f64,
+
+    /// Stop after this long: 45 (seconds), 30s, 5m, 1h30m
+    #[arg(short = 't', long, env = "LOCUSTA_RUN_TIME", value_parser = parse_run_time)]
+    pub run_time: Option<std::time::Duration>,
+
+    /// Run without the dashboard, print stats to the console
+    #[arg(long, env = "LOCUSTA_HEADLESS")]
+    pub headless: bool,
+
+    /// Write Locust-format CSV files PREFIX_stats.csv, _stats_history.csv, _failures.csv, _exceptions.csv
+    #[arg(long = "csv", value_name = "PREFIX", env = "LOCUSTA_CSV")]
+    pub csv_prefix: Option<String>,
+
+    /// Write every entry (not only Aggregated) to the stats history CSV
+    #[arg(long, env = "LOCUSTA_CSV_FULL_HISTORY")]
+    pub csv_full_history: bool,
+
+    /// Print only the final summary, not the periodic stats
+    #[arg(long, env = "LOCUSTA_ONLY_SUMMARY")]
+    pub only_summary: bool,
+
+    /// Exit code when any request failed
+    #[arg(long, env = "LOCUSTA_EXIT_CODE_ON_ERROR", default_value_t = 1)]
+    pub exit_code_on_error: i32,
+
+    /// Seconds users get to finish their current task when stopping, then they are cancelled
+    #[arg(short = 's', long, env = "LOCUSTA_STOP_TIMEOUT", default_value = "0", value_parser = parse_duration_secs)]
+    pub stop_timeout: std::time::Duration,
+
+    /// Log level: DEBUG, INFO, WARNING, ERROR, CRITICAL
+    #[arg(short = 'L', long, env = "LOCUSTA_LOGLEVEL", default_value = "INFO", value_parser = parse_level)]
+    pub loglevel: log::LevelFilter,
+
+    /// Engine shards, one pinned thread each (default: CPUs this process may run on)
+    #[arg(long, env = "LOCUSTA_SHARDS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub shards: Option<u32>,
+
+    /// I/O driver
+    #[arg(long, env = "LOCUSTA_IO", value_enum, default_value_t = IoMode::Auto)]
+    pub io: IoMode,
+
+    /// Connect timeout (seconds, or 500ms / 5s)
+    #[arg(long, env = "LOCUSTA_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration_secs)]
+    pub connect_timeout: std::time::Duration,
+
+    /// Whole-request timeout: connect, send and the complete response (seconds, or 500ms / 30s)
+    #[arg(long, env = "LOCUSTA_TIMEOUT", default_value = "30s", value_parser = parse_duration_secs)]
+    pub timeout: std::time::Duration,
+
+    /// Start a built-in target on 127.0.0.1 and run a short headless demo against it
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Config file (default: ./locusta.conf when present)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<String>,
+
+    /// Lua user script (reserved: scripted users arrive with the Lua issue)
+    #[arg(short = 'f', long = "locustfile", value_name = "SCRIPT", env = "LOCUSTA_LOCUSTFILE")]
+    pub locustfile: Option<String>,
+
+    /// Raw mode: http:// URLs (or paths on --host) each user requests in turn
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!("'{s}' is not a positive number of users per second")),
+    }
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "DEBUG" => Ok(log::LevelFilter::Debug),
+        "INFO" => Ok(log::LevelFilter::Info),
+        "WARNING" | "WARN" => Ok(log::LevelFilter::Warn),
+        "ERROR" | "CRITICAL" => Ok(log::LevelFilter::Error),
+        _ => Err(format!(
+            "'{s}' is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL)"
+        )),
+    }
+}
+
+/// A problem in the config file, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}:{line}: {message}")]
+pub struct ConfigFileError {
+    pub path: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Parsed flags, and which of them the user actually set (anywhere).
+pub struct Parsed {
+    pub cli: Cli,
+    matches: ArgMatches,
+}
+
+impl Parsed {
+    /// True when `id` (a field name, e.g. "users") came from a flag, the
+    /// environment or the config file rather than its default.
+    pub fn is_set(&self, id: &str) -> bool {
+        matches!(
+            self.matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    }
+}
+
+/// Parse the command line, folding in the config file below env and flags.
+/// Usage errors print clap's message and exit with status 2.
+pub fn parse_from<I, T>(args: I) -> Result<Parsed, ConfigFileError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let explicit = config_flag(&args);
+    let path = explicit.clone().unwrap_or_else(|| "locusta.conf".to_string());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => apply_config_file(&path, &text)?,
+        Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ConfigFileError {
+                path,
+                line: 0,
+                message: format!("cannot read config file: {e}"),
+            })
+        }
+    }
+    let matches = Cli::command().get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok(Parsed { cli, matches })
+}
+
+/// `--config FILE` / `--config=FILE`, found before clap runs so the file can
+/// feed clap's environment defaults.
+fn config_flag(args: &[OsString]) -> Option<String> {
+    let mut it = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            return it.next().map(|s| s.into_owned());
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+/// Locust's config format: `key = value` lines, `#` comments, `[section]`
+/// headers ignored; keys are long option names with `-` or `_`.
+fn apply_config_file(path: &str, text: &str) -> Result<(), ConfigFileError> {
+    let cmd = Cli::command();
+    for (i, raw) in text.lines().enumerate() {
+        let err = |message: String| ConfigFileError {
+            path: path.to_string(),
+            line: i + 1,
+            message,
+        };
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') || line.starts_with('[')
+        {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| err(format!("expected `key = value`, found `{line}`")))?;
+        let key = key.trim().replace('_', "-");
+        let value = value.trim().trim_matches('"');
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()))
+            .ok_or_else(|| err(format!("unknown option `{key}`")))?;
+        let Some(env_name) = arg.get_env() else {
+            return Err(err(format!("`{key}` cannot be set in a config file")));
+        };
+        if std::env::var_os(env_name).is_none() {
+            // Single-threaded here (before any engine thread starts), so
+            // mutating the environment is sound.
+            std::env::set_var(env_name, value);
+        }
+    }
+    Ok(())
+}
+
+/// True when `path` looks like a URL rather than a path on `--host`.
+pub fn is_url(s: &str) -> bool {
+    s.contains("://")
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_flag_forms() {
+        let a: Vec<OsString> = ["locusta", "--config", "x.conf"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(config_flag(&a).as_deref(), Some("x.conf"));
+        let b: Vec<OsString> = ["locusta", "--config=y.conf"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(config_flag(&b).as_deref(), Some("y.conf"));
+    }
+
+    #[test]
+    fn unknown_config_key_names_line() {
+        let e = apply_config_file("f.conf", "# c\n\nuserz = 3\n").unwrap_err();
+        assert_eq!(e.to_string(), "f.conf:3: unknown option `userz`");
+    }
+}

@@ -1,0 +1,190 @@
+//! A validated run: what the flags mean once checked together.
+//!
+//! `cli` parses text into flags; this module checks combinations (a URL or a
+//! host is needed, raw-mode URLs share one origin, `https://` is refused for
+//! now) and produces the [`RunConfig`] the front ends run. Every problem is a
+//! [`ConfigError`] shown to the user before anything starts (exit 2).
+
+use std::time::Duration;
+
+use crate::cli::{self, Cli, IoMode};
+use crate::http::{ClientConfig, Target};
+
+/// Everything a headless run needs, checked.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub users: u32,
+    pub spawn_rate: f64,
+    pub run_time: Option<Duration>,
+    pub csv_prefix: Option<String>,
+    pub csv_full_history: bool,
+    pub only_summary: bool,
+    pub exit_code_on_error: i32,
+    pub stop_timeout: Duration,
+    pub shards: usize,
+    pub io: IoMode,
+    pub client: ClientConfig,
+    /// Raw mode: the URLs each user requests in turn (one origin).
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("nothing to load: give a URL (raw mode), e.g. `locusta --headless -u 10 -t 30s http://127.0.0.1:8080/`, or try `locusta --demo`")]
+    NoTarget,
+    #[error("-f/--locustfile: Lua user scripts are not supported in this build yet; use raw mode with a URL")]
+    ScriptsNotYet,
+    #[error("{0}")]
+    Url(#[from] crate::http::UrlError),
+    #[error("raw-mode URLs must share one origin: `{first}` and `{other}` differ")]
+    MixedOrigins { first: String, other: String },
+    #[error("`{0}` is a path; give --host (e.g. -H http://127.0.0.1:8080) or a full http:// URL")]
+    PathWithoutHost(String),
+    #[error("--users must be at least 1")]
+    NoUsers,
+}
+
+impl RunConfig {
+    pub fn from_cli(cli: &Cli) -> Result<RunConfig, ConfigError> {
+        if cli.locustfile.is_some() {
+            return Err(ConfigError::ScriptsNotYet);
+        }
+        if cli.users == 0 {
+            return Err(ConfigError::NoUsers);
+        }
+        let mut targets = Vec::new();
+        for u in &cli.urls {
+            let full = if cli::is_url(u) {
+                u.clone()
+            } else {
+                let host = cli
+                    .host
+                    .as_deref()
+                    .ok_or_else(|| ConfigError::PathWithoutHost(u.clone()))?;
+                format!("{}/{}", host.trim_end_matches('/'), u.trim_start_matches('/'))
+            };
+            targets.push(Target::parse(&full)?);
+        }
+        if targets.is_empty() {
+            match &cli.host {
+                Some(h) => targets.push(Target::parse(h)?),
+                None => return Err(ConfigError::NoTarget),
+            }
+        }
+        if let Some(other) = targets.iter().find(|t| t.origin != targets[0].origin) {
+            return Err(ConfigError::MixedOrigins {
+                first: targets[0].origin.clone(),
+                other: other.origin.clone(),
+            });
+        }
+        Ok(RunConfig {
+            users: cli.users,
+            spawn_rate: cli.spawn_rate,
+            run_time: cli.run_time,
+            csv_prefix: cli.csv_prefix.clone(),
+            csv_full_history: cli.csv_full_history,
+            only_summary: cli.only_summary,
+            exit_code_on_error: cli.exit_code_on_error,
+            stop_timeout: cli.stop_timeout,
+            shards: cli
+                .shards
+                .map(|s| s as usize)
+                .unwrap_or_else(crate::engine::allowed_cpu_count),
+            io: cli.io,
+            client: ClientConfig {
+                connect_timeout: cli.connect_timeout,
+                request_timeout: cli.timeout,
+            },
+            targets,
+        })
+    }
+}
+
+/// Locust's `-t` formats: `45` (seconds), `30s`, `5m`, `1h30m`, `1h30m20s`.
+pub fn parse_run_time(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not a run time (examples: 45, 30s, 5m, 1h30m)");
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    let mut last_unit = 0u8; // units must come in h, m, s order
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let (rank, mult) = match c.to_ascii_lowercase() {
+            'h' => (1, 3600),
+            'm' => (2, 60),
+            's' => (3, 1),
+            _ => return Err(bad()),
+        };
+        if num.is_empty() || rank <= last_unit {
+            return Err(bad());
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(mult)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        num.clear();
+        last_unit = rank;
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Timeouts: plain seconds (`5`, `0.5`) or with a unit (`500ms`, `5s`, `1m`).
+pub fn parse_duration_secs(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not a duration (examples: 5, 0.5, 500ms, 5s, 1m)");
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() && v * mult < 1e9 => {
+            Ok(Duration::from_secs_f64(v * mult))
+        }
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_time_formats() {
+        assert_eq!(parse_run_time("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_run_time("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_run_time("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_run_time("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_run_time("1h30m20s"), Ok(Duration::from_secs(5420)));
+        for bad in ["", "abc", "5x", "m", "30s5m", "1h1h", "5m3"] {
+            assert!(parse_run_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timeout_formats() {
+        assert_eq!(parse_duration_secs("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration_secs("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration_secs("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration_secs("-1").is_err());
+        assert!(parse_duration_secs("soon").is_err());
+    }
+}

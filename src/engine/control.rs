@@ -1,0 +1,227 @@
+//! The control thread: owns the run's state machine, the spawn ramp and the
+//! cumulative stats.
+//!
+//! It tells each shard how many users to hold (spread evenly, ramped at the
+//! spawn rate), merges the shards' one-second deltas into [`RunStats`], and
+//! closes a one-second history window every second. Front ends never talk to
+//! shards; they call the `Controller`, which sends [`ControlCmd`]s here.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{select, tick, Receiver, Sender};
+
+use super::shard::{ShardCmd, ShardReport};
+use super::{RunState, RunStatus};
+use crate::stats::RunStats;
+
+/// Granularity of the spawn ramp.
+const SPAWN_TICK: Duration = Duration::from_millis(100);
+
+pub(crate) enum ControlCmd {
+    Start { users: u32, rate: f64 },
+    SetTarget { users: u32, rate: f64 },
+    Stop,
+    ResetStats,
+    Shutdown,
+}
+
+pub(crate) struct Control {
+    pub shards: Vec<Sender<ShardCmd>>,
+    pub reports: Receiver<ShardReport>,
+    pub commands: Receiver<ControlCmd>,
+    pub stats: Arc<Mutex<RunStats>>,
+    pub status: Arc<Mutex<RunStatus>>,
+    pub stop_timeout: Duration,
+}
+
+/// Users per shard for `total` users: spread evenly, remainder to the first.
+pub(crate) fn spread(total: u32, shards: usize) -> impl Iterator<Item = u32> {
+    let n = shards as u32;
+    (0..n).map(move |i| total / n + u32::from(i < total % n))
+}
+
+struct Ramp {
+    target: u32,
+    rate: f64,
+    /// Users asked for so far; fractional so slow rates still progress.
+    current: f64,
+    sent: Vec<u32>,
+}
+
+impl Control {
+    pub fn run(self) {
+        let spawn_tick = tick(SPAWN_TICK);
+        let second = tick(Duration::from_secs(1));
+        let mut ramp = Ramp {
+            target: 0,
+            rate: 1.0,
+            current: 0.0,
+            sent: vec![0; self.shards.len()],
+        };
+        let mut epoch = 0u64;
+        let mut stopped_shards = vec![false; self.shards.len()];
+        let mut last_tick = Instant::now();
+        loop {
+            select! {
+                recv(self.commands) -> cmd => match cmd {
+                    Ok(ControlCmd::Start { users, rate }) => {
+                        let state = self.status.lock().unwrap().state;
+                        if matches!(state, RunState::Ready | RunState::Stopped) {
+                            // A new swarm after a stop starts from clean stats, as Locust does.
+                            if state == RunState::Stopped {
+                                epoch += 1;
+                                self.reset(epoch);
+                            }
+                            self.status.lock().unwrap().started_at = Some(Instant::now());
+                        }
+                        self.retarget(&mut ramp, users, rate);
+                    }
+                    Ok(ControlCmd::SetTarget { users, rate }) => {
+                        let state = self.status.lock().unwrap().state;
+                        if matches!(state, RunState::Spawning | RunState::Running) {
+                            self.retarget(&mut ramp, users, rate);
+                        }
+                    }
+                    Ok(ControlCmd::Stop) => {
+                        let state = self.status.lock().unwrap().state;
+                        if matches!(state, RunState::Spawning | RunState::Running) {
+                            ramp.target = 0;
+                            ramp.current = 0.0;
+                            ramp.sent.iter_mut().for_each(|s| *s = 0);
+                            stopped_shards.iter_mut().for_each(|s| *s = false);
+                            for tx in &self.shards {
+                                let _ = tx.send(ShardCmd::Stop { grace: self.stop_timeout });
+                            }
+                            self.set_state(RunState::Stopping, 0);
+                        }
+                    }
+                    Ok(ControlCmd::ResetStats) => {
+                        epoch += 1;
+                        self.reset(epoch);
+                    }
+                    Ok(ControlCmd::Shutdown) | Err(_) => {
+                        for tx in &self.shards {
+                            let _ = tx.send(ShardCmd::Shutdown);
+                        }
+                        return;
+                    }
+                },
+                recv(self.reports) -> report => {
+                    let Ok(mut report) = report else { return };
+                    if report.epoch == epoch {
+                        self.stats.lock().unwrap().merge(&mut report.delta);
+                    }
+                    let _ = self.shards[report.shard].send(ShardCmd::Recycle(report.delta));
+                    if report.stopped && self.status.lock().unwrap().state == RunState::Stopping {
+                        stopped_shards[report.shard] = true;
+                        if stopped_shards.iter().all(|s| *s) {
+                            self.set_state(RunState::Stopped, 0);
+                        }
+                    }
+                },
+                recv(spawn_tick) -> _ => {
+                    let now = Instant::now();
+                    self.step_ramp(&mut ramp, now - last_tick);
+                    last_tick = now;
+                },
+                recv(second) -> _ => {
+                    let users = self.status.lock().unwrap().users;
+                    self.stats.lock().unwrap().tick(SystemTime::now(), users);
+                },
+            }
+        }
+    }
+
+    fn reset(&self, epoch: u64) {
+        self.stats.lock().unwrap().reset();
+        for tx in &self.shards {
+            let _ = tx.send(ShardCmd::ResetStats { epoch });
+        }
+    }
+
+    fn retarget(&self, ramp: &mut Ramp, users: u32, rate: f64) {
+        ramp.target = users;
+        ramp.rate = rate.max(f64::MIN_POSITIVE);
+        {
+            let mut status = self.status.lock().unwrap();
+            status.target_users = users;
+            status.spawn_rate = rate;
+            if status.users == users {
+                return;
+            }
+            status.state = RunState::Spawning;
+        }
+        log::info!("Ramping to {users} users at a rate of {rate:.2} per second");
+        // Like Locust, the first user of a ramp starts at once, the next
+        // after 1/rate seconds.
+        let target = f64::from(users);
+        ramp.current = if ramp.current < target {
+            (ramp.current.floor() + 1.0).min(target)
+        } else {
+            (ramp.current.ceil() - 1.0).max(target)
+        };
+        self.step_ramp(ramp, Duration::ZERO);
+    }
+
+    fn step_ramp(&self, ramp: &mut Ramp, dt: Duration) {
+        let state = self.status.lock().unwrap().state;
+        if state != RunState::Spawning {
+            return;
+        }
+        let target = f64::from(ramp.target);
+        let step = ramp.rate * dt.as_secs_f64();
+        ramp.current = if ramp.current < target {
+            (ramp.current + step).min(target)
+        } else {
+            (ramp.current - step).max(target)
+        };
+        let users = ramp.current.floor() as u32;
+        for ((tx, sent), want) in self
+            .shards
+            .iter()
+            .zip(ramp.sent.iter_mut())
+            .zip(spread(users, self.shards.len()))
+        {
+            if *sent != want {
+                *sent = want;
+                let _ = tx.send(ShardCmd::SetUsers(want));
+            }
+        }
+        let done = users == ramp.target;
+        self.set_state(
+            if done {
+                RunState::Running
+            } else {
+                RunState::Spawning
+            },
+            users,
+        );
+        if done {
+            log::info!("All users spawned: {users} users");
+        }
+    }
+
+    fn set_state(&self, state: RunState, users: u32) {
+        let mut status = self.status.lock().unwrap();
+        status.state = state;
+        status.users = users;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn spread_is_even_and_sums() {
+        assert_eq!(spread(10, 3).collect::<Vec<_>>(), vec![4, 3, 3]);
+        assert_eq!(spread(1, 2).collect::<Vec<_>>(), vec![1, 0]);
+        assert_eq!(spread(0, 2).collect::<Vec<_>>(), vec![0, 0]);
+        for total in 0..200 {
+            for shards in 1..9 {
+                assert_eq!(spread(total, shards).sum::<u32>(), total);
+            }
+        }
+    }
+}

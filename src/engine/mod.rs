@@ -1,0 +1,284 @@
+//! The engine: shards of users (one pinned monoio runtime per CPU), the
+//! control thread that runs the spawn ramp and merges stats, and the
+//! [`Controller`] every front end drives a run through.
+//!
+//! The headless runner uses the `Controller` today; the dashboard and the
+//! cluster master will too, so nothing here prints or knows about reports.
+
+mod control;
+mod shard;
+mod user;
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{unbounded, Sender};
+
+use crate::cli::IoMode;
+use crate::http::{ClientConfig, Target};
+use crate::stats::{RunStats, StatsView};
+use control::{Control, ControlCmd};
+use shard::{spawn_shard, ShardSpec};
+
+/// Locust's runner states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    Ready,
+    Spawning,
+    Running,
+    Stopping,
+    Stopped,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Ready => "READY",
+            RunState::Spawning => "SPAWNING",
+            RunState::Running => "RUNNING",
+            RunState::Stopping => "STOPPING",
+            RunState::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// The I/O driver the shards actually run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoDriver {
+    IoUring,
+    Epoll,
+}
+
+impl IoDriver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
+/// The parts of a run's state that are not stats.
+#[derive(Clone, Copy, Debug)]
+pub struct RunStatus {
+    pub state: RunState,
+    pub users: u32,
+    pub target_users: u32,
+    pub spawn_rate: f64,
+    pub started_at: Option<Instant>,
+}
+
+/// What a front end shows: status plus the computed stats table.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub status: RunStatus,
+    pub elapsed: Duration,
+    pub shards: usize,
+    pub io_driver: IoDriver,
+    pub stats: StatsView,
+}
+
+/// How to build an engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub shards: usize,
+    pub io: IoMode,
+    pub client: ClientConfig,
+    /// Raw mode: the URLs each user GETs in turn (one origin).
+    pub targets: Vec<Target>,
+    pub stop_timeout: Duration,
+    /// Keep per-second histograms for "current" percentiles.
+    pub keep_window: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Driver(String),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+    #[error("raw mode needs at least one URL")]
+    NoTargets,
+}
+
+/// Drives one run: start, retarget, stop, reset, snapshot.
+pub struct Controller {
+    commands: Sender<ControlCmd>,
+    stats: Arc<Mutex<RunStats>>,
+    status: Arc<Mutex<RunStatus>>,
+    shards: usize,
+    io_driver: IoDriver,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Controller {
+    /// Start the shards (idle, no users) and the control thread.
+    pub fn launch(cfg: EngineConfig) -> Result<Controller, EngineError> {
+        if cfg.targets.is_empty() {
+            return Err(EngineError::NoTargets);
+        }
+        let cpus = allowed_cpus();
+        let (report_tx, report_rx) = unbounded();
+        let (ready_tx, ready_rx) = unbounded();
+        let mut shard_txs = Vec::new();
+        let mut threads = Vec::new();
+        for index in 0..cfg.shards {
+            let (tx, rx) = unbounded();
+            let spec = ShardSpec {
+                index,
+                shards: cfg.shards,
+                cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
+                io: cfg.io,
+                client: cfg.client,
+                targets: cfg.targets.clone(),
+            };
+            threads.push(spawn_shard(spec, rx, report_tx.clone(), ready_tx.clone())?);
+            shard_txs.push(tx);
+        }
+        drop(ready_tx);
+        let mut driver = None;
+        let mut failure = None;
+        for _ in 0..cfg.shards {
+            match ready_rx.recv() {
+                Ok(Ok(d)) => driver = Some(driver.unwrap_or(d)),
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some("a shard thread died while starting".to_string()),
+            }
+        }
+        if let Some(e) = failure {
+            for tx in &shard_txs {
+                let _ = tx.send(shard::ShardCmd::Shutdown);
+            }
+            return Err(EngineError::Driver(e));
+        }
+        let status = Arc::new(Mutex::new(RunStatus {
+            state: RunState::Ready,
+            users: 0,
+            target_users: 0,
+            spawn_rate: 0.0,
+            started_at: None,
+        }));
+        let stats = Arc::new(Mutex::new(RunStats::new(cfg.keep_window)));
+        let (cmd_tx, cmd_rx) = unbounded();
+        let control = Control {
+            shards: shard_txs,
+            reports: report_rx,
+            commands: cmd_rx,
+            stats: stats.clone(),
+            status: status.clone(),
+            stop_timeout: cfg.stop_timeout,
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("locusta-control".into())
+                .spawn(move || control.run())?,
+        );
+        Ok(Controller {
+            commands: cmd_tx,
+            stats,
+            status,
+            shards: cfg.shards,
+            io_driver: driver.unwrap_or(IoDriver::Epoll),
+            threads,
+        })
+    }
+
+    pub fn io_driver(&self) -> IoDriver {
+        self.io_driver
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// Start (or restart after a stop, with fresh stats) ramping to `users`.
+    pub fn start(&self, users: u32, rate: f64) {
+        let _ = self.commands.send(ControlCmd::Start { users, rate });
+    }
+
+    /// Change the user target of a running swarm.
+    pub fn set_target(&self, users: u32, rate: f64) {
+        let _ = self.commands.send(ControlCmd::SetTarget { users, rate });
+    }
+
+    /// Stop every user: gracefully within the stop timeout, then cancelled.
+    pub fn stop(&self) {
+        let _ = self.commands.send(ControlCmd::Stop);
+    }
+
+    pub fn reset_stats(&self) {
+        let _ = self.commands.send(ControlCmd::ResetStats);
+    }
+
+    pub fn status(&self) -> RunStatus {
+        *self.status.lock().unwrap()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let status = self.status();
+        Snapshot {
+            status,
+            elapsed: status.started_at.map(|t| t.elapsed()).unwrap_or_default(),
+            shards: self.shards,
+            io_driver: self.io_driver,
+            stats: self.stats.lock().unwrap().view(SystemTime::now()),
+        }
+    }
+
+    /// Run `f` on the cumulative stats (reports that need more than a view).
+    pub fn with_stats<T>(&self, f: impl FnOnce(&RunStats) -> T) -> T {
+        f(&self.stats.lock().unwrap())
+    }
+
+    /// Block until the run reaches `state` or `timeout` passes.
+    pub fn wait_for(&self, state: RunState, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.status().state == state {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.status().state == state
+    }
+
+    /// Stop the shards and the control thread and wait for them.
+    pub fn shutdown(mut self) {
+        let _ = self.commands.send(ControlCmd::Shutdown);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// CPUs this process may run on (its affinity mask), in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Default shard count: one per CPU this process may run on.
+pub fn allowed_cpu_count() -> usize {
+    allowed_cpus().len().max(1)
+}
+
+pub(crate) fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: as above; pins only the calling thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! One shard: an OS thread pinned to a CPU, running a monoio runtime that
+//! holds this shard's users, their connections and their stats.
+//!
+//! Nothing on the request path crosses threads. The shard talks to the
+//! control thread only through two crossbeam channels, polled from a small
+//! control loop every [`CONTROL_TICK`]: commands in (how many users to hold,
+//! stop, reset), one stats delta out per second. This module owns the user
+//! set of a shard; what a user does is in `user`, the run as a whole in
+//! `control`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::user::{run_raw_user, RawPlan, RawRequest, StopSignal};
+use super::{pin_to_cpu, IoDriver};
+use crate::cli::IoMode;
+use crate::http::{write_request, ClientConfig, Method, Target};
+use crate::stats::{ShardStats, StatsDelta};
+
+/// How often a shard looks at its command channel.
+const CONTROL_TICK: Duration = Duration::from_millis(20);
+/// How often a shard sends its stats delta.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// io_uring submission queue size: enough for a few thousand users' ops in
+/// one batch; monoio submits early if it fills.
+const URING_ENTRIES: u32 = 4096;
+
+pub(crate) enum ShardCmd {
+    SetUsers(u32),
+    /// Stop every user: gracefully, then cancelled after `grace`.
+    Stop { grace: Duration },
+    /// Drop stats recorded so far; later reports carry the new epoch.
+    ResetStats { epoch: u64 },
+    Recycle(StatsDelta),
+    Shutdown,
+}
+
+pub(crate) struct ShardReport {
+    pub shard: usize,
+    pub epoch: u64,
+    pub delta: StatsDelta,
+    /// The last report after a Stop: no user of this shard is left.
+    pub stopped: bool,
+}
+
+/// What a shard is given at start: `Send` data it turns into its local plan.
+#[derive(Clone)]
+pub(crate) struct ShardSpec {
+    pub index: usize,
+    pub shards: usize,
+    pub cpu: Option<usize>,
+    pub io: IoMode,
+    pub client: ClientConfig,
+    pub targets: Vec<Target>,
+}
+
+pub(crate) fn spawn_shard(
+    spec: ShardSpec,
+    commands: Receiver<ShardCmd>,
+    reports: Sender<ShardReport>,
+    ready: Sender<Result<IoDriver, String>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("locusta-shard-{}", spec.index))
+        .spawn(move || {
+            if let Some(cpu) = spec.cpu {
+                if let Err(e) = pin_to_cpu(cpu) {
+                    log::warn!("shard {}: cannot pin to CPU {cpu}: {e}", spec.index);
+                }
+            }
+            let want_uring = spec.io != IoMode::Epoll;
+            if want_uring {
+                match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                    .with_entries(URING_ENTRIES)
+                    .enable_timer()
+                    .build()
+                {
+                    Ok(mut rt) => {
+                        let _ = ready.send(Ok(IoDriver::IoUring));
+                        return rt.block_on(shard_loop(spec, commands, reports));
+                    }
+                    Err(e) if spec.io == IoMode::Uring => {
+                        let _ = ready.send(Err(format!(
+                            "io_uring is not available here ({e}); use --io epoll"
+                        )));
+                        return;
+                    }
+                    Err(e) => log::debug!("io_uring unavailable ({e}), using epoll"),
+                }
+            }
+            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()
+            {
+                Ok(mut rt) => {
+                    let _ = ready.send(Ok(IoDriver::Epoll));
+                    rt.block_on(shard_loop(spec, commands, reports))
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(format!("cannot start the epoll driver: {e}")));
+                }
+            }
+        })
+}
+
+/// A user task that is on its way out, and when it gets cancelled.
+struct Retiring {
+    stop: Rc<StopSignal>,
+    deadline: Instant,
+}
+
+struct ShardUsers {
+    plan: Rc<RawPlan>,
+    stats: Rc<RefCell<ShardStats>>,
+    active: Vec<Rc<StopSignal>>,
+    retiring: Vec<Retiring>,
+    /// User tasks still alive, active or retiring.
+    live: Rc<Cell<usize>>,
+    spawned: usize,
+    index: usize,
+    shards: usize,
+}
+
+impl ShardUsers {
+    fn set_count(&mut self, n: usize, grace: Duration) {
+        while self.active.len() < n {
+            self.spawn_one();
+        }
+        while self.active.len() > n {
+            let stop = self.active.pop().expect("len checked");
+            self.retire(stop, grace);
+        }
+    }
+
+    fn spawn_one(&mut self) {
+        let stop = Rc::new(StopSignal::default());
+        // Global user number, so users on all shards cover the URL list evenly.
+        let first = self.spawned * self.shards + self.index;
+        self.spawned += 1;
+        let live = LiveGuard::new(self.live.clone());
+        let (plan, stats, signal) = (self.plan.clone(), self.stats.clone(), stop.clone());
+        monoio::spawn(async move {
+            let _live = live;
+            let forced = signal.forced();
+            monoio::select! {
+                _ = run_raw_user(plan, stats, signal, first) => {},
+                _ = forced => {},
+            }
+        });
+        self.active.push(stop);
+    }
+
+    fn retire(&mut self, stop: Rc<StopSignal>, grace: Duration) {
+        stop.stop_gracefully();
+        if grace.is_zero() {
+            stop.force();
+        } else {
+            self.retiring.push(Retiring {
+                stop,
+                deadline: Instant::now() + grace,
+            });
+        }
+    }
+
+    fn stop_all(&mut self, grace: Duration) {
+        self.set_count(0, grace);
+    }
+
+    fn force_overdue(&mut self, now: Instant) {
+        self.retiring.retain(|r| {
+            if now >= r.deadline {
+                r.stop.force();
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// Decrements the shard's live-user count when a user task ends or is dropped.
+struct LiveGuard(Rc<Cell<usize>>);
+
+impl LiveGuard {
+    fn new(live: Rc<Cell<usize>>) -> Self {
+        live.set(live.get() + 1);
+        LiveGuard(live)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+fn build_plan(spec: &ShardSpec, stats: &mut ShardStats) -> RawPlan {
+    let requests = spec
+        .targets
+        .iter()
+        .map(|t| {
+            let mut bytes = Vec::with_capacity(256);
+            write_request(&mut bytes, Method::Get, &t.path, &t.host_header, &[], &[]);
+            RawRequest {
+                bytes: Rc::new(bytes),
+                entry: stats.entry(Method::Get, &t.path),
+            }
+        })
+        .collect();
+    RawPlan {
+        addr: spec.targets[0].addr,
+        client: spec.client,
+        requests,
+    }
+}
+
+async fn shard_loop(spec: ShardSpec, commands: Receiver<ShardCmd>, reports: Sender<ShardReport>) {
+    let mut stats = ShardStats::new();
+    let plan = Rc::new(build_plan(&spec, &mut stats));
+    let stats = Rc::new(RefCell::new(stats));
+    let mut users = ShardUsers {
+        plan,
+        stats: stats.clone(),
+        active: Vec::new(),
+        retiring: Vec::new(),
+        live: Rc::new(Cell::new(0)),
+        spawned: 0,
+        index: spec.index,
+        shards: spec.shards,
+    };
+    let mut epoch = 0u64;
+    let mut stop_grace = Duration::ZERO;
+    let mut stopping = false;
+    let mut next_report = Instant::now() + REPORT_EVERY;
+    let report = |epoch: u64, stopped: bool| ShardReport {
+        shard: spec.index,
+        epoch,
+        delta: stats.borrow_mut().take_delta(),
+        stopped,
+    };
+    loop {
+        monoio::time::sleep(CONTROL_TICK).await;
+        while let Ok(cmd) = commands.try_recv() {
+            match cmd {
+                ShardCmd::SetUsers(n) => {
+                    stopping = false;
+                    users.set_count(n as usize, stop_grace);
+                }
+                ShardCmd::Stop { grace } => {
+                    stop_grace = grace;
+                    users.stop_all(grace);
+                    stopping = true;
+                }
+                ShardCmd::ResetStats { epoch: e } => {
+                    epoch = e;
+                    let old = stats.borrow_mut().take_delta();
+                    stats.borrow_mut().recycle(old);
+                }
+                ShardCmd::Recycle(delta) => stats.borrow_mut().recycle(delta),
+                ShardCmd::Shutdown => {
+                    users.stop_all(Duration::ZERO);
+                    let _ = reports.send(report(epoch, true));
+                    return;
+                }
+            }
+        }
+        let now = Instant::now();
+        users.force_overdue(now);
+        if stopping && users.live.get() == 0 {
+            stopping = false;
+            next_report = now + REPORT_EVERY;
+            if reports.send(report(epoch, true)).is_err() {
+                return;
+            }
+        } else if now >= next_report {
+            next_report += REPORT_EVERY;
+            if reports.send(report(epoch, false)).is_err() {
+                return; // the control thread is gone: nobody to work for
+            }
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The headless front end: start the swarm, print Locust's tables, write the
+//! CSV files every second, stop on `-t`, SIGINT or SIGTERM, and always write
+//! the final reports before returning the exit code.
+//!
+//! It drives the engine only through the [`Controller`], like the dashboard
+//! and the cluster master will.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+
+use crate::config::RunConfig;
+use crate::engine::{Controller, RunState};
+use crate::report::{self, CsvWriter};
+
+const POLL: Duration = Duration::from_millis(50);
+const CSV_EVERY: Duration = Duration::from_secs(1);
+const PRINT_EVERY: Duration = Duration::from_secs(2);
+
+/// Run to completion; returns the process exit code.
+pub fn run(cfg: &RunConfig, controller: &Controller) -> anyhow::Result<i32> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, interrupted.clone())
+            .context("cannot install the signal handler")?;
+    }
+    let mut csv = match &cfg.csv_prefix {
+        Some(prefix) => Some(
+            CsvWriter::create(prefix, cfg.csv_full_history)
+                .with_context(|| format!("cannot create the CSV files for --csv {prefix}"))?,
+        ),
+        None => None,
+    };
+
+    controller.start(cfg.users, cfg.spawn_rate);
+    let started = Instant::now();
+    if let Some(t) = cfg.run_time {
+        log::info!("Run time limit set to {} seconds", t.as_secs());
+    }
+    let mut next_csv = started + CSV_EVERY;
+    let mut next_print = started + PRINT_EVERY;
+    loop {
+        std::thread::sleep(POLL);
+        if interrupted.load(Ordering::Relaxed) {
+            log::info!("Got a stop signal: stopping and writing reports");
+            break;
+        }
+        if cfg.run_time.is_some_and(|t| started.elapsed() >= t) {
+            log::info!("--run-time limit reached, shutting down");
+            break;
+        }
+        let now = Instant::now();
+        if now >= next_csv {
+            next_csv += CSV_EVERY;
+            if let Some(csv) = csv.as_mut() {
+                write_csv(csv, controller, false)?;
+            }
+        }
+        if !cfg.only_summary && now >= next_print {
+            next_print += PRINT_EVERY;
+            let snap = controller.snapshot();
+            print!("{}", report::request_table(&snap.stats, true));
+            println!();
+        }
+    }
+
+    controller.stop();
+    let grace = cfg.stop_timeout + Duration::from_secs(5);
+    if !controller.wait_for(RunState::Stopped, grace) {
+        log::warn!("users did not stop within {grace:?}; reporting what arrived");
+    }
+    let snap = controller.snapshot();
+    if let Some(csv) = csv.as_mut() {
+        write_csv(csv, controller, true)?;
+    }
+    print!("{}", report::request_table(&snap.stats, false));
+    println!();
+    print!("{}", report::percentile_table(&snap.stats));
+    println!();
+    let failures = report::failures_table(&snap.stats);
+    if !failures.is_empty() {
+        print!("{failures}");
+        println!();
+    }
+    let exceptions = report::exceptions_table(&snap.stats);
+    if !exceptions.is_empty() {
+        print!("{exceptions}");
+        println!();
+    }
+    let failed = snap.stats.aggregated.num_failures > 0 || !snap.stats.exceptions.is_empty();
+    Ok(if failed { cfg.exit_code_on_error } else { 0 })
+}
+
+fn write_csv(csv: &mut CsvWriter, controller: &Controller, last: bool) -> anyhow::Result<()> {
+    let snap = controller.snapshot();
+    let now = SystemTime::now();
+    let what = if last { "final" } else { "periodic" };
+    csv.append_history(&snap.stats, snap.status.users, now)
+        .with_context(|| format!("writing the {what} stats history CSV"))?;
+    csv.write_snapshot(&snap.stats)
+        .with_context(|| format!("writing the {what} stats CSV"))?;
+    Ok(())
+}

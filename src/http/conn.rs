@@ -1,0 +1,323 @@
+//! One keep-alive HTTP/1.1 connection on monoio (io_uring or epoll).
+//!
+//! The hot path is `send`: connect if needed, write the request, read into
+//! one reused 64 KiB buffer and feed the [`ResponseParser`] until the response
+//! is complete. Nothing is allocated per request on the success path.
+//!
+//! Timeouts use monoio's cancelable ops: when the deadline passes we cancel
+//! the in-flight read or write and still wait for it to finish. The kernel
+//! then hands the buffer back, and no operation outlives the request — the
+//! path on which monoio 0.2.4 has had fd-close bugs (dropping an op that the
+//! kernel still owns) is never taken for reads and writes. Connect is the one
+//! op monoio cannot cancel: on a connect timeout its future is dropped and
+//! the driver closes that socket when the kernel completes the op.
+//!
+//! Needs a runtime built with `enable_timer()`.
+
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::task::Poll;
+use std::time::Duration;
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller};
+use monoio::net::TcpStream;
+use monoio::time::Sleep;
+
+use super::{HttpError, Millis, ResponseParser, ResponseSink};
+
+/// The read buffer's size, and so the largest response head we accept.
+const READ_BUF: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug)]
+pub struct ClientConfig {
+    /// Bound on establishing the TCP connection alone.
+    pub connect_timeout: Duration,
+    /// Bound on the whole request: connect + write + read of the response.
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    /// Locust's FastHttpUser defaults: 60 s each.
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a successful exchange reports (the body went to the sink).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseInfo {
+    pub status: u16,
+    pub body_len: u64,
+}
+
+/// A lazily connected, keep-alive connection to one address.
+pub struct Connection {
+    addr: SocketAddr,
+    cfg: ClientConfig,
+    /// `Some` while the connection may carry the next request.
+    stream: Option<TcpStream>,
+    /// Reused for every response; `None` only while an op holds it, or if a
+    /// caller dropped a `send` mid-flight (then it is re-allocated).
+    read_buf: Option<Vec<u8>>,
+    /// The connection's own request buffer, for `request_buf`/`send_buffered`.
+    write_buf: Option<Vec<u8>>,
+    parser: ResponseParser,
+    /// Cancels the in-flight op on timeout; replaced after each use.
+    canceller: Canceller,
+    connects: u64,
+}
+
+impl Connection {
+    /// No I/O here: the first `send` connects.
+    pub fn new(addr: SocketAddr, cfg: ClientConfig) -> Self {
+        Connection {
+            addr,
+            cfg,
+            stream: None,
+            read_buf: None,
+            write_buf: None,
+            parser: ResponseParser::new(),
+            canceller: Canceller::new(),
+            connects: 0,
+        }
+    }
+
+    /// Send a complete serialized request and read one whole response into
+    /// `sink`. `request` is cloned once per call: pass an `Rc<Vec<u8>>` (or a
+    /// `&'static [u8]`) to share one buffer without copying, or use
+    /// [`request_buf`](Self::request_buf) + [`send_buffered`](Self::send_buffered).
+    pub async fn send<B: IoBuf + Clone>(
+        &mut self,
+        request: &B,
+        is_head: bool,
+        sink: &mut impl ResponseSink,
+    ) -> Result<ResponseInfo, HttpError> {
+        self.send_owned(request.clone(), is_head, sink).await.1
+    }
+
+    /// The connection's own request buffer, cleared, to serialize into with
+    /// [`write_request`](super::write_request) before `send_buffered`.
+    pub fn request_buf(&mut self) -> &mut Vec<u8> {
+        let buf = self
+            .write_buf
+            .get_or_insert_with(|| Vec::with_capacity(4096));
+        buf.clear();
+        buf
+    }
+
+    /// `send` for the request in [`request_buf`](Self::request_buf): the
+    /// buffer moves into the write op and back, so nothing is copied.
+    pub async fn send_buffered(
+        &mut self,
+        is_head: bool,
+        sink: &mut impl ResponseSink,
+    ) -> Result<ResponseInfo, HttpError> {
+        let buf = self.write_buf.take().unwrap_or_default();
+        let (buf, result) = self.send_owned(buf, is_head, sink).await;
+        self.write_buf = Some(buf);
+        result
+    }
+
+    /// Drop the TCP connection; the next `send` reconnects.
+    pub fn close(&mut self) {
+        self.stream = None;
+    }
+
+    /// Whether a kept-alive TCP connection is open.
+    pub fn is_connected(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// How many TCP connects this Connection made.
+    pub fn connects(&self) -> u64 {
+        self.connects
+    }
+
+    /// The request loop: at most one retry, for a reused connection that the
+    /// server had closed while idle (what browsers do).
+    async fn send_owned<B: IoBuf>(
+        &mut self,
+        mut request: B,
+        is_head: bool,
+        sink: &mut impl ResponseSink,
+    ) -> (B, Result<ResponseInfo, HttpError>) {
+        let mut deadline = pin!(monoio::time::sleep(self.cfg.request_timeout));
+        let mut retried = false;
+        loop {
+            let reused = self.stream.is_some();
+            if !reused {
+                match self.connect(deadline.as_mut()).await {
+                    Ok(stream) => self.stream = Some(stream),
+                    Err(e) => return (request, Err(e)),
+                }
+            }
+            let (req, result, got_bytes) = self
+                .exchange(request, is_head, sink, deadline.as_mut())
+                .await;
+            request = req;
+            match result {
+                Ok(info) => return (request, Ok(info)),
+                Err(e) => {
+                    // After any error the stream's state is unknown: drop it.
+                    self.stream = None;
+                    let idle_closed = matches!(
+                        e,
+                        HttpError::ClosedBeforeResponse | HttpError::ConnectionReset
+                    );
+                    if reused && idle_closed && !got_bytes && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return (request, Err(e));
+                }
+            }
+        }
+    }
+
+    /// Connect, bounded by `connect_timeout` and by the request deadline.
+    async fn connect(&mut self, mut deadline: Pin<&mut Sleep>) -> Result<TcpStream, HttpError> {
+        let connect =
+            monoio::time::timeout(self.cfg.connect_timeout, TcpStream::connect_addr(self.addr));
+        let mut connect = pin!(connect);
+        let outcome = poll_fn(|cx| {
+            if let Poll::Ready(r) = connect.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            deadline.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        let stream = match outcome {
+            None => {
+                return Err(HttpError::Timeout(Millis::from_duration(
+                    self.cfg.request_timeout,
+                )))
+            }
+            Some(Err(_elapsed)) => {
+                return Err(HttpError::ConnectTimeout(Millis::from_duration(
+                    self.cfg.connect_timeout,
+                )))
+            }
+            Some(Ok(Err(e))) => return Err(HttpError::from_io(&e)),
+            Some(Ok(Ok(stream))) => stream,
+        };
+        // Requests are small and latency is what we measure: no Nagle delay.
+        // Failing to set it only costs latency, so it is not an error.
+        let _ = stream.set_nodelay(true);
+        self.connects += 1;
+        Ok(stream)
+    }
+
+    /// Write the request and read one response on the current stream.
+    /// Returns the request buffer, the outcome, and whether any response
+    /// byte arrived (an idle-closed connection delivers none).
+    async fn exchange<B: IoBuf>(
+        &mut self,
+        request: B,
+        is_head: bool,
+        sink: &mut impl ResponseSink,
+        mut deadline: Pin<&mut Sleep>,
+    ) -> (B, Result<ResponseInfo, HttpError>, bool) {
+        let timeout = HttpError::Timeout(Millis::from_duration(self.cfg.request_timeout));
+        let Connection {
+            stream,
+            read_buf,
+            parser,
+            canceller,
+            ..
+        } = self;
+        let Some(stream) = stream.as_mut() else {
+            return (request, Err(HttpError::ClosedBeforeResponse), false);
+        };
+
+        let write = CancelableAsyncWriteRentExt::write_all(stream, request, canceller.handle());
+        let ((written, request), timed_out) = bounded(write, deadline.as_mut(), canceller).await;
+        if timed_out {
+            return (request, Err(timeout), false);
+        }
+        if let Err(e) = written {
+            return (request, Err(HttpError::from_io(&e)), false);
+        }
+
+        parser.start(is_head);
+        let mut buf = read_buf
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(READ_BUF));
+        buf.clear();
+        let mut start = 0; // buf[..start] is consumed; only a partial head stays
+        let mut got_bytes = false;
+        let result = loop {
+            if buf.len() == buf.capacity() {
+                if start == 0 {
+                    break Err(HttpError::HeaderTooLarge);
+                }
+                buf.copy_within(start.., 0);
+                buf.truncate(buf.len() - start);
+                start = 0;
+            }
+            let len = buf.len();
+            let read = stream.cancelable_read(buf.slice_mut(len..), canceller.handle());
+            let ((n, slice), timed_out) = bounded(read, deadline.as_mut(), canceller).await;
+            buf = slice.into_inner();
+            match n {
+                _ if timed_out => break Err(timeout),
+                Err(e) => break Err(HttpError::from_io(&e)),
+                Ok(0) => break parser.eof(sink).map(|()| false),
+                Ok(_) => got_bytes = true,
+            }
+            match parser.feed(&buf[start..], sink) {
+                Err(e) => break Err(e),
+                // Bytes after a complete response were not asked for: the
+                // connection is out of step, so it will not be reused.
+                Ok((used, true)) => break Ok(start + used < buf.len()),
+                Ok((used, false)) => start += used,
+            }
+            if start == buf.len() {
+                buf.clear();
+                start = 0;
+            }
+        };
+        *read_buf = Some(buf);
+
+        let result = result.map(|leftover| {
+            if leftover || !parser.keep_alive() {
+                self.stream = None;
+            }
+            ResponseInfo {
+                status: parser.status(),
+                body_len: parser.body_len(),
+            }
+        });
+        (request, result, got_bytes)
+    }
+}
+
+/// Run `op` to completion. If `deadline` passes first, cancel `op` and still
+/// wait for it: a cancelled op completes promptly (with ECANCELED) and hands
+/// its buffer back. Returns the op's output and whether the deadline passed.
+async fn bounded<T>(
+    op: impl Future<Output = T>,
+    mut deadline: Pin<&mut Sleep>,
+    canceller: &mut Canceller,
+) -> (T, bool) {
+    let mut op = pin!(op);
+    let mut timed_out = false;
+    let out = poll_fn(|cx| {
+        if let Poll::Ready(out) = op.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        if !timed_out && deadline.as_mut().poll(cx).is_ready() {
+            timed_out = true;
+            // `cancel` consumes the canceller and returns a fresh one; the
+            // cancelled op wakes this task when it completes.
+            *canceller = std::mem::take(canceller).cancel();
+        }
+        Poll::Pending
+    })
+    .await;
+    (out, timed_out)
+}

@@ -1,0 +1,100 @@
+//! The stable, human-readable failure kinds of the HTTP client.
+//!
+//! Every way a request can fail maps to one variant here. The `Display` text
+//! is what users see in the failures table and `_failures.csv`, so it is part
+//! of the interface: change it only on purpose. Values are small and `Copy`
+//! so recording a failure on the hot path allocates nothing.
+
+use std::fmt;
+
+/// Why a request failed below the HTTP status level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum HttpError {
+    #[error("connection refused")]
+    ConnectionRefused,
+    #[error("connection reset")]
+    ConnectionReset,
+    #[error("connect timeout after {0}")]
+    ConnectTimeout(Millis),
+    #[error("timeout after {0}")]
+    Timeout(Millis),
+    #[error("connection closed before response")]
+    ClosedBeforeResponse,
+    #[error("connection closed mid-header")]
+    ClosedMidHeader,
+    #[error("malformed status line")]
+    MalformedStatusLine,
+    #[error("malformed header")]
+    MalformedHeader,
+    #[error("too many headers")]
+    TooManyHeaders,
+    #[error("header section too large")]
+    HeaderTooLarge,
+    #[error("invalid Content-Length")]
+    InvalidContentLength,
+    #[error("body shorter than Content-Length")]
+    BodyShorterThanContentLength,
+    #[error("invalid chunk size")]
+    InvalidChunkSize,
+    #[error("malformed chunk")]
+    MalformedChunk,
+    #[error("connection closed mid-chunk")]
+    ClosedMidChunk,
+    #[error("unsupported Transfer-Encoding")]
+    UnsupportedTransferEncoding,
+    #[error("address unavailable")]
+    AddrNotAvailable,
+    #[error("too many open files")]
+    TooManyOpenFiles,
+    #[error("network unreachable")]
+    NetworkUnreachable,
+    /// Any other I/O error, by its kind (never a panic, never dropped).
+    #[error("i/o error: {0:?}")]
+    Io(std::io::ErrorKind),
+}
+
+impl HttpError {
+    /// Map an I/O error from connect/read/write to its stable kind.
+    pub fn from_io(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.raw_os_error() {
+            Some(libc::EMFILE) | Some(libc::ENFILE) => return HttpError::TooManyOpenFiles,
+            Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => {
+                return HttpError::NetworkUnreachable
+            }
+            _ => {}
+        }
+        match e.kind() {
+            K::ConnectionRefused => HttpError::ConnectionRefused,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+                HttpError::ConnectionReset
+            }
+            K::AddrNotAvailable => HttpError::AddrNotAvailable,
+            K::UnexpectedEof => HttpError::ClosedBeforeResponse,
+            k => HttpError::Io(k),
+        }
+    }
+}
+
+/// A duration shown the way people write it: `5s`, `1.5s`, `250ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Millis(pub u32);
+
+impl Millis {
+    pub fn from_duration(d: std::time::Duration) -> Self {
+        Millis(d.as_millis().min(u32::MAX as u128) as u32)
+    }
+}
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0;
+        if ms < 1000 {
+            write!(f, "{ms}ms")
+        } else if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{}s", ms as f64 / 1000.0)
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The hand-rolled HTTP/1.1 client: everything between a [`Method`] + URL and
+//! a status code with a body length.
+//!
+//! It owns URL parsing and resolution ([`Target`], once at startup), request
+//! serialization into a reusable buffer ([`write_request`]), a sans-I/O
+//! response parser ([`ResponseParser`]: httparse heads, Content-Length,
+//! chunked, close-delimited, keep-alive rules) and one keep-alive connection
+//! on monoio with connect and whole-request timeouts ([`Connection`]).
+//!
+//! It does not own: TLS (`https://` is refused with a clear message until a
+//! later release), statistics (callers time requests and record
+//! [`HttpError`]s), cookies, redirects or compression (bodies are handed to a
+//! [`ResponseSink`] exactly as they arrive, de-chunked).
+
+pub mod conn;
+pub mod error;
+pub mod method;
+pub mod parse;
+pub mod request;
+pub mod url;
+
+pub use conn::{ClientConfig, Connection, ResponseInfo};
+pub use error::{HttpError, Millis};
+pub use method::Method;
+pub use parse::{DiscardBody, ResponseParser, ResponseSink};
+pub use request::write_request;
+pub use url::{Target, UrlError};

@@ -1,0 +1,256 @@
+//! `http://host[:port][/path][?query]` → a resolved [`Target`].
+//!
+//! Parsing and name resolution happen once, at startup (std's blocking
+//! `ToSocketAddrs`), never per request: a load generator must not measure its
+//! own DNS lookups. Only what the client needs is supported: no userinfo, no
+//! `https://` yet (TLS arrives in a later release), the fragment is dropped.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+/// Where requests go: the socket address, and what to put on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Resolved once; IPv4 preferred when a name has both families, because
+    /// servers commonly listen on 0.0.0.0 only.
+    pub addr: SocketAddr,
+    /// The `Host:` header value: the host as written (IPv6 in brackets), with
+    /// `:port` only when the port is not 80.
+    pub host_header: String,
+    /// Request target: path and query, `/` when the URL had none.
+    pub path: String,
+    /// `http://host:port` with the host lowercased and the port always
+    /// explicit, so `http://X` and `http://x:80/` compare equal.
+    pub origin: String,
+}
+
+/// Why a URL was refused. Every message names the input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("https:// is not supported yet: TLS arrives in a later release; use http://")]
+    HttpsUnsupported,
+    #[error("invalid URL '{0}': missing http:// (for example http://localhost:8080/)")]
+    MissingScheme(String),
+    #[error("invalid URL '{0}': only http:// is supported")]
+    UnsupportedScheme(String),
+    #[error("invalid URL '{0}': empty host")]
+    EmptyHost(String),
+    #[error("invalid URL '{0}': bad port (expected 1-65535)")]
+    BadPort(String),
+    #[error("invalid URL '{0}': user:password@ in URLs is not supported")]
+    Userinfo(String),
+    #[error("invalid URL '{0}': whitespace or control character in the path")]
+    BadPath(String),
+    #[error("invalid URL '{url}': cannot resolve host '{host}': {reason}")]
+    Unresolvable {
+        url: String,
+        host: String,
+        reason: String,
+    },
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Target, UrlError> {
+        let input = url.trim();
+        let rest = match strip_prefix_ci(input, "http://") {
+            Some(rest) => rest,
+            None if strip_prefix_ci(input, "https://").is_some() => {
+                return Err(UrlError::HttpsUnsupported)
+            }
+            None if input.contains("://") => {
+                return Err(UrlError::UnsupportedScheme(input.to_string()))
+            }
+            None => return Err(UrlError::MissingScheme(input.to_string())),
+        };
+
+        // Authority ends at the first '/', '?' or '#'.
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        if authority.contains('@') {
+            return Err(UrlError::Userinfo(input.to_string()));
+        }
+        let (host, port) = split_host_port(authority, input)?;
+
+        let tail = tail.split('#').next().unwrap_or("");
+        let path = match tail.as_bytes().first() {
+            None => "/".to_string(),
+            Some(b'?') => format!("/{tail}"),
+            Some(_) => tail.to_string(),
+        };
+        if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(UrlError::BadPath(input.to_string()));
+        }
+
+        let addr = resolve(host, port, input)?;
+        let host_header = if port == 80 {
+            host.to_string()
+        } else {
+            format!("{host}:{port}")
+        };
+        let origin = format!("http://{}:{port}", host.to_ascii_lowercase());
+        Ok(Target {
+            addr,
+            host_header,
+            path,
+            origin,
+        })
+    }
+
+    /// The same server with another request target (`/`-prefixed if needed).
+    pub fn with_path(&self, path: &str) -> Target {
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        Target {
+            path,
+            ..self.clone()
+        }
+    }
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` → (host as written, port).
+fn split_host_port<'a>(authority: &'a str, input: &str) -> Result<(&'a str, u16), UrlError> {
+    let (host, port) = if authority.starts_with('[') {
+        let close = authority
+            .find(']')
+            .ok_or_else(|| UrlError::EmptyHost(input.to_string()))?;
+        let after = &authority[close + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(UrlError::BadPort(input.to_string())),
+        };
+        (&authority[..=close], port)
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(UrlError::EmptyHost(input.to_string()));
+    }
+    let port = match port {
+        None => 80,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => return Err(UrlError::BadPort(input.to_string())),
+        },
+    };
+    Ok((host, port))
+}
+
+fn resolve(host: &str, port: u16, input: &str) -> Result<SocketAddr, UrlError> {
+    let unresolvable = |reason: String| UrlError::Unresolvable {
+        url: input.to_string(),
+        host: host.to_string(),
+        reason,
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    if host.starts_with('[') {
+        return Err(unresolvable("not an IPv6 address".to_string()));
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| unresolvable(e.to_string()))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| unresolvable("no addresses".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_with_port_path_and_query() {
+        let t = Target::parse("http://127.0.0.1:8080/a/b?x=1#frag").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(t.host_header, "127.0.0.1:8080");
+        assert_eq!(t.path, "/a/b?x=1");
+        assert_eq!(t.origin, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn defaults_port_80_and_root_path() {
+        let t = Target::parse("HTTP://127.0.0.1").unwrap();
+        assert_eq!(t.addr.port(), 80);
+        assert_eq!(t.host_header, "127.0.0.1");
+        assert_eq!(t.path, "/");
+        assert_eq!(t.origin, "http://127.0.0.1:80");
+        assert_eq!(Target::parse("http://127.0.0.1?q=1").unwrap().path, "/?q=1");
+        assert_eq!(
+            Target::parse("http://127.0.0.1:80/").unwrap().host_header,
+            "127.0.0.1"
+        );
+    }
+
+    #[test]
+    fn ipv6_literal() {
+        let t = Target::parse("http://[::1]:9000/x").unwrap();
+        assert_eq!(t.addr, "[::1]:9000".parse().unwrap());
+        assert_eq!(t.host_header, "[::1]:9000");
+        assert_eq!(t.origin, "http://[::1]:9000");
+        assert_eq!(Target::parse("http://[::1]").unwrap().host_header, "[::1]");
+    }
+
+    #[test]
+    fn resolves_localhost_preferring_ipv4() {
+        let t = Target::parse("http://localhost:81/").unwrap();
+        assert!(t.addr.ip().is_loopback());
+        assert_eq!(t.host_header, "localhost:81");
+    }
+
+    #[test]
+    fn errors_name_the_input() {
+        let https = Target::parse("https://example.com/").unwrap_err();
+        assert_eq!(
+            https.to_string(),
+            "https:// is not supported yet: TLS arrives in a later release; use http://"
+        );
+        for (url, needle) in [
+            ("localhost:8080", "missing http://"),
+            ("ftp://x/", "only http://"),
+            ("http:///path", "empty host"),
+            ("http://:80/", "empty host"),
+            ("http://h:0/", "bad port"),
+            ("http://h:99999/", "bad port"),
+            ("http://h:+80/", "bad port"),
+            ("http://h:x/", "bad port"),
+            ("http://[::1]x/", "bad port"),
+            ("http://u:p@h/", "user:password@"),
+            ("http://h/a b", "whitespace"),
+            (
+                "http://no-such-host.invalid/",
+                "cannot resolve host 'no-such-host.invalid'",
+            ),
+        ] {
+            let msg = Target::parse(url).unwrap_err().to_string();
+            assert!(msg.contains(needle), "{url}: {msg}");
+            assert!(msg.contains(url.trim()), "{url}: {msg}");
+        }
+    }
+
+    #[test]
+    fn with_path_keeps_the_server() {
+        let t = Target::parse("http://127.0.0.1:8080/a").unwrap();
+        let u = t.with_path("b?c");
+        assert_eq!(u.path, "/b?c");
+        assert_eq!(u.addr, t.addr);
+        assert_eq!(u.host_header, t.host_header);
+    }
+}

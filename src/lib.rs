@@ -1,0 +1,17 @@
+//! locusta: Locust's way of working (users as code, weighted tasks, live
+//! stats, Locust-format reports) on a thread-per-core io_uring engine.
+//!
+//! The binary (`src/main.rs`) is a thin edge over these modules:
+//! `cli`/`config` turn flags into a [`config::RunConfig`], `engine` runs
+//! shards of users and exposes the [`engine::Controller`], `http` is the
+//! hand-rolled HTTP/1.1 client, `stats` holds HDR histograms and counters,
+//! `report` renders console tables and CSV, `demo` is the built-in target.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod headless;
+pub mod http;
+pub mod report;
+pub mod stats;

@@ -1,0 +1,151 @@
+//! The `locusta` binary: parse flags, build the run, hand it to a front end.
+//! Everything below the edge lives in the library; errors here are `anyhow`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use locusta::cli::{self, Parsed};
+use locusta::config::RunConfig;
+use locusta::demo::DemoTarget;
+use locusta::engine::{Controller, EngineConfig};
+use locusta::headless;
+
+/// Exit status for usage errors, as clap and Locust use.
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let parsed = match cli::parse_from(std::env::args_os()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    init_logging(parsed.cli.loglevel);
+    let demo = if parsed.cli.demo {
+        match DemoTarget::start() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("error: cannot start the demo target: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let cfg = match demo.as_ref().map_or_else(
+        || RunConfig::from_cli(&parsed.cli),
+        |d| demo_config(&parsed, d),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    let code = match run(&parsed, &cfg) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    if let Some(d) = demo {
+        d.stop();
+    }
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
+    if !parsed.cli.headless && !parsed.cli.demo {
+        log::warn!("the dashboard is not built yet: running headless");
+    }
+    let controller = Controller::launch(EngineConfig {
+        shards: cfg.shards,
+        io: cfg.io,
+        client: cfg.client,
+        targets: cfg.targets.clone(),
+        stop_timeout: cfg.stop_timeout,
+        keep_window: cfg.csv_full_history,
+    })?;
+    log::info!(
+        "Starting locusta {}: {} shard(s) on {}, {} user(s) at {}/s against {}",
+        env!("CARGO_PKG_VERSION"),
+        controller.shards(),
+        controller.io_driver().as_str(),
+        cfg.users,
+        cfg.spawn_rate,
+        cfg.targets[0].origin
+    );
+    let code = headless::run(cfg, &controller);
+    controller.shutdown();
+    code
+}
+
+/// `--demo`: the built-in target's URLs, and a short, lively run unless the
+/// user set the numbers. Its failures are the target's designed error rate,
+/// so they do not fail the demo unless `--exit-code-on-error` is given.
+fn demo_config(parsed: &Parsed, target: &DemoTarget) -> Result<RunConfig, locusta::config::ConfigError> {
+    let mut cli = parsed.cli.clone();
+    cli.urls = target.demo_urls();
+    cli.host = None;
+    if !parsed.is_set("users") {
+        cli.users = 32;
+    }
+    if !parsed.is_set("spawn_rate") {
+        cli.spawn_rate = 32.0;
+    }
+    if !parsed.is_set("run_time") {
+        cli.run_time = Some(Duration::from_secs(10));
+    }
+    if !parsed.is_set("exit_code_on_error") {
+        cli.exit_code_on_error = 0;
+    }
+    let cfg = RunConfig::from_cli(&cli)?;
+    eprintln!(
+        "Demo target on {} ({} endpoints); running {} users for {}s",
+        target.base_url(),
+        cfg.targets.len(),
+        cfg.users,
+        cfg.run_time.map_or(0, |t| t.as_secs())
+    );
+    Ok(cfg)
+}
+
+/// Locust-like log lines on stderr: `[HH:MM:SS.mmm] LEVEL/locusta: message`.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level() && m.target().starts_with("locusta")
+    }
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = now.as_secs() % 86_400;
+        let level = match r.level() {
+            log::Level::Warn => "WARNING",
+            l => l.as_str(),
+        };
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "[{:02}:{:02}:{:02}.{:03}] {level}/locusta: {}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            now.subsec_millis(),
+            r.args()
+        );
+    }
+    fn flush(&self) {}
+}
+
+fn init_logging(level: log::LevelFilter) {
+    static LOGGER: StderrLogger = StderrLogger;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
+}

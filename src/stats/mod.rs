@@ -1,0 +1,32 @@
+//! Request statistics: per-shard HDR histograms and counters, the deltas
+//! shards send every second, the run's merged table and its history.
+//!
+//! Flow: each shard records into its own [`ShardStats`] (no locks, no
+//! allocation once warm) and sends a [`StatsDelta`] every report tick; the
+//! control thread folds it into [`RunStats`] with `merge`, returns it to the
+//! shard for [`ShardStats::recycle`], and calls `tick` once per second to
+//! close a window. Front ends read a [`StatsView`]: plain numbers in
+//! milliseconds, the same ones in every report.
+//!
+//! Latency is in microseconds in `hdrhistogram::Histogram<u64>` (1 µs to
+//! 1 h, 3 significant digits); percentiles are read from the merged
+//! histograms, never re-bucketed the way Locust rounds response times.
+//!
+//! This module does not own measuring requests (the engine times them),
+//! deciding what failed (`http`, scripts) or formatting (`report`).
+
+mod failure;
+mod run;
+mod shard;
+mod view;
+
+pub use failure::Failure;
+pub use run::{HistoryPoint, RunStats, HISTORY_CAP, WINDOW_SECONDS};
+pub use shard::{
+    new_histogram, DeltaEntry, DeltaException, DeltaFailure, EntryCounts, EntryId, ShardStats,
+    StatsDelta, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG, MAX_NAMES, OTHER_NAME,
+};
+pub use view::{
+    percentiles_ms, percentiles_us, us_to_ms, EntryRow, ExceptionRow, FailureRow, StatsView,
+    PERCENTILES,
+};

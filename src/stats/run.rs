@@ -1,0 +1,501 @@
+//! The run's cumulative stats, owned by the control thread.
+//!
+//! Owns [`RunStats`]: merging shard deltas into one row per `(method, name)`
+//! plus the Aggregated row, one-second windows (closed by [`RunStats::tick`])
+//! for current rates and the per-second [`HistoryPoint`]s, Locust's reset,
+//! and computing a [`StatsView`]. It does not own recording (`shard`),
+//! percentile reading (`view`) or any output format (`report`).
+//!
+//! Memory: one cumulative histogram (~190 KiB) per row. With `keep_window`
+//! each row that saw traffic in the last 10 s also holds up to 12 more (the
+//! open second, 10 closed ones and their running sum), so "current"
+//! percentiles cost about 2.3 MiB per busy row; it is off by default.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+
+use super::failure::Failure;
+use super::shard::{new_histogram, EntryCounts, FastMap, StatsDelta, MAX_NAMES, OTHER_NAME};
+use super::view::{percentiles_ms, us_to_ms, EntryRow, ExceptionRow, FailureRow, StatsView};
+use crate::http::Method;
+
+/// Closed one-second windows behind "current" rates and percentiles
+/// (Locust's `current_rps` spans about 10 s).
+pub const WINDOW_SECONDS: usize = 10;
+
+/// Per-second history points kept: 24 h. Older points are dropped in
+/// chunks of a tenth so trimming stays amortized O(1).
+pub const HISTORY_CAP: usize = 86_400;
+
+/// A window shorter than this (two ticks at the same instant) is counted as
+/// this long, so rates stay finite.
+const MIN_WINDOW_SECONDS: f64 = 0.001;
+
+/// Exceptions are shown where they ran; a single process is Locust's "local".
+const LOCAL_NODE: &str = "local";
+
+/// One closed second of the whole run (charts and the history CSV).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HistoryPoint {
+    /// Unix seconds at the tick that closed the window.
+    pub unix_time: u64,
+    pub user_count: u32,
+    pub rps: f64,
+    pub fail_per_sec: f64,
+    /// p50 and p95 of the requests merged in that window; 0 if none.
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct WindowCounts {
+    requests: u64,
+    failures: u64,
+}
+
+/// Per-second histograms of one row (only with `keep_window`).
+#[derive(Default)]
+struct SecondHistograms {
+    /// The window being filled; taken from the pool on first use.
+    open: Option<Histogram<u64>>,
+    /// Closed windows, oldest first; `None` for a second without requests.
+    closed: VecDeque<Option<Histogram<u64>>>,
+    /// Running sum of `closed`, kept by add/subtract so reading "current"
+    /// percentiles never merges ten histograms.
+    sum: Option<Histogram<u64>>,
+}
+
+impl SecondHistograms {
+    fn close(&mut self, closed: Option<Histogram<u64>>, pool: &mut Vec<Histogram<u64>>) {
+        if let Some(h) = &closed {
+            let sum = self.sum.get_or_insert_with(|| take(pool));
+            let _ = sum.add(h); // same bounds everywhere: cannot fail
+        }
+        self.closed.push_back(closed);
+        if self.closed.len() > WINDOW_SECONDS {
+            if let Some(mut oldest) = self.closed.pop_front().flatten() {
+                if let Some(sum) = &mut self.sum {
+                    if sum.subtract(&oldest).is_err() {
+                        // Cannot happen with exact integer counts; rebuild
+                        // rather than carry a wrong sum.
+                        sum.reset();
+                        for h in self.closed.iter().flatten() {
+                            let _ = sum.add(h);
+                        }
+                    }
+                }
+                oldest.reset();
+                pool.push(oldest);
+            }
+        }
+    }
+
+    fn clear(&mut self, pool: &mut Vec<Histogram<u64>>) {
+        let all = self.open.take().into_iter().chain(self.sum.take());
+        for mut h in all.chain(self.closed.drain(..).flatten()) {
+            h.reset();
+            pool.push(h);
+        }
+    }
+}
+
+/// One row of the run's table: an entry or the Aggregated row.
+struct RunRow {
+    method: Option<Method>,
+    name: Arc<str>,
+    histogram: Histogram<u64>,
+    counts: EntryCounts,
+    open: WindowCounts,
+    /// Ring of closed windows, slot `n % WINDOW_SECONDS` for window `n`.
+    closed: [WindowCounts; WINDOW_SECONDS],
+    seconds: Option<SecondHistograms>,
+}
+
+impl RunRow {
+    fn new(method: Option<Method>, name: Arc<str>, keep_window: bool) -> Self {
+        RunRow {
+            method,
+            name,
+            histogram: new_histogram(),
+            counts: EntryCounts::default(),
+            open: WindowCounts::default(),
+            closed: [WindowCounts::default(); WINDOW_SECONDS],
+            seconds: keep_window.then(SecondHistograms::default),
+        }
+    }
+
+    fn absorb(
+        &mut self,
+        histogram: &Histogram<u64>,
+        counts: &EntryCounts,
+        pool: &mut Vec<Histogram<u64>>,
+    ) {
+        let _ = self.histogram.add(histogram);
+        self.counts.add(counts);
+        self.open.requests += counts.requests;
+        self.open.failures += counts.failures;
+        if let Some(seconds) = &mut self.seconds {
+            let _ = seconds
+                .open
+                .get_or_insert_with(|| take(pool))
+                .add(histogram);
+        }
+    }
+
+    fn close_window(&mut self, slot: usize, pool: &mut Vec<Histogram<u64>>) {
+        self.closed[slot] = std::mem::take(&mut self.open);
+        if let Some(seconds) = &mut self.seconds {
+            let open = seconds.open.take();
+            seconds.close(open, pool);
+        }
+    }
+
+    fn reset(&mut self, pool: &mut Vec<Histogram<u64>>) {
+        self.histogram.reset();
+        self.counts = EntryCounts::default();
+        self.open = WindowCounts::default();
+        self.closed = [WindowCounts::default(); WINDOW_SECONDS];
+        if let Some(seconds) = &mut self.seconds {
+            seconds.clear(pool);
+        }
+    }
+}
+
+fn take(pool: &mut Vec<Histogram<u64>>) -> Histogram<u64> {
+    pool.pop().unwrap_or_else(new_histogram)
+}
+
+struct FailureRecord {
+    occurrences: u64,
+    first_seen: SystemTime,
+    last_seen: SystemTime,
+}
+
+/// The run's cumulative table. Single owner (the control thread); front
+/// ends read [`RunStats::view`].
+pub struct RunStats {
+    keep_window: bool,
+    start_time: SystemTime,
+    /// Time of the latest delta that carried requests.
+    last_request: Option<SystemTime>,
+    /// Per method: name → index in `rows`.
+    index: [FastMap<Arc<str>, usize>; Method::ALL.len()],
+    other_index: [Option<usize>; Method::ALL.len()],
+    named_rows: usize,
+    rows: Vec<RunRow>,
+    aggregated: RunRow,
+    /// Requests of the open window, for the history's p50/p95 when there
+    /// are no per-row seconds (with `keep_window` the Aggregated row's own
+    /// open second serves).
+    aggregated_second: Histogram<u64>,
+    failures: HashMap<(Method, Arc<str>, Failure), FailureRecord>,
+    exceptions: HashMap<(String, String), u64>,
+    total_exceptions: u64,
+    /// Length of each closed window, same ring slots as the rows'.
+    window_seconds: [f64; WINDOW_SECONDS],
+    windows_closed: u64,
+    last_tick: Option<SystemTime>,
+    history: Vec<HistoryPoint>,
+    pool: Vec<Histogram<u64>>,
+}
+
+impl RunStats {
+    /// Empty stats starting now. `keep_window`: keep per-second histograms
+    /// for "current" percentiles (`--csv-full-history`, the dashboard).
+    pub fn new(keep_window: bool) -> Self {
+        Self::new_at(keep_window, SystemTime::now())
+    }
+
+    /// Empty stats whose run started at `start_time` (tests, replays).
+    pub fn new_at(keep_window: bool, start_time: SystemTime) -> Self {
+        RunStats {
+            keep_window,
+            start_time,
+            last_request: None,
+            index: Default::default(),
+            other_index: [None; Method::ALL.len()],
+            named_rows: 0,
+            rows: Vec::new(),
+            aggregated: RunRow::new(None, "Aggregated".into(), keep_window),
+            aggregated_second: new_histogram(),
+            failures: HashMap::new(),
+            exceptions: HashMap::new(),
+            total_exceptions: 0,
+            window_seconds: [0.0; WINDOW_SECONDS],
+            windows_closed: 0,
+            last_tick: None,
+            history: Vec::new(),
+            pool: Vec::new(),
+        }
+    }
+
+    fn row_index(&mut self, method: Method, name: &Arc<str>) -> usize {
+        if let Some(&i) = self.index[method as usize].get(&**name) {
+            return i;
+        }
+        if self.named_rows >= MAX_NAMES {
+            if let Some(i) = self.other_index[method as usize] {
+                return i;
+            }
+            let i = self.push_row(method, OTHER_NAME.into());
+            self.other_index[method as usize] = Some(i);
+            return i;
+        }
+        let i = self.push_row(method, name.clone());
+        self.index[method as usize].insert(name.clone(), i);
+        self.named_rows += 1;
+        i
+    }
+
+    fn push_row(&mut self, method: Method, name: Arc<str>) -> usize {
+        self.rows
+            .push(RunRow::new(Some(method), name, self.keep_window));
+        self.rows.len() - 1
+    }
+
+    /// Fold a shard's delta in. Afterwards the delta's histograms are reset
+    /// and its counters zeroed (merging it again adds nothing), and its
+    /// failure and exception lists are emptied: it is ready for
+    /// `ShardStats::recycle`.
+    pub fn merge(&mut self, delta: &mut StatsDelta) {
+        let seen = delta.taken_at;
+        for entry in &mut delta.entries {
+            if entry.counts.requests == 0 {
+                continue;
+            }
+            let i = self.row_index(entry.method, &entry.name);
+            self.rows[i].absorb(&entry.histogram, &entry.counts, &mut self.pool);
+            self.aggregated
+                .absorb(&entry.histogram, &entry.counts, &mut self.pool);
+            if !self.keep_window {
+                let _ = self.aggregated_second.add(&entry.histogram);
+            }
+            self.last_request = Some(self.last_request.map_or(seen, |t| t.max(seen)));
+            entry.histogram.reset();
+            entry.counts = EntryCounts::default();
+        }
+        for f in delta.failures.drain(..) {
+            // Key by the row's name, so a name folded into "(other)" here
+            // has its failures folded too.
+            let i = self.row_index(f.method, &f.name);
+            let key = (f.method, self.rows[i].name.clone(), f.failure);
+            let record = self.failures.entry(key).or_insert(FailureRecord {
+                occurrences: 0,
+                first_seen: seen,
+                last_seen: seen,
+            });
+            record.occurrences += f.count;
+            record.first_seen = record.first_seen.min(seen);
+            record.last_seen = record.last_seen.max(seen);
+        }
+        for e in delta.exceptions.drain(..) {
+            *self.exceptions.entry((e.message, e.traceback)).or_insert(0) += e.count;
+            self.total_exceptions += e.count;
+        }
+    }
+
+    /// Close the one-second window: record a history point and roll the
+    /// "current" rates and percentiles. Call once per second.
+    pub fn tick(&mut self, now: SystemTime, user_count: u32) {
+        let since = self.last_tick.unwrap_or(self.start_time);
+        let seconds = now
+            .duration_since(since)
+            .map_or(0.0, |d| d.as_secs_f64())
+            .max(MIN_WINDOW_SECONDS);
+        let second = if self.keep_window {
+            self.aggregated
+                .seconds
+                .as_ref()
+                .and_then(|s| s.open.as_ref())
+        } else {
+            Some(&self.aggregated_second)
+        };
+        let (p50_ms, p95_ms) = match second {
+            Some(h) if !h.is_empty() => (
+                us_to_ms(h.value_at_quantile(0.5)),
+                us_to_ms(h.value_at_quantile(0.95)),
+            ),
+            _ => (0.0, 0.0),
+        };
+        if self.history.len() >= HISTORY_CAP {
+            self.history.drain(..HISTORY_CAP / 10);
+        }
+        self.history.push(HistoryPoint {
+            unix_time: unix_seconds(now),
+            user_count,
+            rps: self.aggregated.open.requests as f64 / seconds,
+            fail_per_sec: self.aggregated.open.failures as f64 / seconds,
+            p50_ms,
+            p95_ms,
+        });
+
+        let slot = (self.windows_closed % WINDOW_SECONDS as u64) as usize;
+        for row in &mut self.rows {
+            row.close_window(slot, &mut self.pool);
+        }
+        self.aggregated.close_window(slot, &mut self.pool);
+        if !self.aggregated_second.is_empty() {
+            self.aggregated_second.reset();
+        }
+        self.window_seconds[slot] = seconds;
+        self.windows_closed += 1;
+        self.last_tick = Some(now);
+    }
+
+    /// Locust's "reset stats": zero every row (names stay, as in Locust),
+    /// drop failures, exceptions and history; the run restarts now.
+    pub fn reset(&mut self) {
+        self.reset_at(SystemTime::now());
+    }
+
+    /// [`RunStats::reset`] with an explicit restart time.
+    pub fn reset_at(&mut self, now: SystemTime) {
+        self.start_time = now;
+        self.last_request = None;
+        for row in &mut self.rows {
+            row.reset(&mut self.pool);
+        }
+        self.aggregated.reset(&mut self.pool);
+        self.aggregated_second.reset();
+        self.failures.clear();
+        self.exceptions.clear();
+        self.total_exceptions = 0;
+        self.window_seconds = [0.0; WINDOW_SECONDS];
+        self.windows_closed = 0;
+        self.last_tick = None;
+        self.history.clear();
+    }
+
+    /// The table as of the last merge and tick. `now` only caps timestamps
+    /// that lie in its future (a clock stepped back mid-run).
+    pub fn view(&self, now: SystemTime) -> StatsView {
+        let last_request = self.last_request.map(|t| t.min(now));
+        let elapsed = last_request
+            .and_then(|t| t.duration_since(self.start_time).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut entries: Vec<EntryRow> = self
+            .rows
+            .iter()
+            .map(|r| self.row_view(r, elapsed))
+            .collect();
+        entries.sort_by(|a, b| {
+            (a.name.as_str(), a.method_str()).cmp(&(b.name.as_str(), b.method_str()))
+        });
+
+        let mut failures: Vec<FailureRow> = self
+            .failures
+            .iter()
+            .map(|((method, name, failure), r)| FailureRow {
+                method: *method,
+                name: name.to_string(),
+                error: failure.to_string(),
+                occurrences: r.occurrences,
+                first_seen: r.first_seen.min(now),
+                last_seen: r.last_seen.min(now),
+            })
+            .collect();
+        failures.sort_by(|a, b| {
+            b.occurrences.cmp(&a.occurrences).then_with(|| {
+                (&a.name, a.method.as_str(), &a.error).cmp(&(&b.name, b.method.as_str(), &b.error))
+            })
+        });
+
+        let mut exceptions: Vec<ExceptionRow> = self
+            .exceptions
+            .iter()
+            .map(|((message, traceback), &count)| ExceptionRow {
+                count,
+                message: message.clone(),
+                traceback: traceback.clone(),
+                nodes: vec![LOCAL_NODE.to_string()],
+            })
+            .collect();
+        exceptions.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.message.cmp(&b.message))
+        });
+
+        StatsView {
+            entries,
+            aggregated: self.row_view(&self.aggregated, elapsed),
+            failures,
+            exceptions,
+            start_time: self.start_time,
+            last_request,
+        }
+    }
+
+    fn row_view(&self, row: &RunRow, elapsed: f64) -> EntryRow {
+        let c = &row.counts;
+        let n = c.requests;
+        let per = |x: u64| if n > 0 { x as f64 / n as f64 } else { 0.0 };
+        let rate = |x: u64| {
+            if elapsed > 0.0 {
+                x as f64 / elapsed
+            } else {
+                0.0
+            }
+        };
+        let (min_us, max_us) = if n > 0 { (c.min_us, c.max_us) } else { (0, 0) };
+        let cumulative = percentiles_ms(&row.histogram, max_us);
+        let windows = (self.windows_closed as usize).min(WINDOW_SECONDS);
+        let window_seconds: f64 = self.window_seconds[..windows].iter().sum();
+        let current = |pick: fn(&WindowCounts) -> u64| {
+            let total: u64 = row.closed[..windows].iter().map(pick).sum();
+            if window_seconds > 0.0 {
+                total as f64 / window_seconds
+            } else {
+                0.0
+            }
+        };
+        EntryRow {
+            method: row.method,
+            name: row.name.to_string(),
+            num_requests: n,
+            num_failures: c.failures,
+            median_ms: cumulative[0],
+            avg_ms: per(c.total_us) / 1000.0,
+            min_ms: us_to_ms(min_us),
+            max_ms: us_to_ms(max_us),
+            avg_content_size: per(c.bytes),
+            total_rps: rate(n),
+            total_fail_per_sec: rate(c.failures),
+            current_rps: current(|w| w.requests),
+            current_fail_per_sec: current(|w| w.failures),
+            percentiles_ms: cumulative,
+            current_percentiles_ms: row.seconds.as_ref().map(|s| match &s.sum {
+                Some(sum) => percentiles_ms(sum, max_us),
+                None => [0.0; 11],
+            }),
+        }
+    }
+
+    /// Per-second points since the start or last reset, oldest first.
+    pub fn history(&self) -> &[HistoryPoint] {
+        &self.history
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        self.aggregated.counts.requests
+    }
+
+    pub fn total_failures(&self) -> u64 {
+        self.aggregated.counts.failures
+    }
+
+    pub fn total_exceptions(&self) -> u64 {
+        self.total_exceptions
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

@@ -1,0 +1,550 @@
+//! One shard's stats since its last report, and the delta it sends.
+//!
+//! Owns [`ShardStats`] (single-threaded, no locks: the request hot path is
+//! `entry` + `record`), [`StatsDelta`] (what a shard sends to the control
+//! thread every report tick) and the histogram pool that lets a delta's
+//! histograms come back and be reused, so a steady run allocates nothing.
+//! It does not own merging, rates or percentiles (see `run` and `view`).
+//!
+//! Name cap: a script that puts ids in request names (`/item/1234`) would
+//! create a histogram (~190 KiB) per id. Past [`MAX_NAMES`] distinct
+//! names, new names are folded into one [`OTHER_NAME`] entry per method (the
+//! run's table applies the same cap). Locust has no cap; its fix for such
+//! scripts is grouping with `name=`, which works here too.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use hdrhistogram::Histogram;
+
+use super::failure::Failure;
+use crate::http::Method;
+
+/// Index of a `(method, name)` row in one shard's table. Stable for the
+/// life of the shard, so callers may cache it.
+pub type EntryId = u32;
+
+/// Distinct names a table (a shard's, or the run's) keeps before folding new
+/// ones into [`OTHER_NAME`]. The run keeps one cumulative histogram of
+/// ~190 KiB per name, so this bounds it to about 190 MiB.
+pub const MAX_NAMES: usize = 1_000;
+
+/// The name new names are folded into past the cap.
+pub const OTHER_NAME: &str = "(other)";
+
+/// Latencies are recorded in microseconds, from 1 µs to one hour.
+pub const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
+/// Three significant digits: 0.1% resolution at any scale.
+pub const HISTOGRAM_SIGFIG: u8 = 3;
+
+/// A histogram as every part of locusta records latency: same bounds
+/// everywhere, so `add` and `subtract` never fail for range reasons.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG)
+        .expect("constant histogram bounds are valid")
+}
+
+/// Fx-style hasher for the name maps: names come from the user's own
+/// script, not from an adversary, and SipHash would be most of the cost
+/// of `entry` on the hot path.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let word = u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// Counters of one row; `min_us` is `u64::MAX` until a request is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryCounts {
+    /// Requests, failed ones included (as Locust counts them).
+    pub requests: u64,
+    pub failures: u64,
+    pub total_us: u64,
+    pub min_us: u64,
+    pub max_us: u64,
+    pub bytes: u64,
+}
+
+impl Default for EntryCounts {
+    fn default() -> Self {
+        EntryCounts {
+            requests: 0,
+            failures: 0,
+            total_us: 0,
+            min_us: u64::MAX,
+            max_us: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl EntryCounts {
+    #[inline]
+    fn count(&mut self, latency_us: u64, bytes: u64) {
+        self.requests += 1;
+        self.total_us += latency_us;
+        self.min_us = self.min_us.min(latency_us);
+        self.max_us = self.max_us.max(latency_us);
+        self.bytes += bytes;
+    }
+
+    /// Fold another row's counters into this one.
+    pub fn add(&mut self, other: &EntryCounts) {
+        self.requests += other.requests;
+        self.failures += other.failures;
+        self.total_us += other.total_us;
+        self.min_us = self.min_us.min(other.min_us);
+        self.max_us = self.max_us.max(other.max_us);
+        self.bytes += other.bytes;
+    }
+}
+
+/// One `(method, name)` row of a delta.
+#[derive(Clone, Debug)]
+pub struct DeltaEntry {
+    pub method: Method,
+    pub name: Arc<str>,
+    /// Latencies in µs; reset (empty) once merged.
+    pub histogram: Histogram<u64>,
+    pub counts: EntryCounts,
+}
+
+/// Failures of one `(method, name, failure)` key in a delta.
+#[derive(Clone, Debug)]
+pub struct DeltaFailure {
+    pub method: Method,
+    pub name: Arc<str>,
+    pub failure: Failure,
+    pub count: u64,
+}
+
+/// Script errors of one `(message, traceback)` key in a delta.
+#[derive(Clone, Debug)]
+pub struct DeltaException {
+    pub message: String,
+    pub traceback: String,
+    pub count: u64,
+}
+
+/// Everything one shard counted since its previous delta. Only rows with at
+/// least one request are present.
+#[derive(Clone, Debug)]
+pub struct StatsDelta {
+    /// When the shard took it: the merge uses it as the time of the last
+    /// request and of the failures it brings (at most one tick late).
+    pub taken_at: SystemTime,
+    pub entries: Vec<DeltaEntry>,
+    pub failures: Vec<DeltaFailure>,
+    pub exceptions: Vec<DeltaException>,
+}
+
+impl StatsDelta {
+    /// An empty delta taken at `taken_at`.
+    pub fn empty(taken_at: SystemTime) -> Self {
+        StatsDelta {
+            taken_at,
+            entries: Vec::new(),
+            failures: Vec::new(),
+            exceptions: Vec::new(),
+        }
+    }
+
+    /// True when there is nothing to merge.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.failures.is_empty() && self.exceptions.is_empty()
+    }
+}
+
+struct ShardEntry {
+    method: Method,
+    name: Arc<str>,
+    /// Taken from the pool on the first request after each delta, so idle
+    /// rows hold no histogram.
+    histogram: Option<Histogram<u64>>,
+    counts: EntryCounts,
+}
+
+/// One shard's table of rows since the last [`ShardStats::take_delta`].
+pub struct ShardStats {
+    /// Per method (indexed by `Method as usize`): name → row.
+    ids: [FastMap<Box<str>, EntryId>; Method::ALL.len()],
+    /// The fold row of each method, once the cap has been hit.
+    other_ids: [Option<EntryId>; Method::ALL.len()],
+    entries: Vec<ShardEntry>,
+    named_entries: usize,
+    name_cap: usize,
+    failures: FastMap<(EntryId, Failure), u64>,
+    /// message → traceback → count: two-level so lookups borrow `&str`.
+    exceptions: HashMap<String, HashMap<String, u64>>,
+    /// Reset histograms ready for reuse.
+    pool: Vec<Histogram<u64>>,
+    /// The vectors of the last recycled delta, kept for their capacity.
+    spare_delta: Option<StatsDelta>,
+    histograms_created: u64,
+}
+
+impl Default for ShardStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ShardStats {
+    pub fn new() -> Self {
+        Self::with_name_cap(MAX_NAMES)
+    }
+
+    /// A table that folds names past `name_cap` (tests use a small cap).
+    pub fn with_name_cap(name_cap: usize) -> Self {
+        ShardStats {
+            ids: Default::default(),
+            other_ids: [None; Method::ALL.len()],
+            entries: Vec::new(),
+            named_entries: 0,
+            name_cap,
+            failures: FastMap::default(),
+            exceptions: HashMap::new(),
+            pool: Vec::new(),
+            spare_delta: None,
+            histograms_created: 0,
+        }
+    }
+
+    /// Id for `(method, name)`; allocates only the first time a name is seen.
+    #[inline]
+    pub fn entry(&mut self, method: Method, name: &str) -> EntryId {
+        match self.ids[method as usize].get(name) {
+            Some(&id) => id,
+            None => self.new_entry(method, name),
+        }
+    }
+
+    #[cold]
+    fn new_entry(&mut self, method: Method, name: &str) -> EntryId {
+        if self.named_entries >= self.name_cap {
+            if let Some(id) = self.other_ids[method as usize] {
+                return id;
+            }
+            let id = self.push_entry(method, OTHER_NAME);
+            self.other_ids[method as usize] = Some(id);
+            return id;
+        }
+        let id = self.push_entry(method, name);
+        self.ids[method as usize].insert(name.into(), id);
+        self.named_entries += 1;
+        id
+    }
+
+    fn push_entry(&mut self, method: Method, name: &str) -> EntryId {
+        let id = EntryId::try_from(self.entries.len()).expect("fewer than 2^32 rows");
+        self.entries.push(ShardEntry {
+            method,
+            name: name.into(),
+            histogram: None,
+            counts: EntryCounts::default(),
+        });
+        id
+    }
+
+    /// Count one successful request on row `id`.
+    #[inline]
+    pub fn record(&mut self, id: EntryId, latency_us: u64, bytes: u64) {
+        let entry = &mut self.entries[id as usize];
+        let histogram = match &mut entry.histogram {
+            Some(h) => h,
+            slot => slot.insert(take_histogram(&mut self.pool, &mut self.histograms_created)),
+        };
+        histogram.saturating_record(latency_us);
+        entry.counts.count(latency_us, bytes);
+    }
+
+    /// Count one failed request on row `id`: it is a request too (Locust
+    /// counts failures within `# reqs`), and its failure is keyed by
+    /// `(id, failure)`.
+    pub fn record_failure(&mut self, id: EntryId, latency_us: u64, bytes: u64, failure: Failure) {
+        self.record(id, latency_us, bytes);
+        self.entries[id as usize].counts.failures += 1;
+        *self.failures.entry((id, failure)).or_insert(0) += 1;
+    }
+
+    /// Count one error raised by a script task, keyed by `(message, traceback)`.
+    pub fn record_exception(&mut self, message: &str, traceback: &str) {
+        if let Some(count) = self
+            .exceptions
+            .get_mut(message)
+            .and_then(|t| t.get_mut(traceback))
+        {
+            *count += 1;
+            return;
+        }
+        *self
+            .exceptions
+            .entry(message.to_string())
+            .or_default()
+            .entry(traceback.to_string())
+            .or_insert(0) += 1;
+    }
+
+    /// Everything counted since the last take; the table is empty afterwards
+    /// (row ids stay valid).
+    pub fn take_delta(&mut self) -> StatsDelta {
+        let mut delta = match self.spare_delta.take() {
+            Some(mut d) => {
+                d.taken_at = SystemTime::now();
+                d
+            }
+            None => StatsDelta::empty(SystemTime::now()),
+        };
+        for entry in &mut self.entries {
+            if entry.counts.requests == 0 {
+                continue;
+            }
+            let counts = std::mem::take(&mut entry.counts);
+            let Some(histogram) = entry.histogram.take() else {
+                continue;
+            };
+            delta.entries.push(DeltaEntry {
+                method: entry.method,
+                name: entry.name.clone(),
+                histogram,
+                counts,
+            });
+        }
+        for ((id, failure), count) in self.failures.drain() {
+            let entry = &self.entries[id as usize];
+            delta.failures.push(DeltaFailure {
+                method: entry.method,
+                name: entry.name.clone(),
+                failure,
+                count,
+            });
+        }
+        for (message, tracebacks) in self.exceptions.drain() {
+            for (traceback, count) in tracebacks {
+                delta.exceptions.push(DeltaException {
+                    message: message.clone(),
+                    traceback,
+                    count,
+                });
+            }
+        }
+        delta
+    }
+
+    /// Take back a delta (normally merged, so its histograms are already
+    /// reset) and keep its histograms and vectors for the next ones. An
+    /// unmerged delta (dropped after a stats reset) is reset here.
+    pub fn recycle(&mut self, mut delta: StatsDelta) {
+        for entry in delta.entries.drain(..) {
+            let mut histogram = entry.histogram;
+            if !histogram.is_empty() {
+                histogram.reset();
+            }
+            self.pool.push(histogram);
+        }
+        delta.failures.clear();
+        delta.exceptions.clear();
+        self.spare_delta = Some(delta);
+    }
+
+    /// How many histograms this shard has allocated in its life: flat once
+    /// the pool has warmed up (tests and diagnostics).
+    pub fn histograms_created(&self) -> u64 {
+        self.histograms_created
+    }
+
+    /// Rows in the table, fold rows included.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+fn take_histogram(pool: &mut Vec<Histogram<u64>>, created: &mut u64) -> Histogram<u64> {
+    pool.pop().unwrap_or_else(|| {
+        *created += 1;
+        new_histogram()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HttpError;
+
+    #[test]
+    fn entry_ids_are_stable_and_per_method() {
+        let mut s = ShardStats::new();
+        let a = s.entry(Method::Get, "/a");
+        let b = s.entry(Method::Post, "/a");
+        assert_ne!(a, b);
+        assert_eq!(s.entry(Method::Get, "/a"), a);
+        assert_eq!(s.entry(Method::Post, "/a"), b);
+        assert_eq!(s.entry_count(), 2);
+    }
+
+    #[test]
+    fn names_past_the_cap_fold_into_other_per_method() {
+        let mut s = ShardStats::with_name_cap(2);
+        let a = s.entry(Method::Get, "/a");
+        let b = s.entry(Method::Get, "/b");
+        let c = s.entry(Method::Get, "/c");
+        let d = s.entry(Method::Get, "/d");
+        let p = s.entry(Method::Post, "/e");
+        assert!(a != b && b != c);
+        assert_eq!(c, d, "both folded into the GET fold row");
+        assert_ne!(c, p, "one fold row per method");
+        assert_eq!(s.entry(Method::Get, "/a"), a, "known names keep their row");
+        s.record(c, 10, 0);
+        s.record(d, 20, 0);
+        let delta = s.take_delta();
+        let other = delta
+            .entries
+            .iter()
+            .find(|e| e.method == Method::Get)
+            .unwrap();
+        assert_eq!(&*other.name, OTHER_NAME);
+        assert_eq!(other.counts.requests, 2);
+    }
+
+    #[test]
+    fn take_delta_carries_counts_and_empties_the_table() {
+        let mut s = ShardStats::new();
+        let a = s.entry(Method::Get, "/a");
+        let idle = s.entry(Method::Get, "/idle");
+        s.record(a, 100, 10);
+        s.record(a, 300, 30);
+        s.record_failure(a, 50, 0, Failure::Status(500));
+        s.record_exception("boom", "tb");
+        s.record_exception("boom", "tb");
+        let delta = s.take_delta();
+        assert_eq!(delta.entries.len(), 1, "idle rows are not sent");
+        let e = &delta.entries[0];
+        assert_eq!(
+            e.counts,
+            EntryCounts {
+                requests: 3,
+                failures: 1,
+                total_us: 450,
+                min_us: 50,
+                max_us: 300,
+                bytes: 40
+            }
+        );
+        assert_eq!(e.histogram.len(), 3);
+        assert_eq!(delta.failures.len(), 1);
+        assert_eq!(delta.failures[0].count, 1);
+        assert_eq!(delta.exceptions.len(), 1);
+        assert_eq!(delta.exceptions[0].count, 2);
+        let _ = idle;
+        assert!(s.take_delta().is_empty());
+    }
+
+    #[test]
+    fn failures_are_keyed_by_entry_and_failure() {
+        let mut s = ShardStats::new();
+        let a = s.entry(Method::Get, "/a");
+        let b = s.entry(Method::Get, "/b");
+        let refused = Failure::Http(HttpError::ConnectionRefused);
+        s.record_failure(a, 1, 0, refused.clone());
+        s.record_failure(a, 1, 0, refused.clone());
+        s.record_failure(a, 1, 0, Failure::Status(503));
+        s.record_failure(b, 1, 0, refused.clone());
+        let mut got: Vec<_> = s
+            .take_delta()
+            .failures
+            .into_iter()
+            .map(|f| (f.name.to_string(), f.failure.to_string(), f.count))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("/a".into(), "HTTP 503 Service Unavailable".into(), 1),
+                ("/a".into(), "connection refused".into(), 2),
+                ("/b".into(), "connection refused".into(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn recycle_reuses_histograms_after_warm_up() {
+        let mut s = ShardStats::new();
+        let ids: Vec<_> = (0..5)
+            .map(|i| s.entry(Method::Get, &format!("/{i}")))
+            .collect();
+        let mut warm = 0;
+        for round in 0..20 {
+            for &id in &ids {
+                s.record(id, 1000 + round, 1);
+            }
+            let mut delta = s.take_delta();
+            // What the control thread does: merge resets, then it comes back.
+            for e in &mut delta.entries {
+                e.histogram.reset();
+            }
+            let entries_cap = delta.entries.capacity();
+            s.recycle(delta);
+            if round == 0 {
+                warm = s.histograms_created();
+                assert_eq!(warm, 5);
+            }
+            assert_eq!(
+                s.histograms_created(),
+                warm,
+                "round {round} allocated a histogram"
+            );
+            assert_eq!(
+                s.spare_delta.as_ref().unwrap().entries.capacity(),
+                entries_cap
+            );
+        }
+    }
+
+    #[test]
+    fn recycling_an_unmerged_delta_resets_its_histograms() {
+        let mut s = ShardStats::new();
+        let a = s.entry(Method::Get, "/a");
+        s.record(a, 5, 0);
+        let delta = s.take_delta();
+        s.recycle(delta);
+        s.record(a, 7, 0);
+        let delta = s.take_delta();
+        assert_eq!(delta.entries[0].histogram.len(), 1);
+        assert_eq!(delta.entries[0].histogram.max(), 7);
+    }
+}

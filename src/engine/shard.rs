@@ -73,7 +73,15 @@ pub(crate) fn spawn_shard(
             }
             let want_uring = spec.io != IoMode::Epoll;
             if want_uring {
+                let mut urb = io_uring::IoUring::builder();
+                match std::env::var("LOCUSTA_URING_FLAGS").as_deref() {
+                    Ok("coop") => { urb.setup_coop_taskrun(); }
+                    Ok("defer") => { urb.setup_single_issuer().setup_defer_taskrun(); }
+                    Ok("both") => { urb.setup_coop_taskrun().setup_single_issuer().setup_defer_taskrun(); }
+                    _ => {}
+                }
                 match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                    .uring_builder(urb)
                     .with_entries(URING_ENTRIES)
                     .enable_timer()
                     .build()

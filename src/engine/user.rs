@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use crate::http::{ClientConfig, Connection, DiscardBody};
+use crate::http::{ClientConfig, Connection, DiscardBody, HttpError, ResponseInfo};
 use crate::stats::{EntryId, Failure, ShardStats};
 
 /// One raw-mode request, serialized once per shard and shared by its users.
@@ -91,21 +91,38 @@ pub async fn run_raw_user(
         let started = Instant::now();
         let result = conn.send(&req.bytes, false, &mut DiscardBody).await;
         let micros = started.elapsed().as_micros() as u64;
-        let mut stats = stats.borrow_mut();
-        match result {
-            Ok(r) if r.status < 400 => stats.record(req.entry, micros, r.body_len),
-            Ok(r) => stats.record_failure(req.entry, micros, r.body_len, Failure::Status(r.status)),
-            Err(e) => {
-                stats.record_failure(req.entry, micros, 0, Failure::Http(e));
-                drop(stats);
-                // Some failures (EMFILE, refused on loopback) complete without
-                // ever suspending; yield so the shard's control loop still runs.
-                YieldNow(false).await;
-            }
+        let failed = record(&mut stats.borrow_mut(), req.entry, micros, result);
+        if failed {
+            // Some failures (EMFILE, refused on loopback) complete without
+            // ever suspending; yield so the shard's control loop still runs.
+            YieldNow(false).await;
         }
         i += 1;
         if i == n {
             i = 0;
+        }
+    }
+}
+
+/// Count one request's outcome; true when it failed.
+fn record(
+    stats: &mut ShardStats,
+    entry: EntryId,
+    micros: u64,
+    result: Result<ResponseInfo, HttpError>,
+) -> bool {
+    match result {
+        Ok(r) if r.status < 400 => {
+            stats.record(entry, micros, r.body_len);
+            false
+        }
+        Ok(r) => {
+            stats.record_failure(entry, micros, r.body_len, Failure::Status(r.status));
+            true
+        }
+        Err(e) => {
+            stats.record_failure(entry, micros, 0, Failure::Http(e));
+            true
         }
     }
 }

@@ -91,7 +91,7 @@ impl fmt::Display for Millis {
         let ms = self.0;
         if ms < 1000 {
             write!(f, "{ms}ms")
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{}s", ms as f64 / 1000.0)

@@ -10,6 +10,8 @@
 //! responses (100 Continue, 103 Early Hints) are skipped; otherwise
 //! `Transfer-Encoding: chunked`, then `Content-Length`, then until close.
 
+use std::mem::MaybeUninit;
+
 use super::HttpError;
 
 /// Where the parsed response goes. Both methods default to doing nothing,
@@ -30,7 +32,7 @@ impl ResponseSink for DiscardBody {}
 const MAX_CHUNK_LINE: u16 = 4096;
 /// The most trailer bytes we skip after the last chunk.
 const MAX_TRAILERS: u32 = 64 * 1024;
-/// Headers per response; more is `TooManyHeaders` (fixed array, no allocation).
+/// Headers per response; more is `TooManyHeaders` (array on the stack, no allocation).
 const MAX_HEADERS: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,9 +191,12 @@ impl ResponseParser {
         input: &[u8],
         sink: &mut impl ResponseSink,
     ) -> Result<Option<usize>, HttpError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let len = match resp.parse(input) {
+        // Uninitialized slots: httparse fills what it uses, so a parse does
+        // not first zero 2 KiB of headers.
+        let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        let len = match config.parse_response_with_uninit_headers(&mut resp, input, &mut headers) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(map_httparse(e)),
@@ -488,319 +493,5 @@ fn hex_value(b: u8) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Records what the parser hands out.
-    #[derive(Default)]
-    struct Collect {
-        headers: Vec<(String, Vec<u8>)>,
-        body: Vec<u8>,
-    }
-    impl ResponseSink for Collect {
-        fn header(&mut self, name: &str, value: &[u8]) {
-            self.headers.push((name.to_string(), value.to_vec()));
-        }
-        fn body(&mut self, data: &[u8]) {
-            self.body.extend_from_slice(data);
-        }
-    }
-
-    #[derive(Debug, PartialEq)]
-    struct Parsed {
-        status: u16,
-        keep_alive: bool,
-        body: Vec<u8>,
-    }
-
-    /// Drive the parser the way `Connection` does: append each piece to a
-    /// bounded buffer, feed, keep only unconsumed bytes; EOF after the last.
-    fn drive(pieces: &[&[u8]], is_head: bool, sink: &mut Collect) -> Result<Parsed, HttpError> {
-        let mut p = ResponseParser::new();
-        p.start(is_head);
-        let mut buf: Vec<u8> = Vec::new();
-        let mut done = false;
-        for piece in pieces {
-            buf.extend_from_slice(piece);
-            let (used, complete) = p.feed(&buf, sink)?;
-            assert!(used <= buf.len());
-            buf.drain(..used);
-            if complete {
-                done = true;
-                break;
-            }
-            if buf.len() > 64 * 1024 {
-                return Err(HttpError::HeaderTooLarge);
-            }
-        }
-        if !done {
-            p.eof(sink)?;
-        }
-        assert_eq!(p.body_len(), sink.body.len() as u64);
-        Ok(Parsed {
-            status: p.status(),
-            keep_alive: p.keep_alive(),
-            body: sink.body.clone(),
-        })
-    }
-
-    fn parse(input: &[u8]) -> Result<Parsed, HttpError> {
-        drive(&[input], false, &mut Collect::default())
-    }
-
-    /// Every way of cutting `input` in two and in single bytes gives `expect`.
-    fn parse_all_splits(input: &[u8], is_head: bool) -> Result<Parsed, HttpError> {
-        let whole = drive(&[input], is_head, &mut Collect::default());
-        for i in 0..=input.len() {
-            let (a, b) = input.split_at(i);
-            assert_eq!(
-                drive(&[a, b], is_head, &mut Collect::default()),
-                whole,
-                "split at {i}"
-            );
-        }
-        let bytes: Vec<&[u8]> = input.chunks(1).collect();
-        assert_eq!(
-            drive(&bytes, is_head, &mut Collect::default()),
-            whole,
-            "byte by byte"
-        );
-        whole
-    }
-
-    fn ok(status: u16, keep_alive: bool, body: &[u8]) -> Result<Parsed, HttpError> {
-        Ok(Parsed {
-            status,
-            keep_alive,
-            body: body.to_vec(),
-        })
-    }
-
-    #[test]
-    fn content_length_body() {
-        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello";
-        assert_eq!(parse_all_splits(r, false), ok(200, true, b"hello"));
-        let mut sink = Collect::default();
-        drive(&[r], false, &mut sink).unwrap();
-        assert_eq!(sink.headers[1], ("X-A".to_string(), b"1".to_vec()));
-        // Bytes after the body are left for the caller to notice.
-        let mut p = ResponseParser::new();
-        p.start(false);
-        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiEXTRA";
-        assert_eq!(p.feed(input, &mut DiscardBody), Ok((input.len() - 5, true)));
-    }
-
-    #[test]
-    fn chunked_with_extensions_and_trailers() {
-        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n\
-                  5;name=\"v;x\"\r\nhello\r\n1A \t;e\r\nabcdefghijklmnopqrstuvwxyz\r\n\
-                  0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n";
-        assert_eq!(
-            parse_all_splits(r, false),
-            ok(200, true, b"helloabcdefghijklmnopqrstuvwxyz")
-        );
-        let empty = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n000\r\n\r\n";
-        assert_eq!(parse_all_splits(empty, false), ok(200, true, b""));
-    }
-
-    #[test]
-    fn close_delimited_body() {
-        let r = b"HTTP/1.1 200 OK\r\n\r\nuntil the end";
-        assert_eq!(parse_all_splits(r, false), ok(200, false, b"until the end"));
-        let gz = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nabc";
-        assert_eq!(parse(gz), ok(200, false, b"abc"));
-    }
-
-    #[test]
-    fn no_body_for_head_1xx_204_304() {
-        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n";
-        assert_eq!(parse_all_splits(r, true), ok(200, true, b""));
-        for s in ["204 No Content", "304 Not Modified"] {
-            let r =
-                format!("HTTP/1.1 {s}\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n");
-            assert_eq!(parse(r.as_bytes()).map(|p| p.body), Ok(vec![]));
-        }
-        let r = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\
-                  HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
-        assert_eq!(parse_all_splits(r, false), ok(201, true, b"ok"));
-        let mut sink = Collect::default();
-        drive(&[r], false, &mut sink).unwrap();
-        assert_eq!(sink.headers.len(), 1, "interim headers are not reported");
-    }
-
-    #[test]
-    fn keep_alive_rules() {
-        let ka = |r: &str| parse(r.as_bytes()).unwrap().keep_alive;
-        assert!(ka("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        assert!(!ka(
-            "HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n"
-        ));
-        assert!(!ka(
-            "HTTP/1.1 200 OK\r\nConnection: x, close\r\nContent-Length: 0\r\n\r\n"
-        ));
-        assert!(!ka("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
-        assert!(ka(
-            "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n"
-        ));
-        assert!(!ka(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"
-        ));
-        assert!(!ka(
-            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-        ));
-    }
-
-    #[test]
-    fn malformed_heads() {
-        assert_eq!(
-            parse(b"HTTX/1.1 200 OK\r\n\r\n"),
-            Err(HttpError::MalformedStatusLine)
-        );
-        assert_eq!(
-            parse(b"HTTP/1.1 2x0 OK\r\n\r\n"),
-            Err(HttpError::MalformedStatusLine)
-        );
-        assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n"),
-            Err(HttpError::MalformedHeader)
-        );
-        assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\nX: a\x01b\r\n\r\n"),
-            Err(HttpError::MalformedHeader)
-        );
-        let many: String = (0..65).map(|i| format!("H{i}: v\r\n")).collect();
-        let r = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
-        assert_eq!(parse(r.as_bytes()), Err(HttpError::TooManyHeaders));
-        for cl in ["abc", "", "-1", "1 2", "99999999999999999999", "5, 6", "+5"] {
-            let r = format!("HTTP/1.1 200 OK\r\nContent-Length: {cl}\r\n\r\nhello");
-            assert_eq!(
-                parse(r.as_bytes()),
-                Err(HttpError::InvalidContentLength),
-                "{cl:?}"
-            );
-        }
-        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello";
-        assert_eq!(parse(r), Err(HttpError::InvalidContentLength));
-        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(parse(r), ok(200, true, b"hello"));
-    }
-
-    #[test]
-    fn malformed_chunks() {
-        let chunked = |body: &str| {
-            let r = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
-            parse_all_splits(r.as_bytes(), false)
-        };
-        for bad in [
-            "zz\r\n",
-            "\r\n",
-            ";x\r\n",
-            "5\n",
-            "5\rX",
-            "-5\r\n",
-            "11111111111111111\r\n",
-        ] {
-            assert_eq!(chunked(bad), Err(HttpError::InvalidChunkSize), "{bad:?}");
-        }
-        let long_ext = format!("5;{}\r\nhello\r\n0\r\n\r\n", "x".repeat(5000));
-        assert_eq!(chunked(&long_ext), Err(HttpError::InvalidChunkSize));
-        assert_eq!(
-            chunked("ffffffffffffffff\r\nab"),
-            Err(HttpError::ClosedMidChunk)
-        );
-        assert_eq!(
-            chunked("5\r\nhelloX\r\n0\r\n\r\n"),
-            Err(HttpError::MalformedChunk)
-        );
-        assert_eq!(
-            chunked("5\r\nhello\rX0\r\n\r\n"),
-            Err(HttpError::MalformedChunk)
-        );
-        assert_eq!(chunked("0\r\n\rX"), Err(HttpError::MalformedChunk));
-        assert_eq!(chunked("5\r\nhel"), Err(HttpError::ClosedMidChunk));
-        assert_eq!(chunked("5\r\nhello\r\n"), Err(HttpError::ClosedMidChunk));
-        assert_eq!(
-            chunked("0\r\nTrailer: 1\r\n"),
-            Err(HttpError::ClosedMidChunk)
-        );
-    }
-
-    #[test]
-    fn eof_says_where_the_response_was_cut() {
-        assert_eq!(
-            drive(&[], false, &mut Collect::default()),
-            Err(HttpError::ClosedBeforeResponse)
-        );
-        assert_eq!(
-            parse(b"HTTP/1.1 200 OK\r\nContent-"),
-            Err(HttpError::ClosedMidHeader)
-        );
-        assert_eq!(
-            parse(b"HTTP/1.1 100 Continue\r\n\r\n"),
-            Err(HttpError::ClosedMidHeader)
-        );
-        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello";
-        assert_eq!(parse(r), Err(HttpError::BodyShorterThanContentLength));
-    }
-
-    /// xorshift64*: a deterministic generator, no dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-    }
-
-    #[test]
-    fn never_panics_on_mutated_responses_at_random_splits() {
-        let seeds: &[&[u8]] = &[
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n",
-            b"HTTP/1.0 200 OK\r\n\r\nclose delimited",
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
-            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
-        ];
-        let alphabet = b"\r\n:;, 0123456789abcdefHTP/.\x00\xff-";
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        for round in 0..5000 {
-            let mut input = seeds[round % seeds.len()].to_vec();
-            for _ in 0..rng.below(4) {
-                let at = rng.below(input.len() + 1);
-                let byte = if rng.below(2) == 0 {
-                    alphabet[rng.below(alphabet.len())]
-                } else {
-                    rng.next() as u8
-                };
-                match rng.below(3) {
-                    0 if at < input.len() => input[at] = byte,
-                    1 if at < input.len() => {
-                        input.remove(at);
-                    }
-                    _ => input.insert(at, byte),
-                }
-            }
-            let mut pieces = Vec::new();
-            let mut rest = &input[..];
-            while !rest.is_empty() {
-                let (a, b) = rest.split_at(1 + rng.below(rest.len()));
-                pieces.push(a);
-                rest = b;
-            }
-            let is_head = rng.below(8) == 0;
-            let whole = drive(&[&input], is_head, &mut Collect::default());
-            let split = drive(&pieces, is_head, &mut Collect::default());
-            assert_eq!(
-                whole,
-                split,
-                "round {round}: {:?}",
-                String::from_utf8_lossy(&input)
-            );
-        }
-    }
-}
+#[path = "parse_tests.rs"]
+mod tests;

@@ -245,7 +245,10 @@ pub fn exceptions_table(view: &StatsView) -> String {
     for e in &view.exceptions {
         let _ = writeln!(out, "{:<18} {}", e.count, e.message);
         for line in e.traceback.lines().filter(|l| !l.trim().is_empty()) {
-            let _ = writeln!(out, "{:<18}   {}", "", line.trim_end());
+            // Lua indents traceback lines with tabs; spaces keep the
+            // indent the same in every terminal.
+            let line = line.trim_end().replace('\t', "  ");
+            let _ = writeln!(out, "{:<18}   {line}", "");
         }
     }
     out += &separator;

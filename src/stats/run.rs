@@ -71,8 +71,7 @@ struct SecondHistograms {
 impl SecondHistograms {
     fn close(&mut self, closed: Option<Histogram<u64>>, pool: &mut Vec<Histogram<u64>>) {
         if let Some(h) = &closed {
-            let sum = self.sum.get_or_insert_with(|| take(pool));
-            let _ = sum.add(h); // same bounds everywhere: cannot fail
+            add(self.sum.get_or_insert_with(|| take(pool)), h);
         }
         self.closed.push_back(closed);
         if self.closed.len() > WINDOW_SECONDS {
@@ -83,7 +82,7 @@ impl SecondHistograms {
                         // rather than carry a wrong sum.
                         sum.reset();
                         for h in self.closed.iter().flatten() {
-                            let _ = sum.add(h);
+                            add(sum, h);
                         }
                     }
                 }
@@ -133,22 +132,30 @@ impl RunRow {
         counts: &EntryCounts,
         pool: &mut Vec<Histogram<u64>>,
     ) {
-        let _ = self.histogram.add(histogram);
-        self.counts.add(counts);
-        self.open.requests += counts.requests;
-        self.open.failures += counts.failures;
+        add(&mut self.histogram, histogram);
+        self.absorb_counts(counts);
         if let Some(seconds) = &mut self.seconds {
-            let _ = seconds
-                .open
-                .get_or_insert_with(|| take(pool))
-                .add(histogram);
+            add(seconds.open.get_or_insert_with(|| take(pool)), histogram);
         }
     }
 
-    fn close_window(&mut self, slot: usize, pool: &mut Vec<Histogram<u64>>) {
+    fn absorb_counts(&mut self, counts: &EntryCounts) {
+        self.counts.add(counts);
+        self.open.requests += counts.requests;
+        self.open.failures += counts.failures;
+    }
+
+    /// Roll the window ring; `second` is the histogram of the closing
+    /// window when the caller keeps it outside the row (Aggregated does).
+    fn close_window(
+        &mut self,
+        slot: usize,
+        second: Option<Histogram<u64>>,
+        pool: &mut Vec<Histogram<u64>>,
+    ) {
         self.closed[slot] = std::mem::take(&mut self.open);
         if let Some(seconds) = &mut self.seconds {
-            let open = seconds.open.take();
+            let open = second.or_else(|| seconds.open.take());
             seconds.close(open, pool);
         }
     }
@@ -168,6 +175,14 @@ fn take(pool: &mut Vec<Histogram<u64>>) -> Histogram<u64> {
     pool.pop().unwrap_or_else(new_histogram)
 }
 
+/// `into += from`. Every histogram comes from `new_histogram` (same
+/// bounds, values clamped on record), so this cannot fail; a failure would
+/// be a bug, caught in tests, and not worth stopping a run for.
+fn add(into: &mut Histogram<u64>, from: &Histogram<u64>) {
+    let result = into.add(from);
+    debug_assert!(result.is_ok(), "histogram add failed: {result:?}");
+}
+
 struct FailureRecord {
     occurrences: u64,
     first_seen: SystemTime,
@@ -185,11 +200,14 @@ pub struct RunStats {
     index: [FastMap<Arc<str>, usize>; Method::ALL.len()],
     other_index: [Option<usize>; Method::ALL.len()],
     named_rows: usize,
+    /// [`MAX_NAMES`] (smaller in tests).
+    name_cap: usize,
     rows: Vec<RunRow>,
+    /// Its `histogram` holds closed windows only: the open window is in
+    /// `aggregated_second` and folded in at each tick, so a merge costs one
+    /// histogram add per entry for Aggregated, and usually a plain copy.
     aggregated: RunRow,
-    /// Requests of the open window, for the history's p50/p95 when there
-    /// are no per-row seconds (with `keep_window` the Aggregated row's own
-    /// open second serves).
+    /// Requests of the open window (history p50/p95, current percentiles).
     aggregated_second: Histogram<u64>,
     failures: HashMap<(Method, Arc<str>, Failure), FailureRecord>,
     exceptions: HashMap<(String, String), u64>,
@@ -218,6 +236,7 @@ impl RunStats {
             index: Default::default(),
             other_index: [None; Method::ALL.len()],
             named_rows: 0,
+            name_cap: MAX_NAMES,
             rows: Vec::new(),
             aggregated: RunRow::new(None, "Aggregated".into(), keep_window),
             aggregated_second: new_histogram(),
@@ -236,7 +255,8 @@ impl RunStats {
         if let Some(&i) = self.index[method as usize].get(&**name) {
             return i;
         }
-        if self.named_rows >= MAX_NAMES {
+        // A shard's own fold row joins ours, so "(other)" is one row.
+        if self.named_rows >= self.name_cap || &**name == OTHER_NAME {
             if let Some(i) = self.other_index[method as usize] {
                 return i;
             }
@@ -268,11 +288,8 @@ impl RunStats {
             }
             let i = self.row_index(entry.method, &entry.name);
             self.rows[i].absorb(&entry.histogram, &entry.counts, &mut self.pool);
-            self.aggregated
-                .absorb(&entry.histogram, &entry.counts, &mut self.pool);
-            if !self.keep_window {
-                let _ = self.aggregated_second.add(&entry.histogram);
-            }
+            self.aggregated.absorb_counts(&entry.counts);
+            add(&mut self.aggregated_second, &entry.histogram);
             self.last_request = Some(self.last_request.map_or(seen, |t| t.max(seen)));
             entry.histogram.reset();
             entry.counts = EntryCounts::default();
@@ -305,20 +322,12 @@ impl RunStats {
             .duration_since(since)
             .map_or(0.0, |d| d.as_secs_f64())
             .max(MIN_WINDOW_SECONDS);
-        let second = if self.keep_window {
-            self.aggregated
-                .seconds
-                .as_ref()
-                .and_then(|s| s.open.as_ref())
+        let second = &self.aggregated_second;
+        let (p50_ms, p95_ms) = if second.is_empty() {
+            (0.0, 0.0)
         } else {
-            Some(&self.aggregated_second)
-        };
-        let (p50_ms, p95_ms) = match second {
-            Some(h) if !h.is_empty() => (
-                us_to_ms(h.value_at_quantile(0.5)),
-                us_to_ms(h.value_at_quantile(0.95)),
-            ),
-            _ => (0.0, 0.0),
+            let p50 = second.value_at_quantile(0.5);
+            (us_to_ms(p50), us_to_ms(second.value_at_quantile(0.95)))
         };
         if self.history.len() >= HISTORY_CAP {
             self.history.drain(..HISTORY_CAP / 10);
@@ -334,12 +343,25 @@ impl RunStats {
 
         let slot = (self.windows_closed % WINDOW_SECONDS as u64) as usize;
         for row in &mut self.rows {
-            row.close_window(slot, &mut self.pool);
+            row.close_window(slot, None, &mut self.pool);
         }
-        self.aggregated.close_window(slot, &mut self.pool);
-        if !self.aggregated_second.is_empty() {
-            self.aggregated_second.reset();
-        }
+        let closed_second = if self.aggregated_second.is_empty() {
+            None
+        } else {
+            add(&mut self.aggregated.histogram, &self.aggregated_second);
+            if self.keep_window {
+                // The window ring keeps this one; fill a fresh one next.
+                Some(std::mem::replace(
+                    &mut self.aggregated_second,
+                    take(&mut self.pool),
+                ))
+            } else {
+                self.aggregated_second.reset();
+                None
+            }
+        };
+        self.aggregated
+            .close_window(slot, closed_second, &mut self.pool);
         self.window_seconds[slot] = seconds;
         self.windows_closed += 1;
         self.last_tick = Some(now);
@@ -379,7 +401,7 @@ impl RunStats {
         let mut entries: Vec<EntryRow> = self
             .rows
             .iter()
-            .map(|r| self.row_view(r, elapsed))
+            .map(|r| self.row_view(r, &r.histogram, elapsed))
             .collect();
         entries.sort_by(|a, b| {
             (a.name.as_str(), a.method_str()).cmp(&(b.name.as_str(), b.method_str()))
@@ -421,7 +443,7 @@ impl RunStats {
 
         StatsView {
             entries,
-            aggregated: self.row_view(&self.aggregated, elapsed),
+            aggregated: self.aggregated_view(elapsed),
             failures,
             exceptions,
             start_time: self.start_time,
@@ -429,7 +451,19 @@ impl RunStats {
         }
     }
 
-    fn row_view(&self, row: &RunRow, elapsed: f64) -> EntryRow {
+    /// Aggregated's row: its closed windows plus the open one.
+    fn aggregated_view(&self, elapsed: f64) -> EntryRow {
+        if self.aggregated_second.is_empty() {
+            return self.row_view(&self.aggregated, &self.aggregated.histogram, elapsed);
+        }
+        let mut cumulative = self.aggregated.histogram.clone();
+        add(&mut cumulative, &self.aggregated_second);
+        self.row_view(&self.aggregated, &cumulative, elapsed)
+    }
+
+    /// `cumulative`: the row's whole-run histogram (passed in because
+    /// Aggregated's is assembled on the fly).
+    fn row_view(&self, row: &RunRow, cumulative: &Histogram<u64>, elapsed: f64) -> EntryRow {
         let c = &row.counts;
         let n = c.requests;
         let per = |x: u64| if n > 0 { x as f64 / n as f64 } else { 0.0 };
@@ -441,7 +475,7 @@ impl RunStats {
             }
         };
         let (min_us, max_us) = if n > 0 { (c.min_us, c.max_us) } else { (0, 0) };
-        let cumulative = percentiles_ms(&row.histogram, max_us);
+        let percentiles = percentiles_ms(cumulative, max_us);
         let windows = (self.windows_closed as usize).min(WINDOW_SECONDS);
         let window_seconds: f64 = self.window_seconds[..windows].iter().sum();
         let current = |pick: fn(&WindowCounts) -> u64| {
@@ -457,7 +491,7 @@ impl RunStats {
             name: row.name.to_string(),
             num_requests: n,
             num_failures: c.failures,
-            median_ms: cumulative[0],
+            median_ms: percentiles[0],
             avg_ms: per(c.total_us) / 1000.0,
             min_ms: us_to_ms(min_us),
             max_ms: us_to_ms(max_us),
@@ -466,7 +500,7 @@ impl RunStats {
             total_fail_per_sec: rate(c.failures),
             current_rps: current(|w| w.requests),
             current_fail_per_sec: current(|w| w.failures),
-            percentiles_ms: cumulative,
+            percentiles_ms: percentiles,
             current_percentiles_ms: row.seconds.as_ref().map(|s| match &s.sum {
                 Some(sum) => percentiles_ms(sum, max_us),
                 None => [0.0; 11],

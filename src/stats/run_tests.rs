@@ -45,7 +45,7 @@ fn merging_two_shards_equals_recording_in_one_histogram() {
     run.merge(&mut da);
     run.merge(&mut db);
     assert_eq!(run.rows[0].histogram, single);
-    assert_eq!(run.aggregated.histogram, single);
+    assert_eq!(run.aggregated_second, single, "Aggregated's open window");
     let v = run.view(at(2));
     assert_eq!(v.entries.len(), 1);
     assert_eq!(v.entries[0].num_requests, 5_000);
@@ -62,6 +62,14 @@ fn merging_two_shards_equals_recording_in_one_histogram() {
         .all(|e| e.histogram.is_empty() && e.counts.requests == 0));
     run.merge(&mut da);
     assert_eq!(run.total_requests(), 5_000);
+    // At the tick the open window joins Aggregated's cumulative histogram.
+    run.tick(at(2), 1);
+    assert_eq!(run.aggregated.histogram, single);
+    assert!(run.aggregated_second.is_empty());
+    assert_eq!(
+        run.view(at(2)).aggregated.percentiles_ms,
+        v.aggregated.percentiles_ms
+    );
 }
 
 #[test]
@@ -288,6 +296,35 @@ fn exceptions_are_counted_by_message_and_traceback() {
         .collect();
     assert_eq!(rows, [(4, "task.lua:3"), (1, "task.lua:9")]);
     assert_eq!(v.exceptions[0].nodes, ["local"]);
+}
+
+#[test]
+fn names_past_the_cap_and_shard_fold_rows_share_one_other_row() {
+    let mut run = RunStats::new_at(false, at(0));
+    run.name_cap = 2;
+    for name in ["/a", "/b", "/c", OTHER_NAME, "/d"] {
+        run.merge(&mut delta(name, 1, 1000, at(1)));
+    }
+    let mut post = ShardStats::new();
+    let id = post.entry(Method::Post, "/e");
+    post.record_failure(id, 10, 0, Failure::Status(500));
+    run.merge(&mut post.take_delta());
+    let v = run.view(at(1));
+    let rows: Vec<_> = v
+        .entries
+        .iter()
+        .map(|e| (e.method_str(), e.name.as_str(), e.num_requests))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("GET", "(other)", 3),
+            ("POST", "(other)", 1),
+            ("GET", "/a", 1),
+            ("GET", "/b", 1)
+        ]
+    );
+    assert_eq!(v.failures[0].name, OTHER_NAME, "failures follow their row");
 }
 
 #[test]

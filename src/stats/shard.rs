@@ -54,14 +54,22 @@ pub(crate) struct FastHasher(u64);
 
 impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            let word = u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+            self.write_u64(u64::from_le_bytes(c.try_into().expect("8-byte chunk")));
         }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        // Fold the tail into one word without a variable-length memcpy.
+        let mut tail = chunks.remainder();
+        let mut word = 0u64;
+        if tail.len() >= 4 {
+            word = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")));
+            tail = &tail[4..];
+        }
+        for &b in tail {
+            word = (word << 8) | u64::from(b);
+        }
+        if !chunks.remainder().is_empty() {
+            self.write_u64(word);
         }
     }
 
@@ -74,6 +82,7 @@ impl Hasher for FastHasher {
     }
 
     fn write_u64(&mut self, i: u64) {
+        // FxHash's step: rotate, mix in, multiply by a large odd constant.
         self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
 

@@ -107,6 +107,22 @@ def stop_nginx(proc):
         proc.wait()
 
 
+def busy_cpus(sample=1.0):
+    """How many CPUs' worth of work the machine did over `sample` seconds (from /proc/stat)."""
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    try:
+        t0, i0 = read()
+        time.sleep(sample)
+        t1, i1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = t1 - t0
+    return (total - (i1 - i0)) / total * os.cpu_count() if total else None
+
+
 def group_cpu(pgid):
     """CPU seconds (user+sys) used so far by the processes of a process group (nginx)."""
     total, tick = 0, os.sysconf("SC_CLK_TCK")
@@ -127,16 +143,19 @@ def run_measured(cmd, workdir, name, timeout):
     with open(out_path, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
-    while True:
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            os.wait4(proc.pid, 0)
-            proc.returncode = -9
-            raise RunError(f"{name} did not finish within {timeout:.0f} s; killed.\n{tail(out_path)}")
-        time.sleep(0.05)
+    try:
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid == proc.pid:
+                break
+            if time.monotonic() > deadline:
+                raise RunError(f"{name} did not finish within {timeout:.0f} s; killed.\n{tail(out_path)}")
+            time.sleep(0.05)
+    except BaseException:  # timeout, Ctrl-C, SIGTERM: leave no generator running
+        proc.kill()
+        os.wait4(proc.pid, 0)
+        proc.returncode = -9
+        raise
     code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
     proc.returncode = code  # already reaped: keep Popen from waiting again
     return code, ru.ru_utime + ru.ru_stime, out_path
@@ -219,6 +238,9 @@ def main():
     p.add_argument("--load-cpu", type=int, help="CPU for the generator (default: second allowed)")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     args = p.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the finally blocks stop nginx and the generator.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
 
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     bad = [t for t in tools if t not in TOOLS]
@@ -249,9 +271,10 @@ def main():
             return 2
         args.load_cpu = others[0]
 
-    load1 = os.getloadavg()[0]
-    if load1 > 0.5:
-        print(f"warning: load average {load1:.2f}: something else is running; numbers will be noisy")
+    busy = busy_cpus()
+    if busy is not None and busy > 0.25:
+        print(f"warning: {busy:.1f} CPUs busy before starting: something else is running; "
+              "numbers will be noisy")
     print(f"target nginx on CPU {args.target_cpu}, generators on CPU {args.load_cpu}; "
           f"{args.connections} connections, {args.duration} s x {args.repeat} per tool", flush=True)
     results, failed = {t: [] for t in tools}, {}
@@ -337,4 +360,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted; nginx and the generator were stopped", file=sys.stderr)
+        sys.exit(130)

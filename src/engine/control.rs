@@ -17,6 +17,8 @@ use crate::stats::RunStats;
 
 /// Granularity of the spawn ramp.
 const SPAWN_TICK: Duration = Duration::from_millis(100);
+/// Close a history window anyway if not every shard reported for this long.
+const WINDOW_BACKSTOP: Duration = Duration::from_millis(1500);
 
 pub(crate) enum ControlCmd {
     Start { users: u32, rate: f64 },
@@ -61,6 +63,11 @@ impl Control {
         };
         let mut epoch = 0u64;
         let mut stopped_shards = vec![false; self.shards.len()];
+        // A history window closes once every shard has reported into it, so
+        // each second holds one report per shard (a timer alone would catch
+        // zero or two and make per-second rates jitter).
+        let mut reported = vec![false; self.shards.len()];
+        let mut window_closed = Instant::now();
         let mut last_tick = Instant::now();
         loop {
             select! {
@@ -113,6 +120,12 @@ impl Control {
                         self.stats.lock().unwrap().merge(&mut report.delta);
                     }
                     let _ = self.shards[report.shard].send(ShardCmd::Recycle(report.delta));
+                    reported[report.shard] = true;
+                    if reported.iter().all(|r| *r) {
+                        reported.iter_mut().for_each(|r| *r = false);
+                        self.close_window();
+                        window_closed = Instant::now();
+                    }
                     if report.stopped && self.status.lock().unwrap().state == RunState::Stopping {
                         stopped_shards[report.shard] = true;
                         if stopped_shards.iter().all(|s| *s) {
@@ -126,11 +139,20 @@ impl Control {
                     last_tick = now;
                 },
                 recv(second) -> _ => {
-                    let users = self.status.lock().unwrap().users;
-                    self.stats.lock().unwrap().tick(SystemTime::now(), users);
+                    // Backstop for a shard that stopped reporting.
+                    if window_closed.elapsed() > WINDOW_BACKSTOP {
+                        reported.iter_mut().for_each(|r| *r = false);
+                        self.close_window();
+                        window_closed = Instant::now();
+                    }
                 },
             }
         }
+    }
+
+    fn close_window(&self) {
+        let users = self.status.lock().unwrap().users;
+        self.stats.lock().unwrap().tick(SystemTime::now(), users);
     }
 
     fn reset(&self, epoch: u64) {

@@ -105,7 +105,12 @@ pub struct Cli {
     pub config: Option<String>,
 
     /// Lua user script (reserved: scripted users arrive with the Lua issue)
-    #[arg(short = 'f', long = "locustfile", value_name = "SCRIPT", env = "LOCUSTA_LOCUSTFILE")]
+    #[arg(
+        short = 'f',
+        long = "locustfile",
+        value_name = "SCRIPT",
+        env = "LOCUSTA_LOCUSTFILE"
+    )]
     pub locustfile: Option<String>,
 
     /// Raw mode: http:// URLs (or paths on --host) each user requests in turn
@@ -116,7 +121,9 @@ pub struct Cli {
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
-        _ => Err(format!("'{s}' is not a positive number of users per second")),
+        _ => Err(format!(
+            "'{s}' is not a positive number of users per second"
+        )),
     }
 }
 
@@ -167,7 +174,9 @@ where
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let explicit = config_flag(&args);
-    let path = explicit.clone().unwrap_or_else(|| "locusta.conf".to_string());
+    let path = explicit
+        .clone()
+        .unwrap_or_else(|| "locusta.conf".to_string());
     match std::fs::read_to_string(&path) {
         Ok(text) => apply_config_file(&path, &text)?,
         Err(e) if explicit.is_none() && e.kind() == std::io::ErrorKind::NotFound => {}
@@ -210,7 +219,10 @@ fn apply_config_file(path: &str, text: &str) -> Result<(), ConfigFileError> {
             message,
         };
         let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') || line.starts_with('[')
+        if line.is_empty()
+            || line.starts_with('#')
+            || line.starts_with(';')
+            || line.starts_with('[')
         {
             continue;
         }
@@ -239,7 +251,6 @@ fn apply_config_file(path: &str, text: &str) -> Result<(), ConfigFileError> {
 pub fn is_url(s: &str) -> bool {
     s.contains("://")
 }
-
 
 #[cfg(test)]
 mod tests {

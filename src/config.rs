@@ -61,7 +61,11 @@ impl RunConfig {
                     .host
                     .as_deref()
                     .ok_or_else(|| ConfigError::PathWithoutHost(u.clone()))?;
-                format!("{}/{}", host.trim_end_matches('/'), u.trim_start_matches('/'))
+                format!(
+                    "{}/{}",
+                    host.trim_end_matches('/'),
+                    u.trim_start_matches('/')
+                )
             };
             targets.push(Target::parse(&full)?);
         }

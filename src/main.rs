@@ -86,7 +86,10 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
 /// `--demo`: the built-in target's URLs, and a short, lively run unless the
 /// user set the numbers. Its failures are the target's designed error rate,
 /// so they do not fail the demo unless `--exit-code-on-error` is given.
-fn demo_config(parsed: &Parsed, target: &DemoTarget) -> Result<RunConfig, locusta::config::ConfigError> {
+fn demo_config(
+    parsed: &Parsed,
+    target: &DemoTarget,
+) -> Result<RunConfig, locusta::config::ConfigError> {
     let mut cli = parsed.cli.clone();
     cli.urls = target.demo_urls();
     cli.host = None;
@@ -124,7 +127,9 @@ impl log::Log for StderrLogger {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let secs = now.as_secs() % 86_400;
         let level = match r.level() {
             log::Level::Warn => "WARNING",

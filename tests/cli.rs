@@ -11,7 +11,10 @@ fn usage_error(args: &[&str], expect: &str) {
     let out = run_bounded(locusta().args(args), Duration::from_secs(10));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(stderr.contains(expect), "{args:?}: expected `{expect}` in: {stderr}");
+    assert!(
+        stderr.contains(expect),
+        "{args:?}: expected `{expect}` in: {stderr}"
+    );
 }
 
 #[test]
@@ -20,9 +23,23 @@ fn help_lists_locust_flags() {
     assert_eq!(out.status.code(), Some(0));
     let help = text(&out.stdout);
     for flag in [
-        "--host", "--users", "--spawn-rate", "--run-time", "--headless", "--csv", "--csv-full-history",
-        "--only-summary", "--exit-code-on-error", "--stop-timeout", "--loglevel", "--shards", "--io",
-        "--connect-timeout", "--timeout", "--demo", "--config",
+        "--host",
+        "--users",
+        "--spawn-rate",
+        "--run-time",
+        "--headless",
+        "--csv",
+        "--csv-full-history",
+        "--only-summary",
+        "--exit-code-on-error",
+        "--stop-timeout",
+        "--loglevel",
+        "--shards",
+        "--io",
+        "--connect-timeout",
+        "--timeout",
+        "--demo",
+        "--config",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -39,10 +56,16 @@ fn bad_input_is_a_usage_error() {
     usage_error(&["--timeout", "soon", url], "not a duration");
     usage_error(&["--headless"], "nothing to load");
     usage_error(&["https://127.0.0.1:9/"], "https:// is not supported yet");
-    usage_error(&["http://127.0.0.1:9/", "http://127.0.0.2:9/"], "one origin");
+    usage_error(
+        &["http://127.0.0.1:9/", "http://127.0.0.2:9/"],
+        "one origin",
+    );
     usage_error(&["/path-only"], "--host");
     usage_error(&["-f", "shop.lua", url], "Lua");
-    usage_error(&["--config", "/nonexistent/locusta.conf", url], "cannot read config file");
+    usage_error(
+        &["--config", "/nonexistent/locusta.conf", url],
+        "cannot read config file",
+    );
 }
 
 #[test]
@@ -57,22 +80,39 @@ fn config_file_env_and_flags_in_that_order() {
     let users_line = |out: &std::process::Output| {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{stderr}");
-        let line = stderr.lines().find(|l| l.contains("Starting locusta")).unwrap().to_string();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("Starting locusta"))
+            .unwrap()
+            .to_string();
         line
     };
     // File alone (./locusta.conf in the working directory).
     let out = run_bounded(locusta().current_dir(&dir), Duration::from_secs(20));
-    assert!(users_line(&out).contains(" 3 user(s)"), "{}", users_line(&out));
+    assert!(
+        users_line(&out).contains(" 3 user(s)"),
+        "{}",
+        users_line(&out)
+    );
     // Env beats file.
-    let out = run_bounded(locusta().current_dir(&dir).env("LOCUSTA_USERS", "5"), Duration::from_secs(20));
+    let out = run_bounded(
+        locusta().current_dir(&dir).env("LOCUSTA_USERS", "5"),
+        Duration::from_secs(20),
+    );
     assert!(users_line(&out).contains(" 5 user(s)"));
     // Flag beats env.
     let out = run_bounded(
-        locusta().current_dir(&dir).env("LOCUSTA_USERS", "5").args(["-u", "7"]),
+        locusta()
+            .current_dir(&dir)
+            .env("LOCUSTA_USERS", "5")
+            .args(["-u", "7"]),
         Duration::from_secs(20),
     );
     assert!(users_line(&out).contains(" 7 user(s)"));
     // --config names another file; an unknown key names file and line.
     std::fs::write(dir.join("bad.conf"), "users = 2\nusres = 4\n").unwrap();
-    usage_error(&["--config", dir.join("bad.conf").to_str().unwrap()], "bad.conf:2: unknown option `usres`");
+    usage_error(
+        &["--config", dir.join("bad.conf").to_str().unwrap()],
+        "bad.conf:2: unknown option `usres`",
+    );
 }

@@ -22,21 +22,40 @@ fn raw_run(io: &str) {
     let dir = temp_dir(&format!("raw-{io}"));
     let prefix = dir.join("run");
     let out = run_bounded(
-        locusta().args(["--headless", "-u", "4", "-r", "100", "-t", "2s", "--shards", "2"]).args([
-            "--io",
-            io,
-            "--only-summary",
-            "--csv",
-            prefix.to_str().unwrap(),
-            &server.url("/hello"),
-        ]),
+        locusta()
+            .args([
+                "--headless",
+                "-u",
+                "4",
+                "-r",
+                "100",
+                "-t",
+                "2s",
+                "--shards",
+                "2",
+            ])
+            .args([
+                "--io",
+                io,
+                "--only-summary",
+                "--csv",
+                prefix.to_str().unwrap(),
+                &server.url("/hello"),
+            ]),
         Duration::from_secs(30),
     );
     let stderr = text(&out.stderr);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     let driver = if io == "uring" { "io_uring" } else { "epoll" };
-    assert!(stderr.contains(&format!("on {driver}")), "driver not reported: {stderr}");
+    assert!(
+        stderr.contains(&format!("on {driver}")),
+        "driver not reported: {stderr}"
+    );
     assert!(stdout.contains("Aggregated") && stdout.contains("Response time percentiles"));
 
     for (suffix, header) in [
@@ -61,7 +80,10 @@ fn raw_run(io: &str) {
     assert_eq!(server.connections(), 4, "connections per user");
     // What arrived is what was counted, give or take requests cut at the stop.
     let arrived = server.requests().len();
-    assert!(count <= arrived && arrived <= count + 4, "client {count}, server {arrived}");
+    assert!(
+        count <= arrived && arrived <= count + 4,
+        "client {count}, server {arrived}"
+    );
     let head = &server.requests()[0];
     assert!(head.starts_with("GET /hello HTTP/1.1\r\n"), "{head}");
     assert!(head.contains(&format!("Host: {}", server.addr)), "{head}");
@@ -93,7 +115,16 @@ fn several_urls_share_the_load_and_errors_set_the_exit_code() {
     let run = |extra: &[&str]| {
         run_bounded(
             locusta()
-                .args(["--headless", "-u", "3", "-r", "50", "-t", "2", "--only-summary"])
+                .args([
+                    "--headless",
+                    "-u",
+                    "3",
+                    "-r",
+                    "50",
+                    "-t",
+                    "2",
+                    "--only-summary",
+                ])
                 .args(["--csv", prefix.to_str().unwrap()])
                 .args(extra)
                 .args([server.url("/a"), server.url("/bad")]),
@@ -107,13 +138,22 @@ fn several_urls_share_the_load_and_errors_set_the_exit_code() {
     assert_eq!(names, ["/a", "/bad", "Aggregated"]);
     let a: u64 = rows[1][2].parse().unwrap();
     let bad: u64 = rows[2][2].parse().unwrap();
-    assert!(a > 20 && bad > 20 && a.abs_diff(bad) <= 3, "a={a} bad={bad}");
+    assert!(
+        a > 20 && bad > 20 && a.abs_diff(bad) <= 3,
+        "a={a} bad={bad}"
+    );
     assert_eq!(rows[2][3], rows[2][2], "every /bad request failed");
     let failures = csv_rows(&dir.join("m_failures.csv"));
     assert_eq!(failures.len(), 2, "{failures:?}");
-    assert_eq!(&failures[1][..3], ["GET", "/bad", "HTTP 500 Internal Server Error"]);
+    assert_eq!(
+        &failures[1][..3],
+        ["GET", "/bad", "HTTP 500 Internal Server Error"]
+    );
     assert_eq!(failures[1][3], rows[2][3]);
-    assert!(text(&out.stdout).contains("HTTP 500"), "failures table printed");
+    assert!(
+        text(&out.stdout).contains("HTTP 500"),
+        "failures table printed"
+    );
 
     let out = run(&["--exit-code-on-error", "7"]);
     assert_eq!(out.status.code(), Some(7));
@@ -126,7 +166,15 @@ fn refused_and_timeout_failures_are_named() {
     let url = format!("http://127.0.0.1:{}/", dead_port());
     let out = run_bounded(
         locusta()
-            .args(["--headless", "-u", "2", "-t", "1", "--only-summary", "--csv"])
+            .args([
+                "--headless",
+                "-u",
+                "2",
+                "-t",
+                "1",
+                "--only-summary",
+                "--csv",
+            ])
             .args([prefix.to_str().unwrap(), &url]),
         Duration::from_secs(20),
     );
@@ -137,15 +185,33 @@ fn refused_and_timeout_failures_are_named() {
     let server = TestServer::start(|_| Reply::Hang);
     let out = run_bounded(
         locusta()
-            .args(["--headless", "-u", "2", "-r", "10", "-t", "2", "--only-summary"])
-            .args(["--timeout", "300ms", "--csv", prefix.to_str().unwrap(), &server.url("/")]),
+            .args([
+                "--headless",
+                "-u",
+                "2",
+                "-r",
+                "10",
+                "-t",
+                "2",
+                "--only-summary",
+            ])
+            .args([
+                "--timeout",
+                "300ms",
+                "--csv",
+                prefix.to_str().unwrap(),
+                &server.url("/"),
+            ]),
         Duration::from_secs(20),
     );
     assert_eq!(out.status.code(), Some(1));
     let failures = csv_rows(&dir.join("r_failures.csv"));
     assert_eq!(failures[1][2], "timeout after 300ms", "{failures:?}");
     let n: u64 = failures[1][3].parse().unwrap();
-    assert!((4..=16).contains(&n), "2 users × ~2 s / 0.3 s timeouts, got {n}");
+    assert!(
+        (4..=16).contains(&n),
+        "2 users × ~2 s / 0.3 s timeouts, got {n}"
+    );
 }
 
 #[test]
@@ -155,7 +221,15 @@ fn malformed_response_is_a_named_failure() {
     let prefix = dir.join("x");
     let out = run_bounded(
         locusta()
-            .args(["--headless", "-u", "1", "-t", "1", "--only-summary", "--csv"])
+            .args([
+                "--headless",
+                "-u",
+                "1",
+                "-t",
+                "1",
+                "--only-summary",
+                "--csv",
+            ])
             .args([prefix.to_str().unwrap(), &server.url("/")]),
         Duration::from_secs(20),
     );

@@ -24,10 +24,9 @@ fn shared_lock() -> RwLockReadGuard<'static, ()> {
     FD_LOCK.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The io_uring runtime exactly as the engine's shards build it.
 fn run_io_uring<F: Future>(fut: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .build()
+    locusta::engine::build_uring_runtime()
         .expect("io_uring runtime")
         .block_on(fut)
 }

@@ -19,6 +19,7 @@ use crate::cli::IoMode;
 use crate::http::{ClientConfig, Target};
 use crate::stats::{RunStats, StatsView};
 use control::{Control, ControlCmd};
+pub use shard::build_uring_runtime;
 use shard::{spawn_shard, ShardSpec};
 
 /// Locust's runner states.

@@ -31,9 +31,13 @@ const URING_ENTRIES: u32 = 4096;
 pub(crate) enum ShardCmd {
     SetUsers(u32),
     /// Stop every user: gracefully, then cancelled after `grace`.
-    Stop { grace: Duration },
+    Stop {
+        grace: Duration,
+    },
     /// Drop stats recorded so far; later reports carry the new epoch.
-    ResetStats { epoch: u64 },
+    ResetStats {
+        epoch: u64,
+    },
     Recycle(StatsDelta),
     Shutdown,
 }
@@ -61,7 +65,8 @@ pub(crate) struct ShardSpec {
 /// (DEFER_TASKRUN, one thread per ring): the kernel does not interrupt the
 /// shard for every completion, which measured ~12% less CPU per request
 /// (see benches/README.md). Kernels before 6.1 lack it: plain io_uring then.
-fn build_uring_runtime() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
+pub fn build_uring_runtime(
+) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
     let mut tuned = io_uring::IoUring::builder();
     tuned.setup_single_issuer().setup_defer_taskrun();
     let build = |urb| {

@@ -86,16 +86,22 @@ pub async fn run_raw_user(
     let mut conn = Connection::new(plan.addr, plan.client);
     let n = plan.requests.len();
     let mut i = first % n;
+    // One clock read per request: a request ends when the next one starts.
+    let mut started = Instant::now();
     while !stop.stopping() {
         let req = &plan.requests[i];
-        let started = Instant::now();
-        let result = conn.send(&req.bytes, false, &mut DiscardBody).await;
-        let micros = started.elapsed().as_micros() as u64;
+        let result = conn
+            .send_since(started, &req.bytes, false, &mut DiscardBody)
+            .await;
+        let ended = Instant::now();
+        let micros = ended.duration_since(started).as_micros() as u64;
+        started = ended;
         let failed = record(&mut stats.borrow_mut(), req.entry, micros, result);
         if failed {
             // Some failures (EMFILE, refused on loopback) complete without
             // ever suspending; yield so the shard's control loop still runs.
             YieldNow(false).await;
+            started = Instant::now();
         }
         i += 1;
         if i == n {

@@ -66,9 +66,7 @@ impl HttpError {
         }
         match e.kind() {
             K::ConnectionRefused => HttpError::ConnectionRefused,
-            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
-                HttpError::ConnectionReset
-            }
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => HttpError::ConnectionReset,
             K::AddrNotAvailable => HttpError::AddrNotAvailable,
             K::UnexpectedEof => HttpError::ClosedBeforeResponse,
             k => HttpError::Io(k),

@@ -126,8 +126,7 @@ fn no_body_for_head_1xx_204_304() {
     let r = b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n";
     assert_eq!(parse_all_splits(r, true), ok(200, true, b""));
     for s in ["204 No Content", "304 Not Modified"] {
-        let r =
-            format!("HTTP/1.1 {s}\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let r = format!("HTTP/1.1 {s}\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!(parse(r.as_bytes()).map(|p| p.body), Ok(vec![]));
     }
     let r = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n\

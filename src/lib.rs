@@ -14,4 +14,5 @@ pub mod engine;
 pub mod headless;
 pub mod http;
 pub mod report;
+pub mod script;
 pub mod stats;

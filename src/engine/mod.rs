@@ -20,6 +20,7 @@ use crate::http::{ClientConfig, Target};
 use crate::stats::{RunStats, StatsView};
 use control::{Control, ControlCmd};
 pub use shard::build_uring_runtime;
+pub use user::StopSignal;
 use shard::{spawn_shard, ShardSpec};
 
 /// Locust's runner states.

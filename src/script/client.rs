@@ -1,0 +1,1 @@
+//! `self.client` and the response object: placeholder until written.

@@ -1,0 +1,1 @@
+//! `locusta.json`: placeholder until written.

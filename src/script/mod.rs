@@ -1,0 +1,77 @@
+//! Lua user scripts: Locust's user model in Lua 5.4 (mlua, vendored).
+//!
+//! One Lua state per shard (`ShardScript`), one coroutine per user. A
+//! request from Lua is an async Rust call that suspends the user's coroutine
+//! until the response arrives. This module owns loading and validating a
+//! script, the `locusta` Lua API (prelude in `lua/locusta.lua`), users'
+//! task loops, and the `client`/`response` bindings. It does not own how
+//! many users of each class run where (the engine's dispatcher does) or
+//! what the numbers mean (`stats`).
+//!
+//! Submodules:
+//! - `runtime`: the Lua state, `require "locusta"`, user classes, tasks,
+//!   task sets, wait times, events, exceptions, `inspect` (helper A).
+//! - `client`: `self.client` and the response object (helper B).
+//! - `json`: `locusta.json` and Lua <-> JSON (helper B).
+
+use std::path::PathBuf;
+
+/// The script as read from disk at startup: `Send`, so every shard thread
+/// can build its own Lua state from it.
+#[derive(Clone, Debug)]
+pub struct ScriptSource {
+    /// Shown in error messages and tracebacks (`shop.lua:12: …`).
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl ScriptSource {
+    pub fn read(path: &str) -> Result<ScriptSource, ScriptError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScriptError::Load {
+            message: format!("cannot read {path}: {e}"),
+        })?;
+        Ok(ScriptSource {
+            path: PathBuf::from(path),
+            text,
+        })
+    }
+}
+
+/// `-T/--tags` and `-E/--exclude-tags`.
+#[derive(Clone, Debug, Default)]
+pub struct TagFilter {
+    /// When set, only tasks with at least one of these tags run.
+    pub include: Option<Vec<String>>,
+    /// Tasks with any of these tags never run.
+    pub exclude: Vec<String>,
+}
+
+/// A user class as declared by the script (for `--list`, dispatch, checks).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassInfo {
+    pub name: String,
+    pub weight: u32,
+    pub fixed_count: Option<u32>,
+    pub host: Option<String>,
+    pub tasks: Vec<TaskInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskInfo {
+    pub name: String,
+    pub weight: u32,
+    pub tags: Vec<String>,
+}
+
+/// A script that cannot run: shown to the user before any user starts (exit 2).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScriptError {
+    /// Syntax or runtime error while loading, or API misuse found at load
+    /// time; `message` starts with `file:line:` where Lua knows it.
+    #[error("{message}")]
+    Load { message: String },
+}
+
+pub mod client;
+pub mod json;
+pub mod runtime;

@@ -1,0 +1,1 @@
+//! The Lua state per shard: placeholder until written.

@@ -29,8 +29,9 @@ pub enum IoMode {
     name = "locusta",
     version,
     about = "Load generator: Locust's way of working on a thread-per-core io_uring engine",
-    after_help = "Raw mode (no script): give one or more http:// URLs of one origin; each user loops GET \
-over them with no think time, like wrk.\n\nExamples:\n  locusta --demo\n  \
+    after_help = "Scripted users: -f script.lua (Locust's user model in Lua). Raw mode (no script): give \
+one or more http:// URLs of one origin; each user loops GET over them with no think time, like wrk.\n\n\
+Examples:\n  locusta --demo\n  locusta -f lua/examples/shop.lua -H http://127.0.0.1:8080 --headless -u 100 -r 10 -t 5m\n  \
 locusta --headless -u 64 -r 64 -t 30s --csv out http://127.0.0.1:8080/\n\n\
 Every option can also be set in ./locusta.conf (or --config FILE) as `key = value`, or as \
 LOCUSTA_<OPTION> in the environment; precedence is file < environment < flags."
@@ -104,17 +105,25 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub config: Option<String>,
 
-    /// Lua user script (reserved: scripted users arrive with the Lua issue)
-    #[arg(
-        short = 'f',
-        long = "locustfile",
-        value_name = "SCRIPT",
-        env = "LOCUSTA_LOCUSTFILE"
-    )]
+    /// Lua user script (e.g. lua/examples/shop.lua)
+    #[arg(short = 'f', long = "locustfile", value_name = "SCRIPT", env = "LOCUSTA_LOCUSTFILE")]
     pub locustfile: Option<String>,
 
-    /// Raw mode: http:// URLs (or paths on --host) each user requests in turn
-    #[arg(value_name = "URL")]
+    /// Only run tasks with one of these tags (comma or space separated)
+    #[arg(short = 'T', long, env = "LOCUSTA_TAGS", num_args = 1.., value_delimiter = ',')]
+    pub tags: Option<Vec<String>>,
+
+    /// Never run tasks with any of these tags
+    #[arg(short = 'E', long, env = "LOCUSTA_EXCLUDE_TAGS", num_args = 1.., value_delimiter = ',')]
+    pub exclude_tags: Option<Vec<String>>,
+
+    /// List the script's user classes and their tasks, then exit
+    #[arg(short = 'l', long)]
+    pub list: bool,
+
+    /// Raw mode: http:// URLs (or paths on --host) each user requests in turn.
+    /// With -f: the names of the user classes to run (default: all)
+    #[arg(value_name = "URL|CLASS")]
     pub urls: Vec<String>,
 }
 

@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use crate::cli::{self, Cli, IoMode};
+use crate::engine::{ClassSpec, Workload};
 use crate::http::{ClientConfig, Target};
+use crate::script::runtime::inspect;
+use crate::script::{ClassInfo, ScriptError, ScriptSource, TagFilter};
 
 /// Everything a headless run needs, checked.
 #[derive(Clone, Debug)]
@@ -24,16 +27,31 @@ pub struct RunConfig {
     pub shards: usize,
     pub io: IoMode,
     pub client: ClientConfig,
-    /// Raw mode: the URLs each user requests in turn (one origin).
-    pub targets: Vec<Target>,
+    pub workload: Workload,
+    /// The user classes to run, in dispatch order.
+    pub classes: Vec<ClassSpec>,
+    /// What the script declares (empty in raw mode), for `--list`.
+    pub script_classes: Vec<ClassInfo>,
+    /// Where load goes, for the start-up line.
+    pub target_label: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("nothing to load: give a URL (raw mode), e.g. `locusta --headless -u 10 -t 30s http://127.0.0.1:8080/`, or try `locusta --demo`")]
     NoTarget,
-    #[error("-f/--locustfile: Lua user scripts are not supported in this build yet; use raw mode with a URL")]
-    ScriptsNotYet,
+    #[error("{0}")]
+    Script(#[from] ScriptError),
+    #[error("no user class named `{name}` in {script}; it has: {available}")]
+    UnknownClass {
+        name: String,
+        script: String,
+        available: String,
+    },
+    #[error("with -f, positional arguments are user class names; `{0}` is a URL: pass it as -H/--host")]
+    UrlWithScript(String),
+    #[error("user class `{0}` has no host: give -H/--host (e.g. -H http://127.0.0.1:8080) or set `host = \"http://...\"` in the class")]
+    NoHost(String),
     #[error("{0}")]
     Url(#[from] crate::http::UrlError),
     #[error("raw-mode URLs must share one origin: `{first}` and `{other}` differ")]
@@ -46,41 +64,27 @@ pub enum ConfigError {
 
 impl RunConfig {
     pub fn from_cli(cli: &Cli) -> Result<RunConfig, ConfigError> {
-        if cli.locustfile.is_some() {
-            return Err(ConfigError::ScriptsNotYet);
-        }
+        let script = cli.locustfile.as_deref().map(ScriptSource::read).transpose()?;
+        Self::from_cli_with_script(cli, script)
+    }
+
+    /// As [`from_cli`](Self::from_cli), with the script already in hand (the
+    /// demo's is compiled into the binary).
+    pub fn from_cli_with_script(
+        cli: &Cli,
+        script: Option<ScriptSource>,
+    ) -> Result<RunConfig, ConfigError> {
         if cli.users == 0 {
             return Err(ConfigError::NoUsers);
         }
-        let mut targets = Vec::new();
-        for u in &cli.urls {
-            let full = if cli::is_url(u) {
-                u.clone()
-            } else {
-                let host = cli
-                    .host
-                    .as_deref()
-                    .ok_or_else(|| ConfigError::PathWithoutHost(u.clone()))?;
-                format!(
-                    "{}/{}",
-                    host.trim_end_matches('/'),
-                    u.trim_start_matches('/')
-                )
-            };
-            targets.push(Target::parse(&full)?);
-        }
-        if targets.is_empty() {
-            match &cli.host {
-                Some(h) => targets.push(Target::parse(h)?),
-                None => return Err(ConfigError::NoTarget),
+        let (workload, classes, script_classes, target_label) = match script {
+            Some(source) => script_workload(cli, source)?,
+            None => {
+                let targets = raw_targets(cli)?;
+                let label = targets[0].origin.clone();
+                (Workload::Raw { targets }, Workload::raw_classes(), Vec::new(), label)
             }
-        }
-        if let Some(other) = targets.iter().find(|t| t.origin != targets[0].origin) {
-            return Err(ConfigError::MixedOrigins {
-                first: targets[0].origin.clone(),
-                other: other.origin.clone(),
-            });
-        }
+        };
         Ok(RunConfig {
             users: cli.users,
             spawn_rate: cli.spawn_rate,
@@ -99,9 +103,106 @@ impl RunConfig {
                 connect_timeout: cli.connect_timeout,
                 request_timeout: cli.timeout,
             },
-            targets,
+            workload,
+            classes,
+            script_classes,
+            target_label,
         })
     }
+}
+
+type WorkloadParts = (Workload, Vec<ClassSpec>, Vec<ClassInfo>, String);
+
+/// `-f script.lua [Class ...]`: load and check the script now, so a broken
+/// script stops the run before anything starts.
+fn script_workload(cli: &Cli, source: ScriptSource) -> Result<WorkloadParts, ConfigError> {
+    let path = source.path.display().to_string();
+    if let Some(url) = cli.urls.iter().find(|u| cli::is_url(u)) {
+        return Err(ConfigError::UrlWithScript(url.clone()));
+    }
+    let tags = TagFilter {
+        include: cli.tags.clone(),
+        exclude: cli.exclude_tags.clone().unwrap_or_default(),
+    };
+    let declared = inspect(&source, &tags)?;
+    let selected: Vec<ClassInfo> = if cli.urls.is_empty() {
+        declared.clone()
+    } else {
+        let mut picked = Vec::new();
+        for name in &cli.urls {
+            let class = declared.iter().find(|c| &c.name == name).ok_or_else(|| {
+                ConfigError::UnknownClass {
+                    name: name.clone(),
+                    script: path.clone(),
+                    available: declared
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+            })?;
+            picked.push(class.clone());
+        }
+        picked
+    };
+    let default_host = cli.host.as_deref().map(Target::parse).transpose()?;
+    if !cli.list && default_host.is_none() {
+        if let Some(c) = selected.iter().find(|c| c.host.is_none()) {
+            return Err(ConfigError::NoHost(c.name.clone()));
+        }
+    }
+    let label = match &default_host {
+        Some(t) => t.origin.clone(),
+        None => selected
+            .iter()
+            .filter_map(|c| c.host.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    let classes = selected
+        .iter()
+        .map(|c| ClassSpec {
+            name: c.name.clone(),
+            weight: c.weight,
+            fixed_count: c.fixed_count,
+        })
+        .collect();
+    let workload = Workload::Script {
+        source,
+        tags,
+        default_host,
+    };
+    Ok((workload, classes, declared, format!("{label} with {path}")))
+}
+
+/// Raw mode: the positional URLs (or paths on --host), one origin.
+fn raw_targets(cli: &Cli) -> Result<Vec<Target>, ConfigError> {
+    let mut targets = Vec::new();
+    for u in &cli.urls {
+        let full = if cli::is_url(u) {
+            u.clone()
+        } else {
+            let host = cli
+                .host
+                .as_deref()
+                .ok_or_else(|| ConfigError::PathWithoutHost(u.clone()))?;
+            format!("{}/{}", host.trim_end_matches('/'), u.trim_start_matches('/'))
+        };
+        targets.push(Target::parse(&full)?);
+    }
+    if targets.is_empty() {
+        match &cli.host {
+            Some(h) => targets.push(Target::parse(h)?),
+            None => return Err(ConfigError::NoTarget),
+        }
+    }
+    if let Some(other) = targets.iter().find(|t| t.origin != targets[0].origin) {
+        return Err(ConfigError::MixedOrigins {
+            first: targets[0].origin.clone(),
+            other: other.origin.clone(),
+        });
+    }
+    Ok(targets)
 }
 
 /// Locust's `-t` formats: `45` (seconds), `30s`, `5m`, `1h30m`, `1h30m20s`.

@@ -10,6 +10,7 @@ use locusta::config::RunConfig;
 use locusta::demo::DemoTarget;
 use locusta::engine::{Controller, EngineConfig};
 use locusta::headless;
+use locusta::script::ScriptSource;
 
 /// Exit status for usage errors, as clap and Locust use.
 const USAGE: u8 = 2;
@@ -58,6 +59,10 @@ fn main() -> ExitCode {
 }
 
 fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
+    if parsed.cli.list {
+        print!("{}", list_classes(cfg));
+        return Ok(0);
+    }
     if !parsed.cli.headless && !parsed.cli.demo {
         log::warn!("the dashboard is not built yet: running headless");
     }
@@ -65,7 +70,8 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
         shards: cfg.shards,
         io: cfg.io,
         client: cfg.client,
-        targets: cfg.targets.clone(),
+        workload: cfg.workload.clone(),
+        classes: cfg.classes.clone(),
         stop_timeout: cfg.stop_timeout,
         keep_window: cfg.csv_full_history,
     })?;
@@ -76,7 +82,7 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
         controller.io_driver().as_str(),
         cfg.users,
         cfg.spawn_rate,
-        cfg.targets[0].origin
+        cfg.target_label
     );
     let code = headless::run(cfg, &controller);
     controller.shutdown();
@@ -91,29 +97,53 @@ fn demo_config(
     target: &DemoTarget,
 ) -> Result<RunConfig, locusta::config::ConfigError> {
     let mut cli = parsed.cli.clone();
-    cli.urls = target.demo_urls();
-    cli.host = None;
+    cli.urls.clear();
+    cli.host = Some(target.base_url());
     if !parsed.is_set("users") {
-        cli.users = 32;
+        cli.users = 200;
     }
     if !parsed.is_set("spawn_rate") {
-        cli.spawn_rate = 32.0;
+        cli.spawn_rate = 50.0;
     }
     if !parsed.is_set("run_time") {
-        cli.run_time = Some(Duration::from_secs(10));
+        cli.run_time = Some(Duration::from_secs(15));
     }
     if !parsed.is_set("exit_code_on_error") {
         cli.exit_code_on_error = 0;
     }
-    let cfg = RunConfig::from_cli(&cli)?;
+    let shop = ScriptSource {
+        path: "lua/examples/shop.lua".into(),
+        text: include_str!("../lua/examples/shop.lua").to_string(),
+    };
+    let cfg = RunConfig::from_cli_with_script(&cli, Some(shop))?;
     eprintln!(
-        "Demo target on {} ({} endpoints); running {} users for {}s",
+        "Demo: the shop target on {}, lua/examples/shop.lua, {} users for {}s",
         target.base_url(),
-        cfg.targets.len(),
         cfg.users,
         cfg.run_time.map_or(0, |t| t.as_secs())
     );
     Ok(cfg)
+}
+
+/// `-l/--list`: the script's classes with weights and tasks.
+fn list_classes(cfg: &RunConfig) -> String {
+    let mut out = String::from("Available user classes:\n");
+    for c in &cfg.script_classes {
+        let count = match c.fixed_count {
+            Some(n) => format!("fixed_count {n}"),
+            None => format!("weight {}", c.weight),
+        };
+        out += &format!("    {} ({count})\n", c.name);
+        for t in &c.tasks {
+            let tags = if t.tags.is_empty() {
+                String::new()
+            } else {
+                format!(" [tags: {}]", t.tags.join(", "))
+            };
+            out += &format!("        {} (weight {}){tags}\n", t.name, t.weight);
+        }
+    }
+    out
 }
 
 /// Locust-like log lines on stderr: `[HH:MM:SS.mmm] LEVEL/locusta: message`.

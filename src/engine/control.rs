@@ -1,8 +1,8 @@
 //! The control thread: owns the run's state machine, the spawn ramp and the
 //! cumulative stats.
 //!
-//! It tells each shard how many users to hold (spread evenly, ramped at the
-//! spawn rate), merges the shards' one-second deltas into [`RunStats`], and
+//! It tells each shard how many users of each class to hold (see
+//! `dispatch`; ramped at the spawn rate), merges the shards' one-second deltas into [`RunStats`], and
 //! closes a one-second history window every second. Front ends never talk to
 //! shards; they call the `Controller`, which sends [`ControlCmd`]s here.
 
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{select, tick, Receiver, Sender};
 
+use super::dispatch::{per_shard, ClassSpec, Dispatcher};
 use super::shard::{ShardCmd, ShardReport};
 use super::{RunState, RunStatus};
 use crate::stats::RunStats;
@@ -30,6 +31,7 @@ pub(crate) enum ControlCmd {
 
 pub(crate) struct Control {
     pub shards: Vec<Sender<ShardCmd>>,
+    pub classes: Vec<ClassSpec>,
     pub reports: Receiver<ShardReport>,
     pub commands: Receiver<ControlCmd>,
     pub stats: Arc<Mutex<RunStats>>,
@@ -37,18 +39,14 @@ pub(crate) struct Control {
     pub stop_timeout: Duration,
 }
 
-/// Users per shard for `total` users: spread evenly, remainder to the first.
-pub(crate) fn spread(total: u32, shards: usize) -> impl Iterator<Item = u32> {
-    let n = shards as u32;
-    (0..n).map(move |i| total / n + u32::from(i < total % n))
-}
-
 struct Ramp {
     target: u32,
     rate: f64,
     /// Users asked for so far; fractional so slow rates still progress.
     current: f64,
-    sent: Vec<u32>,
+    /// Per shard, the class counts last sent.
+    sent: Vec<Vec<u32>>,
+    dispatcher: Dispatcher,
 }
 
 impl Control {
@@ -59,7 +57,8 @@ impl Control {
             target: 0,
             rate: 1.0,
             current: 0.0,
-            sent: vec![0; self.shards.len()],
+            sent: vec![Vec::new(); self.shards.len()],
+            dispatcher: Dispatcher::new(self.classes.clone()),
         };
         let mut epoch = 0u64;
         let mut stopped_shards = vec![false; self.shards.len()];
@@ -81,6 +80,9 @@ impl Control {
                                 self.reset(epoch);
                             }
                             self.status.lock().unwrap().started_at = Some(Instant::now());
+                            for tx in &self.shards {
+                                let _ = tx.send(ShardCmd::TestStart);
+                            }
                         }
                         self.retarget(&mut ramp, users, rate);
                     }
@@ -95,7 +97,7 @@ impl Control {
                         if matches!(state, RunState::Spawning | RunState::Running) {
                             ramp.target = 0;
                             ramp.current = 0.0;
-                            ramp.sent.iter_mut().for_each(|s| *s = 0);
+                            ramp.sent.iter_mut().for_each(|s| s.clear());
                             stopped_shards.iter_mut().for_each(|s| *s = false);
                             for tx in &self.shards {
                                 let _ = tx.send(ShardCmd::Stop { grace: self.stop_timeout });
@@ -199,14 +201,11 @@ impl Control {
             (ramp.current - step).max(target)
         };
         let users = ramp.current.floor() as u32;
-        for ((tx, sent), want) in self
-            .shards
-            .iter()
-            .zip(ramp.sent.iter_mut())
-            .zip(spread(users, self.shards.len()))
-        {
+        let counts = ramp.dispatcher.counts(users);
+        let rows = per_shard(&counts, self.shards.len());
+        for ((tx, sent), want) in self.shards.iter().zip(ramp.sent.iter_mut()).zip(rows) {
             if *sent != want {
-                *sent = want;
+                *sent = want.clone();
                 let _ = tx.send(ShardCmd::SetUsers(want));
             }
         }
@@ -228,22 +227,5 @@ impl Control {
         let mut status = self.status.lock().unwrap();
         status.state = state;
         status.users = users;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::spread;
-
-    #[test]
-    fn spread_is_even_and_sums() {
-        assert_eq!(spread(10, 3).collect::<Vec<_>>(), vec![4, 3, 3]);
-        assert_eq!(spread(1, 2).collect::<Vec<_>>(), vec![1, 0]);
-        assert_eq!(spread(0, 2).collect::<Vec<_>>(), vec![0, 0]);
-        for total in 0..200 {
-            for shards in 1..9 {
-                assert_eq!(spread(total, shards).sum::<u32>(), total);
-            }
-        }
     }
 }

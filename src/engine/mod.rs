@@ -6,6 +6,8 @@
 //! cluster master will too, so nothing here prints or knows about reports.
 
 mod control;
+mod dispatch;
+mod population;
 mod shard;
 mod user;
 
@@ -17,9 +19,11 @@ use crossbeam_channel::{unbounded, Sender};
 
 use crate::cli::IoMode;
 use crate::http::{ClientConfig, Target};
+use crate::script::{ScriptSource, TagFilter};
 use crate::stats::{RunStats, StatsView};
 use control::{Control, ControlCmd};
 pub use shard::build_uring_runtime;
+pub use dispatch::ClassSpec;
 pub use user::StopSignal;
 use shard::{spawn_shard, ShardSpec};
 
@@ -81,14 +85,40 @@ pub struct Snapshot {
     pub stats: StatsView,
 }
 
+/// What users run. `Send`: every shard builds its own copy from it.
+#[derive(Clone, Debug)]
+pub enum Workload {
+    /// Raw mode: each user GETs these URLs (one origin) in turn.
+    Raw { targets: Vec<Target> },
+    /// Lua user classes; relative paths go to `default_host` unless a
+    /// class names its own host.
+    Script {
+        source: ScriptSource,
+        tags: TagFilter,
+        default_host: Option<Target>,
+    },
+}
+
+impl Workload {
+    /// Raw mode's single, implicit user class.
+    pub fn raw_classes() -> Vec<ClassSpec> {
+        vec![ClassSpec {
+            name: "raw".into(),
+            weight: 1,
+            fixed_count: None,
+        }]
+    }
+}
+
 /// How to build an engine.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub shards: usize,
     pub io: IoMode,
     pub client: ClientConfig,
-    /// Raw mode: the URLs each user GETs in turn (one origin).
-    pub targets: Vec<Target>,
+    pub workload: Workload,
+    /// The user classes to dispatch (raw mode: one).
+    pub classes: Vec<ClassSpec>,
     pub stop_timeout: Duration,
     /// Keep per-second histograms for "current" percentiles.
     pub keep_window: bool,
@@ -100,8 +130,8 @@ pub enum EngineError {
     Driver(String),
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
-    #[error("raw mode needs at least one URL")]
-    NoTargets,
+    #[error("nothing to run: no URL or no user class")]
+    NothingToRun,
 }
 
 /// Drives one run: start, retarget, stop, reset, snapshot.
@@ -117,8 +147,9 @@ pub struct Controller {
 impl Controller {
     /// Start the shards (idle, no users) and the control thread.
     pub fn launch(cfg: EngineConfig) -> Result<Controller, EngineError> {
-        if cfg.targets.is_empty() {
-            return Err(EngineError::NoTargets);
+        let no_targets = matches!(&cfg.workload, Workload::Raw { targets } if targets.is_empty());
+        if no_targets || cfg.classes.is_empty() {
+            return Err(EngineError::NothingToRun);
         }
         let cpus = allowed_cpus();
         let (report_tx, report_rx) = unbounded();
@@ -133,7 +164,8 @@ impl Controller {
                 cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
                 io: cfg.io,
                 client: cfg.client,
-                targets: cfg.targets.clone(),
+                workload: cfg.workload.clone(),
+                classes: cfg.classes.iter().map(|c| c.name.clone()).collect(),
             };
             threads.push(spawn_shard(spec, rx, report_tx.clone(), ready_tx.clone())?);
             shard_txs.push(tx);
@@ -165,6 +197,7 @@ impl Controller {
         let (cmd_tx, cmd_rx) = unbounded();
         let control = Control {
             shards: shard_txs,
+            classes: cfg.classes.clone(),
             reports: report_rx,
             commands: cmd_rx,
             stats: stats.clone(),

@@ -8,16 +8,18 @@
 //! set of a shard; what a user does is in `user`, the run as a whole in
 //! `control`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::user::{run_raw_user, RawPlan, RawRequest, StopSignal};
-use super::{pin_to_cpu, IoDriver};
+use super::population::{Population, ShardWorkload};
+use super::user::{RawPlan, RawRequest};
+use super::{pin_to_cpu, IoDriver, Workload};
 use crate::cli::IoMode;
 use crate::http::{write_request, ClientConfig, Method, Target};
+use crate::script::runtime::{ShardContext, ShardScript};
 use crate::stats::{ShardStats, StatsDelta};
 
 /// How often a shard looks at its command channel.
@@ -29,7 +31,10 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 const URING_ENTRIES: u32 = 4096;
 
 pub(crate) enum ShardCmd {
-    SetUsers(u32),
+    /// Users of each class this shard holds.
+    SetUsers(Vec<u32>),
+    /// A run starts: fire the script's test_start (before any user).
+    TestStart,
     /// Stop every user: gracefully, then cancelled after `grace`.
     Stop {
         grace: Duration,
@@ -58,7 +63,9 @@ pub(crate) struct ShardSpec {
     pub cpu: Option<usize>,
     pub io: IoMode,
     pub client: ClientConfig,
-    pub targets: Vec<Target>,
+    pub workload: Workload,
+    /// Class names in the order `SetUsers` counts them.
+    pub classes: Vec<String>,
 }
 
 /// io_uring with completions deferred to when the shard waits for them
@@ -100,8 +107,8 @@ pub(crate) fn spawn_shard(
             if want_uring {
                 match build_uring_runtime() {
                     Ok(mut rt) => {
-                        let _ = ready.send(Ok(IoDriver::IoUring));
-                        return rt.block_on(shard_loop(spec, commands, reports));
+                        let driver = IoDriver::IoUring;
+                        return rt.block_on(shard_loop(spec, driver, ready, commands, reports));
                     }
                     Err(e) if spec.io == IoMode::Uring => {
                         let _ = ready.send(Err(format!(
@@ -117,8 +124,8 @@ pub(crate) fn spawn_shard(
                 .build()
             {
                 Ok(mut rt) => {
-                    let _ = ready.send(Ok(IoDriver::Epoll));
-                    rt.block_on(shard_loop(spec, commands, reports))
+                    let driver = IoDriver::Epoll;
+                    rt.block_on(shard_loop(spec, driver, ready, commands, reports))
                 }
                 Err(e) => {
                     let _ = ready.send(Err(format!("cannot start the epoll driver: {e}")));
@@ -127,100 +134,8 @@ pub(crate) fn spawn_shard(
         })
 }
 
-/// A user task that is on its way out, and when it gets cancelled.
-struct Retiring {
-    stop: Rc<StopSignal>,
-    deadline: Instant,
-}
-
-struct ShardUsers {
-    plan: Rc<RawPlan>,
-    stats: Rc<RefCell<ShardStats>>,
-    active: Vec<Rc<StopSignal>>,
-    retiring: Vec<Retiring>,
-    /// User tasks still alive, active or retiring.
-    live: Rc<Cell<usize>>,
-    spawned: usize,
-    index: usize,
-    shards: usize,
-}
-
-impl ShardUsers {
-    fn set_count(&mut self, n: usize, grace: Duration) {
-        while self.active.len() < n {
-            self.spawn_one();
-        }
-        while self.active.len() > n {
-            let stop = self.active.pop().expect("len checked");
-            self.retire(stop, grace);
-        }
-    }
-
-    fn spawn_one(&mut self) {
-        let stop = Rc::new(StopSignal::default());
-        // Global user number, so users on all shards cover the URL list evenly.
-        let first = self.spawned * self.shards + self.index;
-        self.spawned += 1;
-        let live = LiveGuard::new(self.live.clone());
-        let (plan, stats, signal) = (self.plan.clone(), self.stats.clone(), stop.clone());
-        monoio::spawn(async move {
-            let _live = live;
-            let forced = signal.forced();
-            monoio::select! {
-                _ = run_raw_user(plan, stats, signal, first) => {},
-                _ = forced => {},
-            }
-        });
-        self.active.push(stop);
-    }
-
-    fn retire(&mut self, stop: Rc<StopSignal>, grace: Duration) {
-        stop.stop_gracefully();
-        if grace.is_zero() {
-            stop.force();
-        } else {
-            self.retiring.push(Retiring {
-                stop,
-                deadline: Instant::now() + grace,
-            });
-        }
-    }
-
-    fn stop_all(&mut self, grace: Duration) {
-        self.set_count(0, grace);
-    }
-
-    fn force_overdue(&mut self, now: Instant) {
-        self.retiring.retain(|r| {
-            if now >= r.deadline {
-                r.stop.force();
-                false
-            } else {
-                true
-            }
-        });
-    }
-}
-
-/// Decrements the shard's live-user count when a user task ends or is dropped.
-struct LiveGuard(Rc<Cell<usize>>);
-
-impl LiveGuard {
-    fn new(live: Rc<Cell<usize>>) -> Self {
-        live.set(live.get() + 1);
-        LiveGuard(live)
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
-
-fn build_plan(spec: &ShardSpec, stats: &mut ShardStats) -> RawPlan {
-    let requests = spec
-        .targets
+fn build_plan(targets: &[Target], client: ClientConfig, stats: &mut ShardStats) -> RawPlan {
+    let requests = targets
         .iter()
         .map(|t| {
             let mut bytes = Vec::with_capacity(256);
@@ -232,26 +147,64 @@ fn build_plan(spec: &ShardSpec, stats: &mut ShardStats) -> RawPlan {
         })
         .collect();
     RawPlan {
-        addr: spec.targets[0].addr,
-        client: spec.client,
+        addr: targets[0].addr,
+        client,
         requests,
     }
 }
 
-async fn shard_loop(spec: ShardSpec, commands: Receiver<ShardCmd>, reports: Sender<ShardReport>) {
-    let mut stats = ShardStats::new();
-    let plan = Rc::new(build_plan(&spec, &mut stats));
-    let stats = Rc::new(RefCell::new(stats));
-    let mut users = ShardUsers {
-        plan,
-        stats: stats.clone(),
-        active: Vec::new(),
-        retiring: Vec::new(),
-        live: Rc::new(Cell::new(0)),
-        spawned: 0,
-        index: spec.index,
-        shards: spec.shards,
+/// Build this shard's workload (a Lua state per shard for scripts).
+fn build_workload(
+    spec: &ShardSpec,
+    stats: &Rc<RefCell<ShardStats>>,
+) -> Result<ShardWorkload, String> {
+    match &spec.workload {
+        Workload::Raw { targets } => Ok(ShardWorkload::Raw(Rc::new(build_plan(
+            targets,
+            spec.client,
+            &mut stats.borrow_mut(),
+        )))),
+        Workload::Script {
+            source,
+            tags,
+            default_host,
+        } => {
+            let ctx = ShardContext {
+                shard: spec.index,
+                stats: stats.clone(),
+                client: spec.client,
+                default_host: default_host.clone(),
+            };
+            ShardScript::load(source, tags, &spec.classes, ctx)
+                .map(|s| ShardWorkload::Script(Rc::new(s)))
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+async fn shard_loop(
+    spec: ShardSpec,
+    driver: IoDriver,
+    ready: Sender<Result<IoDriver, String>>,
+    commands: Receiver<ShardCmd>,
+    reports: Sender<ShardReport>,
+) {
+    let stats = Rc::new(RefCell::new(ShardStats::new()));
+    let workload = match build_workload(&spec, &stats) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
     };
+    let _ = ready.send(Ok(driver));
+    let mut users = Population::new(
+        workload,
+        stats.clone(),
+        spec.classes.len(),
+        spec.index,
+        spec.shards,
+    );
     let mut epoch = 0u64;
     let mut stop_grace = Duration::ZERO;
     let mut stopping = false;
@@ -266,9 +219,14 @@ async fn shard_loop(spec: ShardSpec, commands: Receiver<ShardCmd>, reports: Send
         monoio::time::sleep(CONTROL_TICK).await;
         while let Ok(cmd) = commands.try_recv() {
             match cmd {
-                ShardCmd::SetUsers(n) => {
+                ShardCmd::SetUsers(counts) => {
                     stopping = false;
-                    users.set_count(n as usize, stop_grace);
+                    users.set_counts(&counts, stop_grace);
+                }
+                ShardCmd::TestStart => {
+                    if let ShardWorkload::Script(script) = &users.workload {
+                        script.test_start().await;
+                    }
                 }
                 ShardCmd::Stop { grace } => {
                     stop_grace = grace;
@@ -290,9 +248,12 @@ async fn shard_loop(spec: ShardSpec, commands: Receiver<ShardCmd>, reports: Send
         }
         let now = Instant::now();
         users.force_overdue(now);
-        if stopping && users.live.get() == 0 {
+        if stopping && users.live() == 0 {
             stopping = false;
-            next_report = now + REPORT_EVERY;
+            if let ShardWorkload::Script(script) = &users.workload {
+                script.test_stop().await;
+            }
+            next_report = Instant::now() + REPORT_EVERY;
             if reports.send(report(epoch, true)).is_err() {
                 return;
             }

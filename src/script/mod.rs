@@ -75,3 +75,5 @@ pub enum ScriptError {
 pub mod client;
 pub mod json;
 pub mod runtime;
+pub mod client_cookies;
+pub mod client_response;

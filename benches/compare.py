@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side CPU per request: wrk vs locusta (io_uring and epoll drivers).
+"""Side-by-side CPU per request: wrk vs locusta (raw mode on io_uring and epoll, Lua script) and Locust.
 
 One nginx worker pinned to one CPU serves a fixed 200-byte body on
 127.0.0.1 (benches/nginx.conf); each load generator in turn is pinned to
@@ -8,6 +8,12 @@ For each run the generator's own CPU time (user + sys, from wait4's rusage)
 is divided by the requests it completed. On a 2-core box the target shares
 the machine, so requests/s measures nginx as much as the generator; CPU per
 request is the figure to compare, and the ratio to wrk is the headline.
+
+Tools: wrk; locusta raw mode (`uring`, `epoll`: the URL on the command line);
+locusta running benches/lua/get.lua (`lua`: one Lua task doing one GET, no
+think time, io_uring); Locust's FastHttpUser running benches/locust_get.py
+(`locust`: the same script shape, one locust process; only when the `locust`
+command or module is installed, `pip install locust`).
 
 Python 3.8+ standard library only. Needs nginx, wrk and taskset
 (`apt-get install -y wrk nginx-light`) and a release build of locusta
@@ -30,7 +36,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TOOLS = ("wrk", "uring", "epoll")
+TOOLS = ("wrk", "uring", "epoll", "lua", "locust")
+DEFAULT_TOOLS = ("wrk", "uring", "epoll", "lua")  # locust: opt in with --tools (it is slow)
+LUA_SCRIPT = os.path.join(HERE, "lua", "get.lua")
+LOCUST_SCRIPT = os.path.join(HERE, "locust_get.py")
 INSTALL_HINT = "apt-get install -y wrk nginx-light"
 
 
@@ -57,9 +66,10 @@ def tail(path, n=15):
         return ""
 
 
-def nginx_config(nginx, port, workdir):
+def nginx_config(nginx, port, workdir, worker_connections=8192):
     with open(os.path.join(HERE, "nginx.conf")) as f:
-        text = f.read().replace("@PORT@", str(port)).replace("@DIR@", workdir)
+        text = (f.read().replace("@PORT@", str(port)).replace("@DIR@", workdir)
+                .replace("@WORKER_CONNECTIONS@", str(worker_connections)))
     built = subprocess.run([nginx, "-V"], capture_output=True, text=True).stderr
     lines = []
     for line in text.splitlines():
@@ -73,12 +83,14 @@ def nginx_config(nginx, port, workdir):
     return path
 
 
-def start_nginx(nginx, cpu, workdir):
+def start_nginx(nginx, cpu, workdir, worker_connections=8192):
+    """Start nginx pinned to `cpu` (None: not pinned); return (Popen, "http://127.0.0.1:PORT/")."""
     port = free_port()
-    conf = nginx_config(nginx, port, workdir)
+    conf = nginx_config(nginx, port, workdir, worker_connections)
     log = os.path.join(workdir, "error.log")
     out = open(os.path.join(workdir, "nginx.out"), "w")
-    cmd = ["taskset", "-c", str(cpu), nginx, "-p", workdir + "/", "-e", log, "-c", conf]
+    cmd = ([] if cpu is None else ["taskset", "-c", str(cpu)]) + [
+        nginx, "-p", workdir + "/", "-e", log, "-c", conf]
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -181,18 +193,52 @@ def measure_wrk(wrk, args, url, workdir, rep):
     return {"requests": int(m.group(1)), "seconds": secs, "cpu_s": cpu, "errors": errors}
 
 
+def locust_command():
+    """How to run Locust here: the `locust` script, else `python3 -m locust`, else None."""
+    exe = shutil.which("locust")
+    if exe:
+        return [exe]
+    import importlib.util
+    if importlib.util.find_spec("locust") is not None:
+        return [sys.executable, "-m", "locust"]
+    return None
+
+
 def measure_locusta(driver, args, url, workdir, rep):
     prefix = os.path.join(workdir, f"run-{driver}-{rep}")
-    stats = prefix + "_stats.csv"
     c = str(args.connections)
     cmd = ["taskset", "-c", str(args.load_cpu), args.bin, "--headless", "-u", c, "-r", c,
            "-t", f"{args.duration}s", "--shards", "1", "--io", driver, "--only-summary",
            "--csv", prefix, url]
+    return measure_csv(cmd, f"locusta --io {driver}", prefix, args, workdir, f"locusta-{driver}-{rep}")
+
+
+def measure_lua(args, url, workdir, rep):
+    prefix = os.path.join(workdir, f"run-lua-{rep}")
+    c = str(args.connections)
+    cmd = ["taskset", "-c", str(args.load_cpu), args.bin, "-f", LUA_SCRIPT, "-H", url.rstrip("/"),
+           "--headless", "-u", c, "-r", c, "-t", f"{args.duration}s", "--shards", "1",
+           "--io", "uring", "--only-summary", "--csv", prefix]
+    return measure_csv(cmd, "locusta -f get.lua", prefix, args, workdir, f"locusta-lua-{rep}")
+
+
+def measure_locust(args, url, workdir, rep):
+    prefix = os.path.join(workdir, f"run-locust-{rep}")
+    c = str(args.connections)
+    cmd = ["taskset", "-c", str(args.load_cpu), *args.locust, "-f", LOCUST_SCRIPT, "--headless",
+           "-u", c, "-r", c, "-t", f"{args.duration}s", "-H", url.rstrip("/"),
+           "--csv", prefix, "--only-summary"]
+    return measure_csv(cmd, "locust", prefix, args, workdir, f"locust-{rep}")
+
+
+def measure_csv(cmd, label, prefix, args, workdir, name):
+    """Run a generator that writes Locust's PREFIX_stats.csv; requests from its Aggregated row."""
+    stats = prefix + "_stats.csv"
     t0 = time.monotonic()
-    code, cpu, out = run_measured(cmd, workdir, f"locusta-{driver}-{rep}", args.duration + 60)
+    code, cpu, out = run_measured(cmd, workdir, name, args.duration + 60)
     wall = time.monotonic() - t0
     if not os.path.exists(stats):
-        raise RunError(f"locusta --io {driver} exited {code} and wrote no {stats}:\n{tail(out)}")
+        raise RunError(f"{label} exited {code} and wrote no {stats}:\n{tail(out)}")
     with open(stats, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("Name") == "Aggregated"]
     try:
@@ -200,9 +246,11 @@ def measure_locusta(driver, args, url, workdir, rep):
         requests = int(row["Request Count"])
         failures = int(row.get("Failure Count") or 0)
     except (IndexError, KeyError, ValueError) as e:
-        raise RunError(f"{stats} has no usable Aggregated row ({e!r}); locusta exited {code}:\n{tail(out)}")
+        raise RunError(f"{stats} has no usable Aggregated row ({e!r}); {label} exited {code}:\n{tail(out)}")
     if code != 0 and failures == 0:
-        raise RunError(f"locusta --io {driver} exited {code} with no failed requests:\n{tail(out)}")
+        raise RunError(f"{label} exited {code} with no failed requests:\n{tail(out)}")
+    if requests == 0:
+        raise RunError(f"{label} exited {code} and completed no requests:\n{tail(out)}")
     # Requests/s from the CSV when present (run time without start-up), else nominal.
     try:
         secs = requests / float(row["Requests/s"])
@@ -232,8 +280,8 @@ def main():
                    help="connections (wrk -c) = users (locusta -u) (default 64)")
     p.add_argument("-d", "--duration", type=int, default=10, help="seconds per run (default 10)")
     p.add_argument("--repeat", type=int, default=3, help="runs per tool; the median is reported (default 3)")
-    p.add_argument("--tools", default=",".join(TOOLS),
-                   help="comma-separated subset of wrk,uring,epoll (default: all)")
+    p.add_argument("--tools", default=",".join(DEFAULT_TOOLS),
+                   help=f"comma-separated subset of {','.join(TOOLS)} (default: {','.join(DEFAULT_TOOLS)})")
     p.add_argument("--target-cpu", type=int, help="CPU for nginx (default: first allowed)")
     p.add_argument("--load-cpu", type=int, help="CPU for the generator (default: second allowed)")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
@@ -254,7 +302,19 @@ def main():
         missing = [n for n, v in (("nginx", nginx), ("wrk", wrk), ("taskset", which("taskset"))) if not v]
         print(f"missing: {', '.join(missing)}. Install with:\n  {INSTALL_HINT}", file=sys.stderr)
         return 2
-    if any(t != "wrk" for t in tools):
+    if "locust" in tools:
+        args.locust = locust_command()
+        if args.locust is None:
+            print("note: skipping locust: neither the `locust` command nor the module is installed "
+                  "(pip install locust)")
+            tools.remove("locust")
+            if not tools:
+                return 2
+    for script in [LUA_SCRIPT] * ("lua" in tools) + [LOCUST_SCRIPT] * ("locust" in tools):
+        if not os.path.isfile(script):
+            print(f"missing {script}", file=sys.stderr)
+            return 2
+    if any(t in ("uring", "epoll", "lua") for t in tools):
         if not (os.path.isfile(args.bin) and os.access(args.bin, os.X_OK)):
             print(f"locusta binary not found at {args.bin}: run `cargo build --release` first, "
                   f"pass --bin PATH, or measure wrk alone with --tools wrk", file=sys.stderr)
@@ -282,7 +342,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="locusta-compare-")
     try:
         try:
-            nginx_proc, url = start_nginx(nginx, args.target_cpu, workdir)
+            nginx_proc, url = start_nginx(nginx, args.target_cpu, workdir,
+                                          max(8192, args.connections + 1024))
         except RunError as e:
             print(f"cannot start nginx: {e}\n(files kept in {workdir})", file=sys.stderr)
             return 1
@@ -296,6 +357,10 @@ def main():
                 try:
                     if tool == "wrk":
                         r = measure_wrk(wrk, args, url, workdir, rep)
+                    elif tool == "lua":
+                        r = measure_lua(args, url, workdir, rep)
+                    elif tool == "locust":
+                        r = measure_locust(args, url, workdir, rep)
                     else:
                         r = measure_locusta(tool, args, url, workdir, rep)
                 except RunError as e:
@@ -314,7 +379,8 @@ def main():
 
     summary = {t: summarize(runs) for t, runs in results.items() if runs}
     base = summary.get("wrk", {}).get("us_per_req")
-    names = {"wrk": ("wrk", "epoll"), "uring": ("locusta", "io_uring"), "epoll": ("locusta", "epoll")}
+    names = {"wrk": ("wrk", "epoll"), "uring": ("locusta", "io_uring"), "epoll": ("locusta", "epoll"),
+             "lua": ("locusta Lua", "io_uring"), "locust": ("Locust", "FastHttpUser")}
     header = ("tool", "driver", "requests", "req/s", "CPU s", "µs CPU/req", "(min–max)", "vs wrk",
               "errors", "nginx CPU s")
     rows = []
@@ -332,7 +398,7 @@ def main():
     for r in [header] + rows:
         print("  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
     print(f"\nmedian of {args.repeat} runs; CPU s = the generator's user+sys time (wait4 rusage); "
-          "errors = wrk socket errors + non-2xx, locusta Failure Count;\n"
+          "errors = wrk socket errors + non-2xx, locusta/Locust Failure Count;\n"
           f"nginx CPU s near {args.duration} means the target was the bottleneck (req/s is nginx's, "
           "not the generator's)")
 
@@ -340,7 +406,7 @@ def main():
         doc = {
             "config": {"connections": args.connections, "duration_s": args.duration,
                        "repeat": args.repeat, "target_cpu": args.target_cpu,
-                       "load_cpu": args.load_cpu, "bin": args.bin if "uring" in tools or "epoll" in tools else None,
+                       "load_cpu": args.load_cpu, "bin": args.bin if {"uring", "epoll", "lua"} & set(tools) else None,
                        "body_bytes": 200},
             "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
                         "nginx": subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()},

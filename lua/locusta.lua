@@ -19,7 +19,7 @@ local setmetatable, getmetatable, xpcall, rawget = setmetatable, getmetatable, x
 local concat, sort = table.concat, table.sort
 local traceback, getinfo = debug.traceback, debug.getinfo
 
-local stopping = N.stopping -- (stop) -> bool: graceful stop asked
+local stopping = N.stopping -- (stop) -> bool: graceful stop asked (a C function)
 local wait_native = N.wait -- async (stop, seconds): returns early on graceful stop
 local yield_native = N.yield -- async (): let the shard's other tasks run once
 local record_exception = N.record_exception -- (message, traceback)
@@ -281,7 +281,7 @@ local function new_spec(kind, what, def)
   if def.tags ~= nil then
     tags = check_tags(def.tags)
   end
-  local info = { kind = kind, tasks = {}, where = script_where(3), tags = tags }
+  local info = { kind = kind, tasks = {}, where = script_where(2), tags = tags }
   info.inst_mt = { __index = def }
   meta[def] = info
   return setmetatable(def, TaskSetMeta)
@@ -766,7 +766,10 @@ run_node = function(node, inst, user, stop, is_root)
 end
 
 -- One user of selected class `idx` (0-based), until `stop` says so.
-function I.run_user(idx, stop)
+-- `stop` is a light userdata (the native helpers read the flag through it);
+-- `keepalive` is the userdata that owns the flag, held here for as long as
+-- the user runs.
+function I.run_user(idx, stop, keepalive)
   local info = selected[idx + 1]
   if not info then
     error("no user class with index " .. tostring(idx), 0)
@@ -777,6 +780,7 @@ function I.run_user(idx, stop)
   local user = setmetatable({}, info.inst_mt)
   user.client = new_client(idx)
   run_node(info.node, user, user, stop, true)
+  return keepalive
 end
 
 -- Fire test_start / test_stop listeners; errors go to the exceptions table.

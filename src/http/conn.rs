@@ -1,7 +1,7 @@
 //! One keep-alive HTTP/1.1 connection on monoio (io_uring or epoll).
 //!
 //! The hot path is `send`: connect if needed, write the request, read into
-//! one reused 64 KiB buffer and feed the [`ResponseParser`] until the response
+//! a 64 KiB buffer lent from a per-thread pool and feed the [`ResponseParser`] until the response
 //! is complete. Nothing is allocated per request on the success path.
 //!
 //! Timeouts use monoio's cancelable ops: when the deadline passes we cancel
@@ -61,9 +61,6 @@ pub struct Connection {
     cfg: ClientConfig,
     /// `Some` while the connection may carry the next request.
     stream: Option<TcpStream>,
-    /// Reused for every response; `None` only while an op holds it, or if a
-    /// caller dropped a `send` mid-flight (then it is re-allocated).
-    read_buf: Option<Vec<u8>>,
     /// The connection's own request buffer, for `request_buf`/`send_buffered`.
     write_buf: Option<Vec<u8>>,
     parser: ResponseParser,
@@ -79,7 +76,6 @@ impl Connection {
             addr,
             cfg,
             stream: None,
-            read_buf: None,
             write_buf: None,
             parser: ResponseParser::new(),
             canceller: Canceller::new(),
@@ -243,7 +239,6 @@ impl Connection {
         let timeout = HttpError::Timeout(Millis::from_duration(self.cfg.request_timeout));
         let Connection {
             stream,
-            read_buf,
             parser,
             canceller,
             ..
@@ -262,10 +257,7 @@ impl Connection {
         }
 
         parser.start(is_head);
-        let mut buf = read_buf
-            .take()
-            .unwrap_or_else(|| Vec::with_capacity(READ_BUF));
-        buf.clear();
+        let mut buf = ReadBufs::take();
         let mut start = 0; // buf[..start] is consumed; only a partial head stays
         let mut got_bytes = false;
         let result = loop {
@@ -299,7 +291,7 @@ impl Connection {
                 start = 0;
             }
         };
-        *read_buf = Some(buf);
+        ReadBufs::give_back(buf);
 
         let result = result.map(|leftover| {
             if leftover || !parser.keep_alive() {
@@ -311,6 +303,37 @@ impl Connection {
             }
         });
         (request, result, got_bytes)
+    }
+}
+
+/// Read buffers are lent per request from a per-thread pool (each shard is
+/// one thread), so memory follows the requests in flight, not the users:
+/// 10,000 users in think time hold no read buffer at all. A buffer lost to
+/// a dropped `send` is simply not returned.
+struct ReadBufs;
+
+/// Enough for every request in flight on a busy shard; more are freed.
+const POOL_MAX: usize = 4096;
+
+thread_local! {
+    static READ_BUF_POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ReadBufs {
+    fn take() -> Vec<u8> {
+        READ_BUF_POOL
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| Vec::with_capacity(READ_BUF))
+    }
+
+    fn give_back(mut buf: Vec<u8>) {
+        buf.clear();
+        READ_BUF_POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < POOL_MAX {
+                pool.push(buf);
+            }
+        });
     }
 }
 

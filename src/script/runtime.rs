@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use mlua::{AnyUserData, Function, Lua, LuaOptions, StdLib, Table, UserData, Value};
+use mlua::{Function, LightUserData, Lua, LuaOptions, StdLib, Table, UserData, Value};
 
 use super::client::{self, ClientCtx};
 use super::{json, ClassInfo, ScriptError, ScriptSource, TagFilter, TaskInfo};
@@ -144,15 +144,17 @@ impl ShardScript {
     /// ends (Locust's behaviour), without tasks or on_stop.
     pub fn user(&self, class: usize, stop: Rc<StopSignal>) -> Pin<Box<dyn Future<Output = ()>>> {
         let stats = self.stats.clone();
-        let handle = match self.lua.create_userdata(StopHandle(stop)) {
+        let ptr = stop_ptr(&stop);
+        let handle = match self.lua.create_userdata(StopHandle(stop.clone())) {
             Ok(h) => h,
             Err(e) => {
                 record_error(&stats, &e);
                 return Box::pin(std::future::ready(()));
             }
         };
-        let call = self.run_user.call_async::<()>((class, handle));
+        let call = self.run_user.call_async::<Value>((class, ptr, handle));
         Box::pin(async move {
+            let _keep = stop;
             if let Err(e) = call.await {
                 record_error(&stats, &e);
             }
@@ -303,24 +305,34 @@ fn build(
 
     let native = lua.create_table()?;
     native.set("request_listeners", &listeners)?;
-    native.set(
-        "stopping",
-        lua.create_function(|_, h: AnyUserData| Ok(h.borrow::<StopHandle>()?.0.stopping()))?,
-    )?;
+    // SAFETY: `lua_stopping` only reads a light userdata that run_user's
+    // caller made from a live `Rc<StopSignal>` (see `stop_ptr`).
+    native.set("stopping", unsafe { lua.create_c_function(lua_stopping)? })?;
     let watch = Rc::new(StopWatch::default());
     native.set(
         "wait",
-        lua.create_async_function(move |_, (h, secs): (AnyUserData, f64)| {
-            let stop = h.borrow::<StopHandle>().map(|h| h.0.clone());
+        lua.create_async_function(move |_, (p, secs): (LightUserData, f64)| {
+            let stop = stop_from_ptr(p);
             let watch = watch.clone();
             async move {
-                let stop = stop?;
-                wait(&watch, &stop, secs).await;
+                if let Some(stop) = stop {
+                    wait(&watch, &stop, secs).await;
+                }
                 Ok(())
             }
         })?,
     )?;
-    native.set("yield", lua.create_async_function(|_, ()| YieldNow(false))?)?;
+    let heartbeat = Rc::new(Heartbeat::new());
+    native.set(
+        "yield",
+        lua.create_async_function(move |_, ()| {
+            let heartbeat = heartbeat.clone();
+            async move {
+                heartbeat.pause().await;
+                Ok(())
+            }
+        })?,
+    )?;
     native.set(
         "sleep",
         lua.create_async_function(|_, secs: Value| {
@@ -407,10 +419,45 @@ fn describe_value(v: &Value) -> String {
     }
 }
 
-/// A user's stop signal, as the prelude sees it.
-struct StopHandle(Rc<StopSignal>);
+/// Owns a user's stop signal for as long as its coroutine runs: run_user
+/// holds it, so the light userdata `stop_ptr` made from it stays valid.
+struct StopHandle(#[allow(dead_code)] Rc<StopSignal>);
 
 impl UserData for StopHandle {}
+
+/// The light userdata the prelude passes to `stopping` and `wait`.
+fn stop_ptr(stop: &Rc<StopSignal>) -> LightUserData {
+    LightUserData(Rc::as_ptr(stop) as *mut std::ffi::c_void)
+}
+
+/// `stopping(stop)`: a plain C function, because the task loop asks for
+/// every task and an mlua callback with a userdata borrow costs ~5x more.
+unsafe extern "C-unwind" fn lua_stopping(l: *mut mlua::ffi::lua_State) -> std::ffi::c_int {
+    // SAFETY: Lua passes us its stack; the pointer, when not null, comes
+    // from `stop_ptr` of an Rc that a StopHandle on the calling
+    // coroutine's stack keeps alive (see `ShardScript::user`).
+    unsafe {
+        let p = mlua::ffi::lua_touserdata(l, 1) as *const StopSignal;
+        let stopping = p.is_null() || (*p).stopping();
+        mlua::ffi::lua_pushboolean(l, stopping as std::ffi::c_int);
+    }
+    1
+}
+
+/// The `Rc<StopSignal>` behind a `stop_ptr` (a new strong reference).
+fn stop_from_ptr(p: LightUserData) -> Option<Rc<StopSignal>> {
+    let p = p.0 as *const StopSignal;
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: as in `lua_stopping`, the pointer comes from `Rc::as_ptr` of
+    // an Rc that is alive while the coroutine runs; we add a reference for
+    // the new Rc before building it.
+    unsafe {
+        Rc::increment_strong_count(p);
+        Some(Rc::from_raw(p))
+    }
+}
 
 /// Sleep `secs`, or less when a graceful stop comes first.
 async fn wait(watch: &Rc<StopWatch>, stop: &Rc<StopSignal>, secs: f64) {
@@ -434,11 +481,14 @@ async fn wait(watch: &Rc<StopWatch>, stop: &Rc<StopSignal>, secs: f64) {
     }
 }
 
+/// A user in a wait: its stop flag, and who to wake when it goes up.
+type Waiter = (Rc<StopSignal>, Waker);
+
 /// Users of one shard waiting for a graceful stop, and the ticker task that
 /// wakes them when their flag goes up.
 #[derive(Default)]
 struct StopWatch {
-    slots: RefCell<Vec<Option<(Rc<StopSignal>, Waker)>>>,
+    slots: RefCell<Vec<Option<Waiter>>>,
     free: RefCell<Vec<usize>>,
     waiting: Cell<usize>,
     ticking: Cell<bool>,
@@ -537,14 +587,60 @@ impl Drop for GracefulStop {
     }
 }
 
+/// Pauses for users whose tasks may never suspend (zero wait time, no
+/// I/O). Requeueing such a user is not enough: monoio only runs its timers
+/// when its run queue drains, so a user that keeps itself runnable starves
+/// every timer of the shard (the control loop's, the other users' waits).
+/// A heartbeat timer notes when timers last ran; when that is too long ago
+/// the pause is a real 1 ms sleep, which lets the run queue drain.
+struct Heartbeat {
+    last: Cell<Instant>,
+    running: Cell<bool>,
+}
+
+/// How often the heartbeat runs, and how late it may be before pauses sleep.
+const HEARTBEAT: Duration = Duration::from_millis(10);
+const HEARTBEAT_LATE: Duration = Duration::from_millis(25);
+
+impl Heartbeat {
+    fn new() -> Self {
+        Heartbeat {
+            last: Cell::new(Instant::now()),
+            running: Cell::new(false),
+        }
+    }
+
+    async fn pause(self: &Rc<Self>) {
+        if !self.running.get() {
+            self.running.set(true);
+            self.last.set(Instant::now());
+            let weak = Rc::downgrade(self);
+            monoio::spawn(async move {
+                loop {
+                    monoio::time::sleep(HEARTBEAT).await;
+                    match weak.upgrade() {
+                        Some(h) => h.last.set(Instant::now()),
+                        None => return,
+                    }
+                }
+            });
+        }
+        if self.last.get().elapsed() > HEARTBEAT_LATE {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        } else {
+            YieldNow(false).await;
+        }
+    }
+}
+
 /// Suspend once and let the other tasks of this shard run.
 struct YieldNow(bool);
 
 impl Future for YieldNow {
-    type Output = mlua::Result<()>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<mlua::Result<()>> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.0 {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(());
         }
         self.0 = true;
         cx.waker().wake_by_ref();

@@ -11,7 +11,8 @@
 //! Submodules:
 //! - `runtime`: the Lua state, `require "locusta"`, user classes, tasks,
 //!   task sets, wait times, events, exceptions, `inspect` (helper A).
-//! - `client`: `self.client` and the response object (helper B).
+//! - `client`: `self.client` and the response object (helper B);
+//!   `client_request` builds, sends and records one request.
 //! - `json`: `locusta.json` and Lua <-> JSON (helper B).
 
 use std::path::PathBuf;
@@ -76,4 +77,5 @@ pub mod client;
 pub mod json;
 pub mod runtime;
 pub mod client_cookies;
+mod client_request;
 pub mod client_response;

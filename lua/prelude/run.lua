@@ -1,0 +1,171 @@
+-- locusta prelude, chunk =[locusta/run]: running users. I.run_user runs
+-- one user of a selected class: on_start, then tasks picked by weight (or
+-- in order, for a sequence) with wait times between them, task sets as
+-- nested loops, on_stop on a graceful stop; errors are reported, not fatal.
+
+local _, N, I, P = ...
+
+local random = math.random
+local type, error, tostring = type, error, tostring
+local setmetatable, xpcall = setmetatable, xpcall
+
+local stopping = N.stopping -- (stop) -> bool: graceful stop asked (a C function)
+local wait_native = N.wait -- async (stop, seconds): returns early on graceful stop
+local yield_native = N.yield -- async (): let the shard's other tasks run once
+local new_client = N.new_client -- (class index, 0-based) -> client userdata
+
+local describe, script_where = P.describe, P.script_where
+local on_error, report, clear_traceback = P.on_error, P.report, P.clear_traceback
+local INTERRUPT, INTERRUPT_WAIT = P.INTERRUPT, P.INTERRUPT_WAIT
+
+local STOP = {} -- run_node's result when the user is stopping
+local NOW = {} -- run_node's result: parent picks its next task at once
+
+-- Zero waits yield now and then, so a user whose tasks never suspend
+-- (errors, pure computation) cannot hold the shard.
+local zero_waits = 0
+local function zero_wait()
+  zero_waits = zero_waits + 1
+  if zero_waits >= 64 then
+    zero_waits = 0
+    yield_native()
+  end
+end
+
+local function do_wait(inst, user, stop)
+  local wt, owner = inst.wait_time, inst
+  if wt == nil and inst ~= user then
+    wt, owner = user.wait_time, user
+  end
+  if wt == nil then
+    return zero_wait()
+  end
+  local ok, secs = xpcall(wt, on_error, owner)
+  if not ok then
+    report(secs)
+    return zero_wait()
+  end
+  if type(secs) ~= "number" then
+    clear_traceback()
+    report((script_where(1) or "wait_time") .. ": wait_time returned " .. describe(secs) .. ", not a number of seconds")
+    return zero_wait()
+  end
+  if secs > 0 then
+    wait_native(stop, secs)
+  else
+    zero_wait()
+  end
+end
+
+local function call_hook(inst, name)
+  local f = inst[name]
+  if f == nil then
+    return true, nil
+  end
+  local ok, err = xpcall(f, on_error, inst)
+  if ok then
+    return true, nil
+  end
+  return false, err
+end
+
+local function finish(inst, result)
+  local ok, err = call_hook(inst, "on_stop")
+  if not ok then
+    report(err)
+  end
+  return result
+end
+
+local run_node
+
+local function interrupt_result(err)
+  return err == INTERRUPT and NOW or nil
+end
+
+run_node = function(node, inst, user, stop, is_root)
+  local ok, err = call_hook(inst, "on_start")
+  if not ok then
+    if not is_root and (err == INTERRUPT or err == INTERRUPT_WAIT) then
+      return finish(inst, interrupt_result(err))
+    end
+    report(err)
+    -- Like Locust: a user whose on_start fails stops (no tasks, no
+    -- on_stop); a task set whose on_start fails returns to its parent.
+    return is_root and STOP or nil
+  end
+  local tasks, n, cum, total, sequential = node.tasks, node.n, node.cum, node.total, node.sequential
+  local i = 0
+  while true do
+    if stopping(stop) then
+      return finish(inst, STOP)
+    end
+    local task
+    if sequential then
+      i = i + 1
+      if i > n then
+        i = 1
+      end
+      task = tasks[i]
+    elseif n == 1 then
+      task = tasks[1]
+    else
+      local r = random(total)
+      local lo, hi = 1, n
+      while lo < hi do
+        local mid = (lo + hi) // 2
+        if cum[mid] < r then
+          lo = mid + 1
+        else
+          hi = mid
+        end
+      end
+      task = tasks[lo]
+    end
+    local result
+    local child = task.node
+    if child then
+      local sub = setmetatable({ user = user, client = user.client, parent = inst }, child.inst_mt)
+      result = run_node(child, sub, user, stop, false)
+      if result == STOP then
+        return finish(inst, STOP)
+      end
+    else
+      local ok2, err2 = xpcall(task.fn, on_error, inst)
+      if not ok2 then
+        if err2 == INTERRUPT or err2 == INTERRUPT_WAIT then
+          if not is_root then
+            return finish(inst, interrupt_result(err2))
+          end
+        end
+        report(err2)
+      end
+    end
+    if result == NOW then
+      zero_wait()
+    else
+      if stopping(stop) then
+        return finish(inst, STOP)
+      end
+      do_wait(inst, user, stop)
+    end
+  end
+end
+
+-- One user of selected class `idx` (0-based), until `stop` says so.
+-- `stop` is a light userdata (the native helpers read the flag through it);
+-- `keepalive` is the userdata that owns the flag, held here for as long as
+-- the user runs.
+function I.run_user(idx, stop, keepalive)
+  local info = P.selected[idx + 1]
+  if not info then
+    error("no user class with index " .. tostring(idx), 0)
+  end
+  if stopping(stop) then
+    return
+  end
+  local user = setmetatable({}, info.inst_mt)
+  user.client = new_client(idx)
+  run_node(info.node, user, user, stop, true)
+  return keepalive
+end

@@ -106,7 +106,12 @@ pub struct Cli {
     pub config: Option<String>,
 
     /// Lua user script (e.g. lua/examples/shop.lua)
-    #[arg(short = 'f', long = "locustfile", value_name = "SCRIPT", env = "LOCUSTA_LOCUSTFILE")]
+    #[arg(
+        short = 'f',
+        long = "locustfile",
+        value_name = "SCRIPT",
+        env = "LOCUSTA_LOCUSTFILE"
+    )]
     pub locustfile: Option<String>,
 
     /// Only run tasks with one of these tags (comma or space separated)

@@ -48,7 +48,9 @@ pub enum ConfigError {
         script: String,
         available: String,
     },
-    #[error("with -f, positional arguments are user class names; `{0}` is a URL: pass it as -H/--host")]
+    #[error(
+        "with -f, positional arguments are user class names; `{0}` is a URL: pass it as -H/--host"
+    )]
     UrlWithScript(String),
     #[error("user class `{0}` has no host: give -H/--host (e.g. -H http://127.0.0.1:8080) or set `host = \"http://...\"` in the class")]
     NoHost(String),
@@ -64,7 +66,11 @@ pub enum ConfigError {
 
 impl RunConfig {
     pub fn from_cli(cli: &Cli) -> Result<RunConfig, ConfigError> {
-        let script = cli.locustfile.as_deref().map(ScriptSource::read).transpose()?;
+        let script = cli
+            .locustfile
+            .as_deref()
+            .map(ScriptSource::read)
+            .transpose()?;
         Self::from_cli_with_script(cli, script)
     }
 
@@ -82,7 +88,12 @@ impl RunConfig {
             None => {
                 let targets = raw_targets(cli)?;
                 let label = targets[0].origin.clone();
-                (Workload::Raw { targets }, Workload::raw_classes(), Vec::new(), label)
+                (
+                    Workload::Raw { targets },
+                    Workload::raw_classes(),
+                    Vec::new(),
+                    label,
+                )
             }
         };
         Ok(RunConfig {
@@ -186,7 +197,11 @@ fn raw_targets(cli: &Cli) -> Result<Vec<Target>, ConfigError> {
                 .host
                 .as_deref()
                 .ok_or_else(|| ConfigError::PathWithoutHost(u.clone()))?;
-            format!("{}/{}", host.trim_end_matches('/'), u.trim_start_matches('/'))
+            format!(
+                "{}/{}",
+                host.trim_end_matches('/'),
+                u.trim_start_matches('/')
+            )
         };
         targets.push(Target::parse(&full)?);
     }

@@ -61,8 +61,14 @@ fn bad_input_is_a_usage_error() {
         "one origin",
     );
     usage_error(&["/path-only"], "--host");
-    usage_error(&["-f", "/nonexistent/shop.lua", "-H", url], "cannot read /nonexistent/shop.lua");
-    usage_error(&["-f", "lua/examples/basic.lua", url], "is a URL: pass it as -H");
+    usage_error(
+        &["-f", "/nonexistent/shop.lua", "-H", url],
+        "cannot read /nonexistent/shop.lua",
+    );
+    usage_error(
+        &["-f", "lua/examples/basic.lua", url],
+        "is a URL: pass it as -H",
+    );
     usage_error(
         &["--config", "/nonexistent/locusta.conf", url],
         "cannot read config file",

@@ -49,7 +49,16 @@ fn every_example_runs_against_the_shop() {
         let out = headless(
             &format!("lua/examples/{example}.lua"),
             &target.base_url(),
-            &["-u", "20", "-r", "20", "-t", "3s", "--exit-code-on-error", "0"],
+            &[
+                "-u",
+                "20",
+                "-r",
+                "20",
+                "-t",
+                "3s",
+                "--exit-code-on-error",
+                "0",
+            ],
         );
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{example}: {stderr}");
@@ -84,7 +93,16 @@ Admin:task(1, function(self) self.client:get("/admin") end)
     let out = headless(
         &script,
         &server.url(""),
-        &["-u", "42", "-r", "100", "-t", "2s", "--csv", prefix.to_str().unwrap()],
+        &[
+            "-u",
+            "42",
+            "-r",
+            "100",
+            "-t",
+            "2s",
+            "--csv",
+            prefix.to_str().unwrap(),
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let counts = counts_by_name(&dir.join("w_stats.csv"));
@@ -100,14 +118,25 @@ fn tags_and_class_selection() {
     let prefix = dir.join("t");
     let csv = ["--csv", prefix.to_str().unwrap()];
     let run = |extra: &[&str]| {
-        let mut args = vec!["-u", "10", "-r", "100", "-t", "2s", "--exit-code-on-error", "0"];
+        let mut args = vec![
+            "-u",
+            "10",
+            "-r",
+            "100",
+            "-t",
+            "2s",
+            "--exit-code-on-error",
+            "0",
+        ];
         args.extend_from_slice(extra);
         args.extend_from_slice(&csv);
         headless("lua/examples/tags.lua", &target.base_url(), &args)
     };
     let out = run(&["-T", "checkout"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let names: Vec<String> = counts_by_name(&dir.join("t_stats.csv")).into_keys().collect();
+    let names: Vec<String> = counts_by_name(&dir.join("t_stats.csv"))
+        .into_keys()
+        .collect();
     assert_eq!(names, ["/api/checkout"]);
 
     let out = run(&["-E", "checkout"]);
@@ -123,11 +152,24 @@ fn tags_and_class_selection() {
     let out = headless(
         "lua/examples/shop.lua",
         &target.base_url(),
-        &["-u", "5", "-r", "50", "-t", "2s", "--csv", prefix.to_str().unwrap(), "Browser"],
+        &[
+            "-u",
+            "5",
+            "-r",
+            "50",
+            "-t",
+            "2s",
+            "--csv",
+            prefix.to_str().unwrap(),
+            "Browser",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let counts = counts_by_name(&dir.join("b_stats.csv"));
-    assert!(!counts.contains_key("/api/login"), "Shopper ran: {counts:?}");
+    assert!(
+        !counts.contains_key("/api/login"),
+        "Shopper ran: {counts:?}"
+    );
 }
 
 #[test]
@@ -166,7 +208,10 @@ fn broken_scripts_stop_before_any_load() {
         let out = headless(&script, &server.url(""), &["-u", "1", "-t", "1s"]);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
-        assert!(stderr.contains(expect), "{name}: expected `{expect}` in {stderr}");
+        assert!(
+            stderr.contains(expect),
+            "{name}: expected `{expect}` in {stderr}"
+        );
     }
     assert!(server.requests().is_empty(), "a broken script sent load");
 }
@@ -189,12 +234,27 @@ fn task_errors_are_counted_and_the_user_carries_on() {
     let out = headless(
         &script,
         &server.url(""),
-        &["-u", "2", "-r", "10", "-t", "2s", "--csv", prefix.to_str().unwrap()],
+        &[
+            "-u",
+            "2",
+            "-r",
+            "10",
+            "-t",
+            "2s",
+            "--csv",
+            prefix.to_str().unwrap(),
+        ],
     );
     // Exceptions make the run fail, as in Locust.
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let counts = counts_by_name(&dir.join("e_stats.csv"));
-    assert!(counts["/before"] > 10, "users stopped after the error: {counts:?}");
+    assert!(
+        counts["/before"] > 10,
+        "users stopped after the error: {counts:?}"
+    );
     let exceptions = std::fs::read_to_string(dir.join("e_exceptions.csv")).unwrap();
-    assert!(exceptions.contains("err.lua:5: task went wrong"), "{exceptions}");
+    assert!(
+        exceptions.contains("err.lua:5: task went wrong"),
+        "{exceptions}"
+    );
 }

@@ -88,7 +88,11 @@ pub fn per_shard(counts: &[u32], shards: usize) -> Vec<Vec<u32>> {
         for (shard, row) in out.iter_mut().enumerate() {
             // Users k = 0..n go to shard (offset + k) % s.
             let first = (shard as u32 + s - offset) % s;
-            row[class] = if first < n { (n - first).div_ceil(s) } else { 0 };
+            row[class] = if first < n {
+                (n - first).div_ceil(s)
+            } else {
+                0
+            };
         }
     }
     out
@@ -129,7 +133,10 @@ mod tests {
         let mut prev = d.counts(0);
         for total in 1..300 {
             let c = d.counts(total);
-            assert!(c.iter().zip(&prev).all(|(n, p)| n >= p), "{prev:?} -> {c:?}");
+            assert!(
+                c.iter().zip(&prev).all(|(n, p)| n >= p),
+                "{prev:?} -> {c:?}"
+            );
             prev = c;
         }
     }

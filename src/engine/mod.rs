@@ -22,10 +22,10 @@ use crate::http::{ClientConfig, Target};
 use crate::script::{ScriptSource, TagFilter};
 use crate::stats::{RunStats, StatsView};
 use control::{Control, ControlCmd};
-pub use shard::build_uring_runtime;
 pub use dispatch::ClassSpec;
-pub use user::StopSignal;
+pub use shard::build_uring_runtime;
 use shard::{spawn_shard, ShardSpec};
+pub use user::StopSignal;
 
 /// Locust's runner states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -120,9 +120,7 @@ impl Population {
         let first = self.spawned * self.shards + self.shard;
         self.spawned += 1;
         let live = LiveGuard::new(self.live.clone());
-        let user = self
-            .workload
-            .user(class, stop.clone(), &self.stats, first);
+        let user = self.workload.user(class, stop.clone(), &self.stats, first);
         let forced = stop.forced();
         monoio::spawn(async move {
             let _live = live;

@@ -165,7 +165,10 @@ impl Connection {
         loop {
             let reused = self.stream.is_some();
             if !reused {
-                match self.connect(deadline.as_mut()).await {
+                // Boxed: connecting is rare, and its future is the largest
+                // part of this one, which every request would otherwise
+                // carry (and mlua copies per call).
+                match Box::pin(self.connect(deadline.as_mut())).await {
                     Ok(stream) => self.stream = Some(stream),
                     Err(e) => return (request, Err(e)),
                 }

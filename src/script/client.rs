@@ -22,7 +22,7 @@
 //! never replace it.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -58,6 +58,33 @@ pub(super) struct Shared {
     pub(super) scratch: RefCell<Scratch>,
     pub(super) listeners: Table,
     headers_mt: Table,
+    /// Bytes allocated outside Lua's heap (response data, the call's future)
+    /// since the last collector step; see `note_outside_heap`.
+    outside_heap: Cell<usize>,
+}
+
+/// Per request, about what mlua's async call machinery allocates besides
+/// the response itself.
+const CALL_OVERHEAD: usize = 512;
+/// Run a collector step after this much memory outside Lua's heap.
+const STEP_EVERY: usize = 256 * 1024;
+
+impl Shared {
+    /// Lua's collector paces itself by its own heap, but a response's bytes
+    /// live in Rust memory that only its `__gc` frees: without this, garbage
+    /// responses pile up far faster than Lua notices (1.5 GB RSS for 64
+    /// users in 5 s measured; 23 MB with it). A basic step in generational
+    /// mode is one minor collection, cheap when the young generation is.
+    pub(super) fn note_outside_heap(&self, lua: &Lua, bytes: usize) -> mlua::Result<()> {
+        let total = self.outside_heap.get() + bytes + CALL_OVERHEAD;
+        if total >= STEP_EVERY {
+            self.outside_heap.set(0);
+            lua.gc_step()?;
+        } else {
+            self.outside_heap.set(total);
+        }
+        Ok(())
+    }
 }
 
 /// Install the client and response types for this Lua state (once per
@@ -94,6 +121,7 @@ pub fn install(lua: &Lua, _module: &Table, ctx: Rc<ClientCtx>) -> mlua::Result<(
         scratch: RefCell::new(Scratch::default()),
         listeners,
         headers_mt,
+        outside_heap: Cell::new(0),
     }));
     Ok(())
 }

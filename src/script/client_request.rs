@@ -410,6 +410,7 @@ pub(super) async fn request(
     }
     shared.sinks.borrow_mut().push(sink);
     drop(target);
+    shared.note_outside_heap(lua, response.heap_bytes())?;
     let ud = lua.create_userdata(response)?;
 
     let name = opts.name.as_ref().unwrap_or(&path);

@@ -70,6 +70,11 @@ pub struct Response {
 }
 
 impl Response {
+    /// Bytes this response holds outside Lua's heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.data.len()
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         method: Method,

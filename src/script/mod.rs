@@ -74,8 +74,8 @@ pub enum ScriptError {
 }
 
 pub mod client;
-pub mod json;
-pub mod runtime;
 pub mod client_cookies;
 mod client_request;
 pub mod client_response;
+pub mod json;
+pub mod runtime;

@@ -65,6 +65,7 @@ impl State {
         let lua = unsafe {
             Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default())
         };
+        gc_mode(&lua);
         let hosts = Rc::new(RefCell::new(Vec::new()));
         let internal =
             build(&lua, shard, stats, cfg, hosts.clone()).map_err(|e| ScriptError::Load {
@@ -266,4 +267,13 @@ fn describe_value(v: &Value) -> String {
         Value::Integer(i) => i.to_string(),
         other => format!("a {}", other.type_name()),
     }
+}
+
+/// Every request makes short-lived garbage (the call's future, the response
+/// object); Lua 5.4's generational collector handles exactly that far more
+/// cheaply than the incremental one (17.6 → 13.5 µs CPU per request and
+/// 1.5 GB → 0.17 GB peak RSS in benches/lua/get.lua, 64 users, 5 s).
+fn gc_mode(lua: &Lua) {
+    use mlua::prelude::{LuaGcGenParams, LuaGcMode};
+    lua.gc_set_mode(LuaGcMode::Generational(LuaGcGenParams::default()));
 }

@@ -25,7 +25,7 @@ use control::{Control, ControlCmd};
 pub use dispatch::ClassSpec;
 pub use shard::build_uring_runtime;
 use shard::{spawn_shard, ShardSpec};
-pub use user::StopSignal;
+pub use user::{yield_now, StopSignal};
 
 /// Locust's runner states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

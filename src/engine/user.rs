@@ -100,7 +100,7 @@ pub async fn run_raw_user(
         if failed {
             // Some failures (EMFILE, refused on loopback) complete without
             // ever suspending; yield so the shard's control loop still runs.
-            YieldNow(false).await;
+            yield_now().await;
             started = Instant::now();
         }
         i += 1;
@@ -134,6 +134,10 @@ fn record(
 }
 
 /// Suspend once and let the other tasks of this shard run.
+pub fn yield_now() -> impl Future<Output = ()> {
+    YieldNow(false)
+}
+
 struct YieldNow(bool);
 
 impl Future for YieldNow {

@@ -107,7 +107,8 @@ impl Connection {
         is_head: bool,
         sink: &mut impl ResponseSink,
     ) -> Result<ResponseInfo, HttpError> {
-        self.send_owned(started, request.clone(), is_head, sink)
+        let timeout = self.cfg.request_timeout;
+        self.send_owned(started, timeout, request.clone(), is_head, sink)
             .await
             .1
     }
@@ -129,8 +130,22 @@ impl Connection {
         is_head: bool,
         sink: &mut impl ResponseSink,
     ) -> Result<ResponseInfo, HttpError> {
+        let timeout = self.cfg.request_timeout;
+        self.send_buffered_at(Instant::now(), timeout, is_head, sink)
+            .await
+    }
+
+    /// `send_buffered` with this request's own whole-request `timeout`,
+    /// counted from `started` (scripts may set a timeout per request).
+    pub async fn send_buffered_at(
+        &mut self,
+        started: Instant,
+        timeout: Duration,
+        is_head: bool,
+        sink: &mut impl ResponseSink,
+    ) -> Result<ResponseInfo, HttpError> {
         let buf = self.write_buf.take().unwrap_or_default();
-        let (buf, result) = self.send_owned(Instant::now(), buf, is_head, sink).await;
+        let (buf, result) = self.send_owned(started, timeout, buf, is_head, sink).await;
         self.write_buf = Some(buf);
         result
     }
@@ -155,11 +170,13 @@ impl Connection {
     async fn send_owned<B: IoBuf>(
         &mut self,
         started: Instant,
+        timeout: Duration,
         mut request: B,
         is_head: bool,
         sink: &mut impl ResponseSink,
     ) -> (B, Result<ResponseInfo, HttpError>) {
-        let deadline = started + self.cfg.request_timeout;
+        let timed_out = HttpError::Timeout(Millis::from_duration(timeout));
+        let deadline = started + timeout;
         let mut deadline = pin!(monoio::time::sleep_until(deadline.into()));
         let mut retried = false;
         loop {
@@ -168,13 +185,13 @@ impl Connection {
                 // Boxed: connecting is rare, and its future is the largest
                 // part of this one, which every request would otherwise
                 // carry (and mlua copies per call).
-                match Box::pin(self.connect(deadline.as_mut())).await {
+                match Box::pin(self.connect(deadline.as_mut(), timed_out)).await {
                     Ok(stream) => self.stream = Some(stream),
                     Err(e) => return (request, Err(e)),
                 }
             }
             let (req, result, got_bytes) = self
-                .exchange(request, is_head, sink, deadline.as_mut())
+                .exchange(request, is_head, sink, deadline.as_mut(), timed_out)
                 .await;
             request = req;
             match result {
@@ -197,7 +214,12 @@ impl Connection {
     }
 
     /// Connect, bounded by `connect_timeout` and by the request deadline.
-    async fn connect(&mut self, mut deadline: Pin<&mut Sleep>) -> Result<TcpStream, HttpError> {
+    /// `timed_out` is the error to give when the request deadline passes.
+    async fn connect(
+        &mut self,
+        mut deadline: Pin<&mut Sleep>,
+        timed_out: HttpError,
+    ) -> Result<TcpStream, HttpError> {
         let connect =
             monoio::time::timeout(self.cfg.connect_timeout, TcpStream::connect_addr(self.addr));
         let mut connect = pin!(connect);
@@ -209,11 +231,7 @@ impl Connection {
         })
         .await;
         let stream = match outcome {
-            None => {
-                return Err(HttpError::Timeout(Millis::from_duration(
-                    self.cfg.request_timeout,
-                )))
-            }
+            None => return Err(timed_out),
             Some(Err(_elapsed)) => {
                 return Err(HttpError::ConnectTimeout(Millis::from_duration(
                     self.cfg.connect_timeout,
@@ -238,8 +256,8 @@ impl Connection {
         is_head: bool,
         sink: &mut impl ResponseSink,
         mut deadline: Pin<&mut Sleep>,
+        timeout: HttpError,
     ) -> (B, Result<ResponseInfo, HttpError>, bool) {
-        let timeout = HttpError::Timeout(Millis::from_duration(self.cfg.request_timeout));
         let Connection {
             stream,
             parser,

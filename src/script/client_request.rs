@@ -19,7 +19,6 @@
 //! length check of the [`REQUEST_LISTENERS`](super::client::REQUEST_LISTENERS)
 //! table.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mlua::{AnyUserData, Function, Lua, Table, Value};
@@ -27,9 +26,7 @@ use mlua::{AnyUserData, Function, Lua, Table, Value};
 use super::client::{err, Client, Shared};
 use super::client_cookies::now_unix;
 use super::client_response::{headers, push_header, Response};
-use crate::http::{
-    write_request, ClientConfig, Connection, HttpError, Method, Millis, ResponseInfo, ResponseSink,
-};
+use crate::http::{write_request, Connection, Method, ResponseSink};
 
 /// A sink's body buffer above this is freed after use instead of kept.
 const KEEP_BODY_CAPACITY: usize = 256 * 1024;
@@ -204,55 +201,6 @@ fn add_headers(sc: &mut Scratch, t: &Table, skip_upto: usize) -> mlua::Result<()
     Ok(())
 }
 
-/// Send with a per-request whole-request timeout (`opts.timeout`, which
-/// may be shorter or longer than the configured one).
-///
-/// Why the start time is shifted: `Connection` has one whole-request
-/// timeout, `cfg.request_timeout`, fixed when it is created, and takes no
-/// per-call deadline; its deadline is `started + cfg.request_timeout` for
-/// the `started` given to `send_since`. Passing
-/// `now + (timeout - cfg.request_timeout)` therefore puts the deadline at
-/// `now + timeout` on the user's kept-alive connection, with no change to
-/// `http` and no extra connection. A `send_until(deadline)` on `Connection`
-/// would say this directly; until `http` has one, this stays.
-///
-/// Consequences, all intended:
-/// - `started` here only sets the deadline: latency is timed by the caller
-///   from its own clock read, never from this shifted instant.
-/// - `connect_timeout` still bounds the connect on its own.
-/// - `Connection` reports a timeout as its configured one, so the error is
-///   rewritten to name the option's value (`timeout after 200ms`).
-/// - If the clock cannot be moved back that far (an `Instant` near the
-///   platform's origin), the configured timeout applies instead.
-/// - `send_since` wants a cloneable buffer: the request goes in an `Rc`
-///   (cloned, not copied) and comes back to the connection afterwards so
-///   its capacity is reused.
-async fn send_with_timeout(
-    conn: &mut Connection,
-    request: Vec<u8>,
-    cfg: ClientConfig,
-    timeout: Duration,
-    is_head: bool,
-    sink: &mut Sink,
-) -> Result<ResponseInfo, HttpError> {
-    let now = Instant::now();
-    let started = if timeout >= cfg.request_timeout {
-        now.checked_add(timeout - cfg.request_timeout)
-    } else {
-        now.checked_sub(cfg.request_timeout - timeout)
-    }
-    .unwrap_or(now);
-    let buf = Rc::new(request);
-    let result = conn.send_since(started, &buf, is_head, sink).await;
-    if let Ok(buf) = Rc::try_unwrap(buf) {
-        *conn.request_buf() = buf;
-    }
-    match result {
-        Err(HttpError::Timeout(_)) => Err(HttpError::Timeout(Millis::from_duration(timeout))),
-        other => other,
-    }
-}
-
 /// One request from Lua, start to finish.
 pub(super) async fn request(
     lua: &Lua,
@@ -366,15 +314,13 @@ pub(super) async fn request(
     sink.heads.clear();
     sink.body.clear();
     let started = Instant::now();
-    let result = match opts.timeout {
-        None => {
-            // Back into the connection: send_buffered moves it into the
-            // write op and back without copying.
-            *conn.request_buf() = buf;
-            conn.send_buffered(is_head, &mut sink).await
-        }
-        Some(t) => send_with_timeout(&mut conn, buf, cfg, t, is_head, &mut sink).await,
-    };
+    let timeout = opts.timeout.unwrap_or(cfg.request_timeout);
+    // Back into the connection: the buffer moves into the write op and
+    // back without copying.
+    *conn.request_buf() = buf;
+    let result = conn
+        .send_buffered_at(started, timeout, is_head, &mut sink)
+        .await;
     let elapsed_us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
     dest.conn.borrow_mut().get_or_insert(conn);
 

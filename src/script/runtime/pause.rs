@@ -3,10 +3,7 @@
 //! yield or, when they are starved, a 1 ms sleep.
 
 use std::cell::Cell;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Pauses for users whose tasks may never suspend (zero wait time, no
@@ -50,22 +47,7 @@ impl Heartbeat {
         if self.last.get().elapsed() > HEARTBEAT_LATE {
             monoio::time::sleep(Duration::from_millis(1)).await;
         } else {
-            YieldNow(false).await;
+            crate::engine::yield_now().await;
         }
-    }
-}
-
-/// Suspend once and let the other tasks of this shard run.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }

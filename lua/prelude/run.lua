@@ -18,6 +18,8 @@ local describe, script_where = P.describe, P.script_where
 local on_error, report, clear_traceback = P.on_error, P.report, P.clear_traceback
 local INTERRUPT, INTERRUPT_WAIT = P.INTERRUPT, P.INTERRUPT_WAIT
 
+local constant_waits = I.constant_waits -- locusta.constant's functions -> seconds
+
 local STOP = {} -- run_node's result when the user is stopping
 local NOW = {} -- run_node's result: parent picks its next task at once
 
@@ -39,6 +41,15 @@ local function do_wait(inst, user, stop)
   end
   if wt == nil then
     return zero_wait()
+  end
+  local c = constant_waits[wt]
+  if c ~= nil then
+    if c > 0 then
+      wait_native(stop, c)
+    else
+      zero_wait()
+    end
+    return
   end
   local ok, secs = xpcall(wt, on_error, owner)
   if not ok then

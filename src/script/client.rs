@@ -23,7 +23,9 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use mlua::{
@@ -34,6 +36,8 @@ use mlua::{
 use super::client_cookies::CookieJar;
 use super::client_request::{request, Scratch, Sink};
 use crate::http::{Connection, Method, Target};
+
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
 /// Registry key of the `request` event listeners (a Lua sequence).
 pub const REQUEST_LISTENERS: &str = "locusta.request_listeners";
@@ -155,7 +159,8 @@ pub(super) struct Dest {
     /// relative paths as Locust does; empty for `/`.
     base_path: Box<str>,
     /// `None` while a request uses it (or before the first one).
-    pub(super) conn: RefCell<Option<Connection>>,
+    /// Boxed: it is moved out and back per request.
+    pub(super) conn: RefCell<Option<Box<Connection>>>,
 }
 
 impl Dest {
@@ -314,20 +319,25 @@ impl UserData for Client {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // The request's future is boxed here, once: mlua moves the future
+        // it gets by value several times per call, and this one is ~1.3 KB.
         for method in Method::ALL {
             let name = method.as_str().to_ascii_lowercase();
             methods.add_async_method(
                 name,
-                move |lua, this: UserDataRef<Client>, (path, a, b): (Value, Value, Value)| async move {
-                    request(&lua, &this, method, path, a, b).await
+                move |lua, this: UserDataRef<Client>, (path, a, b): (Value, Value, Value)| {
+                    Box::pin(request(lua, this, method, path, a, b))
                 },
             );
         }
         methods.add_async_method(
             "request",
-            |lua, this: UserDataRef<Client>, (m, path, a, b): (Value, Value, Value, Value)| async move {
-                let method = method_of(&m)?;
-                request(&lua, &this, method, path, a, b).await
+            |lua, this: UserDataRef<Client>, (m, path, a, b): (Value, Value, Value, Value)| {
+                let call: LocalBoxFuture<mlua::Result<AnyUserData>> = match method_of(&m) {
+                    Ok(method) => Box::pin(request(lua, this, method, path, a, b)),
+                    Err(e) => Box::pin(std::future::ready(Err(e))),
+                };
+                call
             },
         );
         methods.add_method("clear_cookies", |_, c, ()| {

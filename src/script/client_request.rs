@@ -19,23 +19,27 @@
 //! length check of the [`REQUEST_LISTENERS`](super::client::REQUEST_LISTENERS)
 //! table.
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use mlua::{AnyUserData, Function, Lua, Table, Value};
+use mlua::{AnyUserData, Function, Lua, Table, UserDataRef, Value};
 
-use super::client::{err, Client, Shared};
+use super::client::{err, Client, Dest, Shared};
 use super::client_cookies::now_unix;
 use super::client_response::{headers, push_header, Response};
-use crate::http::{write_request, Connection, Method, ResponseSink};
+use crate::http::{write_request, Connection, HttpError, Method, ResponseInfo, ResponseSink};
+use crate::stats::Failure;
 
 /// A sink's body buffer above this is freed after use instead of kept.
 const KEEP_BODY_CAPACITY: usize = 256 * 1024;
 
-/// Collects the response's headers and body into reusable buffers.
+/// Collects the response's headers and body into reusable buffers, and
+/// holds the request target while the request is in flight.
 #[derive(Default)]
 pub(super) struct Sink {
     heads: Vec<u8>,
     body: Vec<u8>,
+    path: String,
 }
 
 impl ResponseSink for Sink {
@@ -202,14 +206,50 @@ fn add_headers(sc: &mut Scratch, t: &Table, skip_upto: usize) -> mlua::Result<()
 }
 
 /// One request from Lua, start to finish.
+///
+/// The work before and after the send is in plain functions and the rare
+/// awaits (callbacks, `request` listeners) are boxed, so that little besides
+/// the send itself is live across its await: mlua moves this future (and
+/// the ones wrapping it) by value per call, so its size is CPU per request.
 pub(super) async fn request(
-    lua: &Lua,
-    client: &Client,
+    lua: Lua,
+    client: UserDataRef<Client>,
     method: Method,
     path: Value,
     a: Value,
     b: Value,
 ) -> mlua::Result<AnyUserData> {
+    let (lua, client) = (&lua, &*client);
+    let (path, mut opts, cb) = parse_call(method, path, a, b)?;
+    let shared = &*client.shared;
+    let timeout = opts.timeout.unwrap_or(shared.ctx.cfg.request_timeout);
+    let catch_response = opts.catch_response;
+    let name = opts.name.take();
+    let (dest, mut conn, mut sink) = prepare(lua, client, method, &path, opts)?;
+    let name = name.unwrap_or(path);
+
+    let started = Instant::now();
+    let result = conn
+        .send_buffered_at(started, timeout, method == Method::Head, &mut sink)
+        .await;
+    let elapsed_us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+    dest.conn.borrow_mut().get_or_insert(conn);
+
+    let ud = respond(lua, client, method, result, elapsed_us, &dest, sink)?;
+    if cb.is_none() && shared.listeners.raw_len() == 0 {
+        count(shared, &ud, method, &name)?;
+        return Ok(ud);
+    }
+    Box::pin(after(lua, shared, ud, method, name, cb, catch_response)).await
+}
+
+/// The call's arguments: path, options, callback.
+fn parse_call(
+    method: Method,
+    path: Value,
+    a: Value,
+    b: Value,
+) -> mlua::Result<(mlua::LuaString, Opts, Option<Function>)> {
     let verb = || method.as_str().to_ascii_lowercase();
     let path = match path {
         Value::String(s) => s,
@@ -240,25 +280,37 @@ pub(super) async fn request(
         Some(t) => Opts::parse(t)?,
         None => Opts::default(),
     };
-    let shared = client.shared.clone();
-    let cfg = shared.ctx.cfg;
-    let is_head = method == Method::Head;
+    Ok((path, opts, cb))
+}
 
-    let path_str = path
-        .to_str()
-        .map_err(|_| err(format!("client:{}: path is not valid UTF-8", verb())))?;
+/// Resolve the destination and serialize the request into its connection's
+/// own buffer. Returns the destination, its connection (taken out while the
+/// request uses it) and a sink holding the request target (for `r.url`).
+fn prepare(
+    lua: &Lua,
+    client: &Client,
+    method: Method,
+    path: &mlua::LuaString,
+    opts: Opts,
+) -> mlua::Result<(Rc<Dest>, Box<Connection>, Sink)> {
+    let shared = &*client.shared;
+    let path_str = path.to_str().map_err(|_| {
+        err(format!(
+            "client:{}: path is not valid UTF-8",
+            method.as_str().to_ascii_lowercase()
+        ))
+    })?;
     let (dest, target) = client.resolve(&path_str)?;
     let json_body = match &opts.json {
         Some(v) => Some(super::json::to_json(lua, v)?),
         None => None,
     };
 
-    // Serialize the request into the connection's own buffer.
     let mut conn = dest
         .conn
         .borrow_mut()
         .take()
-        .unwrap_or_else(|| Connection::new(dest.addr, cfg));
+        .unwrap_or_else(|| Box::new(Connection::new(dest.addr, shared.ctx.cfg)));
     let mut buf = std::mem::take(conn.request_buf());
     let built = (|| -> mlua::Result<()> {
         let mut sc = shared.scratch.borrow_mut();
@@ -308,22 +360,30 @@ pub(super) async fn request(
         dest.conn.borrow_mut().get_or_insert(conn);
         return Err(e);
     }
-    drop(json_body);
+    // Back into the connection: the buffer moves into the write op and
+    // back without copying.
+    *conn.request_buf() = buf;
 
     let mut sink = shared.sinks.borrow_mut().pop().unwrap_or_default();
     sink.heads.clear();
     sink.body.clear();
-    let started = Instant::now();
-    let timeout = opts.timeout.unwrap_or(cfg.request_timeout);
-    // Back into the connection: the buffer moves into the write op and
-    // back without copying.
-    *conn.request_buf() = buf;
-    let result = conn
-        .send_buffered_at(started, timeout, is_head, &mut sink)
-        .await;
-    let elapsed_us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
-    dest.conn.borrow_mut().get_or_insert(conn);
+    sink.path.clear();
+    sink.path.push_str(&target);
+    Ok((dest, conn, sink))
+}
 
+/// The response object, after the send: Set-Cookies into the jar, the
+/// sink back to the pool.
+fn respond(
+    lua: &Lua,
+    client: &Client,
+    method: Method,
+    result: Result<ResponseInfo, HttpError>,
+    elapsed_us: u64,
+    dest: &Dest,
+    mut sink: Sink,
+) -> mlua::Result<AnyUserData> {
+    let shared = &*client.shared;
     let (status, error, body_len) = match result {
         Ok(info) => (info.status, None, info.body_len),
         Err(e) => (0, Some(e), 0),
@@ -347,7 +407,7 @@ pub(super) async fn request(
         elapsed_us,
         body_len,
         &sink.heads,
-        &target,
+        &sink.path,
         &sink.body,
         dest.url_prefix.clone(),
     );
@@ -355,20 +415,29 @@ pub(super) async fn request(
         sink.body = Vec::new();
     }
     shared.sinks.borrow_mut().push(sink);
-    drop(target);
     shared.note_outside_heap(lua, response.heap_bytes())?;
-    let ud = lua.create_userdata(response)?;
+    lua.create_userdata(response)
+}
 
-    let name = opts.name.as_ref().unwrap_or(&path);
-    if opts.catch_response {
+/// After the response, when there is a callback or a `request` listener.
+async fn after(
+    lua: &Lua,
+    shared: &Shared,
+    ud: AnyUserData,
+    method: Method,
+    name: mlua::LuaString,
+    cb: Option<Function>,
+    catch_response: bool,
+) -> mlua::Result<AnyUserData> {
+    if catch_response {
         if let Some(cb) = &cb {
             let outcome = cb.call_async::<()>(&ud).await;
-            record(lua, &shared, &ud, method, name).await?;
+            record(lua, shared, &ud, method, &name).await?;
             outcome?;
             return Ok(ud);
         }
     }
-    record(lua, &shared, &ud, method, name).await?;
+    record(lua, shared, &ud, method, &name).await?;
     if let Some(cb) = cb {
         cb.call_async::<()>(&ud).await?;
     }
@@ -383,31 +452,7 @@ async fn record(
     method: Method,
     name: &mlua::LuaString,
 ) -> mlua::Result<()> {
-    let (failure, elapsed_us, bytes) = {
-        let r = ud.borrow::<Response>()?;
-        r.recorded.set(true);
-        (r.failure(), r.elapsed_us, r.body_len)
-    };
-    {
-        let lossy;
-        let borrowed;
-        let name_str: &str = match name.to_str() {
-            Ok(s) => {
-                borrowed = s;
-                &borrowed
-            }
-            Err(_) => {
-                lossy = name.to_string_lossy();
-                &lossy
-            }
-        };
-        let mut stats = shared.ctx.stats.borrow_mut();
-        let id = stats.entry(method, name_str);
-        match &failure {
-            None => stats.record(id, elapsed_us, bytes),
-            Some(f) => stats.record_failure(id, elapsed_us, bytes, f.clone()),
-        }
-    }
+    let (failure, elapsed_us, bytes) = count(shared, ud, method, name)?;
     if shared.listeners.raw_len() == 0 {
         return Ok(());
     }
@@ -427,4 +472,37 @@ async fn record(
         f.call_async::<()>(&event).await?;
     }
     Ok(())
+}
+
+/// Count the request in the shard's stats (marks the response recorded).
+fn count(
+    shared: &Shared,
+    ud: &AnyUserData,
+    method: Method,
+    name: &mlua::LuaString,
+) -> mlua::Result<(Option<Failure>, u64, u64)> {
+    let (failure, elapsed_us, bytes) = {
+        let r = ud.borrow::<Response>()?;
+        r.recorded.set(true);
+        (r.failure(), r.elapsed_us, r.body_len)
+    };
+    let lossy;
+    let borrowed;
+    let name_str: &str = match name.to_str() {
+        Ok(s) => {
+            borrowed = s;
+            &borrowed
+        }
+        Err(_) => {
+            lossy = name.to_string_lossy();
+            &lossy
+        }
+    };
+    let mut stats = shared.ctx.stats.borrow_mut();
+    let id = stats.entry(method, name_str);
+    match &failure {
+        None => stats.record(id, elapsed_us, bytes),
+        Some(f) => stats.record_failure(id, elapsed_us, bytes, f.clone()),
+    }
+    Ok((failure, elapsed_us, bytes))
 }

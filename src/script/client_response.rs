@@ -41,6 +41,33 @@ pub(crate) fn headers(mut buf: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
+/// Response data buffers no longer in use (per shard thread): a response
+/// gives its buffer back when Lua collects it, so the steady state
+/// allocates none.
+const DATA_POOL_MAX: usize = 512;
+/// Buffers above this are freed, not pooled.
+const DATA_KEEP_CAPACITY: usize = 8 * 1024;
+
+thread_local! {
+    static DATA_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        let mut data = std::mem::take(&mut self.data);
+        if data.capacity() == 0 || data.capacity() > DATA_KEEP_CAPACITY {
+            return;
+        }
+        data.clear();
+        let _ = DATA_POOL.try_with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < DATA_POOL_MAX {
+                pool.push(data);
+            }
+        });
+    }
+}
+
 /// What the script decided inside a `catch_response` callback.
 #[derive(Debug, Default)]
 pub(crate) enum Mark {
@@ -57,8 +84,8 @@ pub struct Response {
     pub(crate) error: Option<HttpError>,
     pub(crate) elapsed_us: u64,
     pub(crate) body_len: u64,
-    /// headers | path | body
-    pub(crate) data: Box<[u8]>,
+    /// headers | path | body; from [`DATA_POOL`], given back on drop.
+    pub(crate) data: Vec<u8>,
     pub(crate) path_at: usize,
     pub(crate) body_at: usize,
     /// `http://host[:port]` of the request (the path is in `data`).
@@ -87,7 +114,9 @@ impl Response {
         body: &[u8],
         url_prefix: Rc<str>,
     ) -> Response {
-        let mut data = Vec::with_capacity(heads.len() + path.len() + body.len());
+        let len = heads.len() + path.len() + body.len();
+        let mut data = DATA_POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+        data.reserve_exact(len);
         data.extend_from_slice(heads);
         data.extend_from_slice(path.as_bytes());
         data.extend_from_slice(body);
@@ -97,7 +126,7 @@ impl Response {
             error,
             elapsed_us,
             body_len,
-            data: data.into_boxed_slice(),
+            data,
             path_at: heads.len(),
             body_at: heads.len() + path.len(),
             url_prefix,

@@ -126,6 +126,48 @@ pub struct Cli {
     #[arg(short = 'l', long)]
     pub list: bool,
 
+    /// Start the swarm at once with -u/-r (dashboard; headless always does)
+    #[arg(long, env = "LOCUSTA_AUTOSTART")]
+    pub autostart: bool,
+
+    /// Users added or removed by the dashboard's + and - keys
+    #[arg(long, env = "LOCUSTA_STEP", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub step: u32,
+
+    /// Run as a cluster master: workers connect to it and run the users
+    #[arg(long, env = "LOCUSTA_MASTER", conflicts_with = "worker")]
+    pub master: bool,
+
+    /// Address the master listens on. The default accepts workers on this
+    /// machine only; use 0.0.0.0 (or the rack-facing address) to let workers
+    /// on other hosts join
+    #[arg(long, env = "LOCUSTA_MASTER_BIND_HOST", default_value = "127.0.0.1")]
+    pub master_bind_host: String,
+
+    /// Port the master listens on
+    #[arg(long, env = "LOCUSTA_MASTER_BIND_PORT", default_value_t = 5557)]
+    pub master_bind_port: u16,
+
+    /// Workers the master waits for before a headless run starts
+    #[arg(long, env = "LOCUSTA_EXPECT_WORKERS", default_value_t = 1)]
+    pub expect_workers: u32,
+
+    /// Give up waiting for --expect-workers after this long (seconds, or 30s / 2m; default: wait forever)
+    #[arg(long, env = "LOCUSTA_EXPECT_WORKERS_MAX_WAIT", value_parser = parse_duration_secs)]
+    pub expect_workers_max_wait: Option<std::time::Duration>,
+
+    /// Run as a cluster worker: take users from the master at --master-host
+    #[arg(long, env = "LOCUSTA_WORKER")]
+    pub worker: bool,
+
+    /// Host of the master to join
+    #[arg(long, env = "LOCUSTA_MASTER_HOST", default_value = "127.0.0.1")]
+    pub master_host: String,
+
+    /// Port of the master to join
+    #[arg(long, env = "LOCUSTA_MASTER_PORT", default_value_t = 5557)]
+    pub master_port: u16,
+
     /// Raw mode: http:// URLs (or paths on --host) each user requests in turn.
     /// With -f: the names of the user classes to run (default: all)
     #[arg(value_name = "URL|CLASS")]

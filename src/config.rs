@@ -34,6 +34,30 @@ pub struct RunConfig {
     pub script_classes: Vec<ClassInfo>,
     /// Where load goes, for the start-up line.
     pub target_label: String,
+    /// Standalone, cluster master or cluster worker.
+    pub role: Role,
+    /// `--headless`: no dashboard.
+    pub headless: bool,
+    /// Dashboard: start the swarm at once with `users`/`spawn_rate`.
+    pub autostart: bool,
+    /// Dashboard: users added or removed per `+`/`-`.
+    pub step: u32,
+}
+
+/// Where this process sits in a run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Role {
+    /// Users run here.
+    Standalone,
+    /// Users run on workers that connect here.
+    Master {
+        bind_host: String,
+        bind_port: u16,
+        expect_workers: u32,
+        expect_workers_max_wait: Option<Duration>,
+    },
+    /// Users run here, told by a master.
+    Worker { master_host: String, master_port: u16 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +142,24 @@ impl RunConfig {
             classes,
             script_classes,
             target_label,
+            role: if cli.master {
+                Role::Master {
+                    bind_host: cli.master_bind_host.clone(),
+                    bind_port: cli.master_bind_port,
+                    expect_workers: cli.expect_workers,
+                    expect_workers_max_wait: cli.expect_workers_max_wait,
+                }
+            } else if cli.worker {
+                Role::Worker {
+                    master_host: cli.master_host.clone(),
+                    master_port: cli.master_port,
+                }
+            } else {
+                Role::Standalone
+            },
+            headless: cli.headless,
+            autostart: cli.autostart,
+            step: cli.step,
         })
     }
 }
@@ -157,7 +199,8 @@ fn script_workload(cli: &Cli, source: ScriptSource) -> Result<WorkloadParts, Con
         picked
     };
     let default_host = cli.host.as_deref().map(Target::parse).transpose()?;
-    if !cli.list && default_host.is_none() {
+    // A master runs no users; a worker may get the host from its master.
+    if !cli.list && !cli.master && !cli.worker && default_host.is_none() {
         if let Some(c) = selected.iter().find(|c| c.host.is_none()) {
             return Err(ConfigError::NoHost(c.name.clone()));
         }

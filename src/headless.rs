@@ -2,8 +2,8 @@
 //! CSV files every second, stop on `-t`, SIGINT or SIGTERM, and always write
 //! the final reports before returning the exit code.
 //!
-//! It drives the engine only through the [`Controller`], like the dashboard
-//! and the cluster master will.
+//! It drives the run only through [`RunControl`], so it works the same on a
+//! local engine and on a cluster master.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 
 use crate::config::RunConfig;
-use crate::engine::{Controller, RunState};
+use crate::engine::{RunControl, RunState};
 use crate::report::{self, CsvWriter};
 
 const POLL: Duration = Duration::from_millis(50);
@@ -20,7 +20,7 @@ const CSV_EVERY: Duration = Duration::from_secs(1);
 const PRINT_EVERY: Duration = Duration::from_secs(2);
 
 /// Run to completion; returns the process exit code.
-pub fn run(cfg: &RunConfig, controller: &Controller) -> anyhow::Result<i32> {
+pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> {
     let interrupted = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, interrupted.clone())
@@ -93,7 +93,7 @@ pub fn run(cfg: &RunConfig, controller: &Controller) -> anyhow::Result<i32> {
     Ok(if failed { cfg.exit_code_on_error } else { 0 })
 }
 
-fn write_csv(csv: &mut CsvWriter, controller: &Controller, last: bool) -> anyhow::Result<()> {
+fn write_csv(csv: &mut CsvWriter, controller: &dyn RunControl, last: bool) -> anyhow::Result<()> {
     let snap = controller.snapshot();
     let now = SystemTime::now();
     let what = if last { "final" } else { "periodic" };

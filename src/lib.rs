@@ -8,7 +8,9 @@
 //! `report` renders console tables and CSV, `demo` is the built-in target.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod engine;
 pub mod headless;

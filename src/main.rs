@@ -1,15 +1,16 @@
 //! The `locusta` binary: parse flags, build the run, hand it to a front end.
 //! Everything below the edge lives in the library; errors here are `anyhow`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use locusta::cli::{self, Parsed};
-use locusta::config::RunConfig;
+use locusta::cluster::master::MasterController;
+use locusta::config::{Role, RunConfig};
 use locusta::demo::DemoTarget;
-use locusta::engine::{Controller, EngineConfig};
-use locusta::headless;
+use locusta::engine::{Controller, EngineConfig, RunControl};
+use locusta::{dashboard, headless};
 use locusta::script::ScriptSource;
 
 /// Exit status for usage errors, as clap and Locust use.
@@ -63,10 +64,47 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
         print!("{}", list_classes(cfg));
         return Ok(0);
     }
-    if !parsed.cli.headless && !parsed.cli.demo {
-        log::warn!("the dashboard is not built yet: running headless");
+    match &cfg.role {
+        Role::Worker { .. } => locusta::cluster::worker::run(cfg),
+        Role::Master { .. } => {
+            let master = MasterController::launch(cfg)?;
+            let code = front_end(parsed, cfg, &master);
+            master.shutdown();
+            code
+        }
+        Role::Standalone => {
+            let controller = Controller::launch(engine_config(cfg))?;
+            log::info!(
+                "Starting locusta {}: {} shard(s) on {}, {} user(s) at {}/s against {}",
+                env!("CARGO_PKG_VERSION"),
+                controller.shards(),
+                controller.io_driver().as_str(),
+                cfg.users,
+                cfg.spawn_rate,
+                cfg.target_label
+            );
+            let code = front_end(parsed, cfg, &controller);
+            controller.shutdown();
+            code
+        }
     }
-    let controller = Controller::launch(EngineConfig {
+}
+
+/// The dashboard on a terminal, else headless (`--headless`, the demo, or
+/// no terminal to draw on).
+fn front_end(parsed: &Parsed, cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
+    if cfg.headless || parsed.cli.demo {
+        return headless::run(cfg, control);
+    }
+    if !std::io::stdout().is_terminal() {
+        log::warn!("stdout is not a terminal: running headless (pass --headless to say so)");
+        return headless::run(cfg, control);
+    }
+    dashboard::run(cfg, control)
+}
+
+fn engine_config(cfg: &RunConfig) -> EngineConfig {
+    EngineConfig {
         shards: cfg.shards,
         io: cfg.io,
         client: cfg.client,
@@ -74,19 +112,8 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
         classes: cfg.classes.clone(),
         stop_timeout: cfg.stop_timeout,
         keep_window: cfg.csv_full_history,
-    })?;
-    log::info!(
-        "Starting locusta {}: {} shard(s) on {}, {} user(s) at {}/s against {}",
-        env!("CARGO_PKG_VERSION"),
-        controller.shards(),
-        controller.io_driver().as_str(),
-        cfg.users,
-        cfg.spawn_rate,
-        cfg.target_label
-    );
-    let code = headless::run(cfg, &controller);
-    controller.shutdown();
-    code
+        delta_tap: None,
+    }
 }
 
 /// `--demo`: the built-in target's URLs, and a short, lively run unless the

@@ -14,7 +14,7 @@ use crossbeam_channel::{select, tick, Receiver, Sender};
 use super::dispatch::{per_shard, ClassSpec, Dispatcher};
 use super::shard::{ShardCmd, ShardReport};
 use super::{RunState, RunStatus};
-use crate::stats::RunStats;
+use crate::stats::{RunStats, StatsDelta};
 
 /// Granularity of the spawn ramp.
 const SPAWN_TICK: Duration = Duration::from_millis(100);
@@ -24,6 +24,9 @@ const WINDOW_BACKSTOP: Duration = Duration::from_millis(1500);
 pub(crate) enum ControlCmd {
     Start { users: u32, rate: f64 },
     SetTarget { users: u32, rate: f64 },
+    /// A cluster worker: hold exactly these users per class, at once (the
+    /// master does the ramping).
+    SetCounts(Vec<u32>),
     Stop,
     ResetStats,
     Shutdown,
@@ -37,6 +40,8 @@ pub(crate) struct Control {
     pub stats: Arc<Mutex<RunStats>>,
     pub status: Arc<Mutex<RunStatus>>,
     pub stop_timeout: Duration,
+    /// A copy of every merged shard delta goes here (cluster workers).
+    pub delta_tap: Option<Sender<StatsDelta>>,
 }
 
 struct Ramp {
@@ -72,19 +77,25 @@ impl Control {
             select! {
                 recv(self.commands) -> cmd => match cmd {
                     Ok(ControlCmd::Start { users, rate }) => {
-                        let state = self.status.lock().unwrap().state;
-                        if matches!(state, RunState::Ready | RunState::Stopped) {
-                            // A new swarm after a stop starts from clean stats, as Locust does.
-                            if state == RunState::Stopped {
-                                epoch += 1;
-                                self.reset(epoch);
-                            }
-                            self.status.lock().unwrap().started_at = Some(Instant::now());
-                            for tx in &self.shards {
-                                let _ = tx.send(ShardCmd::TestStart);
+                        self.begin_test(&mut epoch);
+                        self.retarget(&mut ramp, users, rate);
+                    }
+                    Ok(ControlCmd::SetCounts(counts)) => {
+                        self.begin_test(&mut epoch);
+                        let users: u32 = counts.iter().sum();
+                        ramp.target = users;
+                        ramp.current = f64::from(users);
+                        let rows = per_shard(&counts, self.shards.len());
+                        for ((tx, sent), want) in self.shards.iter().zip(ramp.sent.iter_mut()).zip(rows) {
+                            if *sent != want {
+                                *sent = want.clone();
+                                let _ = tx.send(ShardCmd::SetUsers(want));
                             }
                         }
-                        self.retarget(&mut ramp, users, rate);
+                        let mut status = self.status.lock().unwrap();
+                        status.target_users = users;
+                        status.state = RunState::Running;
+                        status.users = users;
                     }
                     Ok(ControlCmd::SetTarget { users, rate }) => {
                         let state = self.status.lock().unwrap().state;
@@ -119,6 +130,9 @@ impl Control {
                 recv(self.reports) -> report => {
                     let Ok(mut report) = report else { return };
                     if report.epoch == epoch {
+                        if let Some(tap) = &self.delta_tap {
+                            let _ = tap.send(report.delta.clone());
+                        }
                         self.stats.lock().unwrap().merge(&mut report.delta);
                     }
                     let _ = self.shards[report.shard].send(ShardCmd::Recycle(report.delta));
@@ -148,6 +162,22 @@ impl Control {
                         window_closed = Instant::now();
                     }
                 },
+            }
+        }
+    }
+
+    /// A swarm starts from Ready or Stopped: fire test_start; after a stop
+    /// the new swarm starts from clean stats, as Locust does.
+    fn begin_test(&self, epoch: &mut u64) {
+        let state = self.status.lock().unwrap().state;
+        if matches!(state, RunState::Ready | RunState::Stopped) {
+            if state == RunState::Stopped {
+                *epoch += 1;
+                self.reset(*epoch);
+            }
+            self.status.lock().unwrap().started_at = Some(Instant::now());
+            for tx in &self.shards {
+                let _ = tx.send(ShardCmd::TestStart);
             }
         }
     }

@@ -2,8 +2,9 @@
 //! control thread that runs the spawn ramp and merges stats, and the
 //! [`Controller`] every front end drives a run through.
 //!
-//! The headless runner uses the `Controller` today; the dashboard and the
-//! cluster master will too, so nothing here prints or knows about reports.
+//! Front ends (headless, dashboard) drive a run through the [`RunControl`]
+//! trait, which the local [`Controller`] and the cluster master both
+//! implement, so nothing here prints or knows about reports or workers.
 
 mod control;
 mod dispatch;
@@ -20,7 +21,7 @@ use crossbeam_channel::{unbounded, Sender};
 use crate::cli::IoMode;
 use crate::http::{ClientConfig, Target};
 use crate::script::{ScriptSource, TagFilter};
-use crate::stats::{RunStats, StatsView};
+use crate::stats::{HistoryPoint, RunStats, StatsDelta, StatsView};
 use control::{Control, ControlCmd};
 pub use dispatch::ClassSpec;
 pub use shard::build_uring_runtime;
@@ -75,14 +76,63 @@ pub struct RunStatus {
     pub started_at: Option<Instant>,
 }
 
+/// One cluster worker as a master sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerInfo {
+    /// Locust's node id, `hostname_hex`.
+    pub id: String,
+    /// Locust's worker states: ready, spawning, running, stopped, missing.
+    pub state: String,
+    pub users: u32,
+    /// As the worker reports it (Locust: psutil's process CPU %).
+    pub cpu_percent: f64,
+    pub memory_bytes: u64,
+}
+
+/// Where the users of a run live.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Topology {
+    /// Shards in this process.
+    Local { shards: usize, io_driver: IoDriver },
+    /// A cluster master: users live on these workers.
+    Master { workers: Vec<WorkerInfo> },
+}
+
 /// What a front end shows: status plus the computed stats table.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub status: RunStatus,
     pub elapsed: Duration,
-    pub shards: usize,
-    pub io_driver: IoDriver,
+    pub topology: Topology,
     pub stats: StatsView,
+}
+
+/// The one API front ends drive a run through: the local [`Controller`]
+/// and the cluster master implement it, so the headless runner and the
+/// dashboard never know whether the users are here or on workers.
+pub trait RunControl: Send + Sync {
+    /// Start (or restart after a stop, with fresh stats) ramping to `users`.
+    fn start(&self, users: u32, rate: f64);
+    /// Change the user target of a running swarm.
+    fn set_target(&self, users: u32, rate: f64);
+    /// Stop every user: gracefully within the stop timeout, then cancelled.
+    fn stop(&self);
+    fn reset_stats(&self);
+    fn status(&self) -> RunStatus;
+    fn snapshot(&self) -> Snapshot;
+    /// Per-second history of the whole run (charts).
+    fn history(&self) -> Vec<HistoryPoint>;
+    /// Block until the run reaches `state` or `timeout` passes.
+    fn wait_for(&self, state: RunState, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.status().state == state {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.status().state == state
+    }
 }
 
 /// What users run. `Send`: every shard builds its own copy from it.
@@ -122,6 +172,9 @@ pub struct EngineConfig {
     pub stop_timeout: Duration,
     /// Keep per-second histograms for "current" percentiles.
     pub keep_window: bool,
+    /// A copy of every shard delta merged goes here (a cluster worker
+    /// reports them to its master).
+    pub delta_tap: Option<Sender<StatsDelta>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,6 +256,7 @@ impl Controller {
             stats: stats.clone(),
             status: status.clone(),
             stop_timeout: cfg.stop_timeout,
+            delta_tap: cfg.delta_tap.clone(),
         };
         threads.push(
             std::thread::Builder::new()
@@ -227,55 +281,15 @@ impl Controller {
         self.shards
     }
 
-    /// Start (or restart after a stop, with fresh stats) ramping to `users`.
-    pub fn start(&self, users: u32, rate: f64) {
-        let _ = self.commands.send(ControlCmd::Start { users, rate });
-    }
-
-    /// Change the user target of a running swarm.
-    pub fn set_target(&self, users: u32, rate: f64) {
-        let _ = self.commands.send(ControlCmd::SetTarget { users, rate });
-    }
-
-    /// Stop every user: gracefully within the stop timeout, then cancelled.
-    pub fn stop(&self) {
-        let _ = self.commands.send(ControlCmd::Stop);
-    }
-
-    pub fn reset_stats(&self) {
-        let _ = self.commands.send(ControlCmd::ResetStats);
-    }
-
-    pub fn status(&self) -> RunStatus {
-        *self.status.lock().unwrap()
-    }
-
-    pub fn snapshot(&self) -> Snapshot {
-        let status = self.status();
-        Snapshot {
-            status,
-            elapsed: status.started_at.map(|t| t.elapsed()).unwrap_or_default(),
-            shards: self.shards,
-            io_driver: self.io_driver,
-            stats: self.stats.lock().unwrap().view(SystemTime::now()),
-        }
+    /// A cluster worker: hold exactly these users per class (in the order
+    /// of `EngineConfig::classes`) at once; the master does the ramping.
+    pub fn set_class_counts(&self, counts: Vec<u32>) {
+        let _ = self.commands.send(ControlCmd::SetCounts(counts));
     }
 
     /// Run `f` on the cumulative stats (reports that need more than a view).
     pub fn with_stats<T>(&self, f: impl FnOnce(&RunStats) -> T) -> T {
         f(&self.stats.lock().unwrap())
-    }
-
-    /// Block until the run reaches `state` or `timeout` passes.
-    pub fn wait_for(&self, state: RunState, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.status().state == state {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.status().state == state
     }
 
     /// Stop the shards and the control thread and wait for them.
@@ -284,6 +298,45 @@ impl Controller {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+    }
+}
+
+impl RunControl for Controller {
+    fn start(&self, users: u32, rate: f64) {
+        let _ = self.commands.send(ControlCmd::Start { users, rate });
+    }
+
+    fn set_target(&self, users: u32, rate: f64) {
+        let _ = self.commands.send(ControlCmd::SetTarget { users, rate });
+    }
+
+    fn stop(&self) {
+        let _ = self.commands.send(ControlCmd::Stop);
+    }
+
+    fn reset_stats(&self) {
+        let _ = self.commands.send(ControlCmd::ResetStats);
+    }
+
+    fn status(&self) -> RunStatus {
+        *self.status.lock().unwrap()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let status = self.status();
+        Snapshot {
+            status,
+            elapsed: status.started_at.map(|t| t.elapsed()).unwrap_or_default(),
+            topology: Topology::Local {
+                shards: self.shards,
+                io_driver: self.io_driver,
+            },
+            stats: self.stats.lock().unwrap().view(SystemTime::now()),
+        }
+    }
+
+    fn history(&self) -> Vec<HistoryPoint> {
+        self.stats.lock().unwrap().history().to_vec()
     }
 }
 

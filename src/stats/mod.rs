@@ -18,14 +18,16 @@
 mod failure;
 mod run;
 mod shard;
+mod sparse;
 mod view;
 
 pub use failure::Failure;
 pub use run::{HistoryPoint, RunStats, HISTORY_CAP, WINDOW_SECONDS};
 pub use shard::{
-    new_histogram, DeltaEntry, DeltaException, DeltaFailure, EntryCounts, EntryId, ShardStats,
-    StatsDelta, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG, MAX_NAMES, OTHER_NAME,
+    new_histogram, Delta, DeltaEntry, DeltaException, DeltaFailure, EntryCounts, EntryId,
+    Latencies, ShardStats, StatsDelta, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG, MAX_NAMES, OTHER_NAME,
 };
+pub use sparse::{SparseError, SparseHistogram};
 pub use view::{
     percentiles_ms, percentiles_us, us_to_ms, EntryRow, ExceptionRow, FailureRow, StatsView,
     PERCENTILES,

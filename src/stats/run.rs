@@ -11,14 +11,14 @@
 //! open second, 10 closed ones and their running sum), so "current"
 //! percentiles cost about 2.3 MiB per busy row; it is off by default.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
 use super::failure::Failure;
-use super::shard::{new_histogram, EntryCounts, FastMap, StatsDelta, MAX_NAMES, OTHER_NAME};
+use super::shard::{new_histogram, Delta, EntryCounts, FastMap, Latencies, MAX_NAMES, OTHER_NAME};
 use super::view::{percentiles_ms, us_to_ms, EntryRow, ExceptionRow, FailureRow, StatsView};
 use crate::http::Method;
 
@@ -126,16 +126,16 @@ impl RunRow {
         }
     }
 
-    fn absorb(
+    fn absorb<L: Latencies>(
         &mut self,
-        histogram: &Histogram<u64>,
+        latencies: &L,
         counts: &EntryCounts,
         pool: &mut Vec<Histogram<u64>>,
     ) {
-        add(&mut self.histogram, histogram);
+        latencies.add_to(&mut self.histogram);
         self.absorb_counts(counts);
         if let Some(seconds) = &mut self.seconds {
-            add(seconds.open.get_or_insert_with(|| take(pool)), histogram);
+            latencies.add_to(seconds.open.get_or_insert_with(|| take(pool)));
         }
     }
 
@@ -175,12 +175,9 @@ fn take(pool: &mut Vec<Histogram<u64>>) -> Histogram<u64> {
     pool.pop().unwrap_or_else(new_histogram)
 }
 
-/// `into += from`. Every histogram comes from `new_histogram` (same
-/// bounds, values clamped on record), so this cannot fail; a failure would
-/// be a bug, caught in tests, and not worth stopping a run for.
+/// `into += from` (see `Latencies for Histogram`).
 fn add(into: &mut Histogram<u64>, from: &Histogram<u64>) {
-    let result = into.add(from);
-    debug_assert!(result.is_ok(), "histogram add failed: {result:?}");
+    from.add_to(into);
 }
 
 struct FailureRecord {
@@ -210,7 +207,8 @@ pub struct RunStats {
     /// Requests of the open window (history p50/p95, current percentiles).
     aggregated_second: Histogram<u64>,
     failures: HashMap<(Method, Arc<str>, Failure), FailureRecord>,
-    exceptions: HashMap<(String, String), u64>,
+    /// (message, traceback) → count and the nodes it happened on.
+    exceptions: HashMap<(String, String), (u64, BTreeSet<Arc<str>>)>,
     total_exceptions: u64,
     /// Length of each closed window, same ring slots as the rows'.
     window_seconds: [f64; WINDOW_SECONDS],
@@ -280,7 +278,7 @@ impl RunStats {
     /// and its counters zeroed (merging it again adds nothing), and its
     /// failure and exception lists are emptied: it is ready for
     /// `ShardStats::recycle`.
-    pub fn merge(&mut self, delta: &mut StatsDelta) {
+    pub fn merge<L: Latencies>(&mut self, delta: &mut Delta<L>) {
         let seen = delta.taken_at;
         for entry in &mut delta.entries {
             if entry.counts.requests == 0 {
@@ -289,9 +287,9 @@ impl RunStats {
             let i = self.row_index(entry.method, &entry.name);
             self.rows[i].absorb(&entry.histogram, &entry.counts, &mut self.pool);
             self.aggregated.absorb_counts(&entry.counts);
-            add(&mut self.aggregated_second, &entry.histogram);
+            entry.histogram.add_to(&mut self.aggregated_second);
             self.last_request = Some(self.last_request.map_or(seen, |t| t.max(seen)));
-            entry.histogram.reset();
+            entry.histogram.clear();
             entry.counts = EntryCounts::default();
         }
         for f in delta.failures.drain(..) {
@@ -309,7 +307,9 @@ impl RunStats {
             record.last_seen = record.last_seen.max(seen);
         }
         for e in delta.exceptions.drain(..) {
-            *self.exceptions.entry((e.message, e.traceback)).or_insert(0) += e.count;
+            let (count, nodes) = self.exceptions.entry((e.message, e.traceback)).or_default();
+            *count += e.count;
+            nodes.insert(e.node.unwrap_or_else(|| LOCAL_NODE.into()));
             self.total_exceptions += e.count;
         }
     }
@@ -428,11 +428,11 @@ impl RunStats {
         let mut exceptions: Vec<ExceptionRow> = self
             .exceptions
             .iter()
-            .map(|((message, traceback), &count)| ExceptionRow {
-                count,
+            .map(|((message, traceback), (count, nodes))| ExceptionRow {
+                count: *count,
                 message: message.clone(),
                 traceback: traceback.clone(),
-                nodes: vec![LOCAL_NODE.to_string()],
+                nodes: nodes.iter().map(|n| n.to_string()).collect(),
             })
             .collect();
         exceptions.sort_by(|a, b| {

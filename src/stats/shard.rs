@@ -143,13 +143,38 @@ impl EntryCounts {
     }
 }
 
+/// Latencies a delta row carries: a shard's dense HDR histogram, or the
+/// sparse buckets a cluster worker sends (see `sparse`).
+pub trait Latencies {
+    /// `into += self`, bucket for bucket.
+    fn add_to(&self, into: &mut Histogram<u64>);
+    /// Forget every value (after a merge), keeping the allocation.
+    fn clear(&mut self);
+}
+
+impl Latencies for Histogram<u64> {
+    fn add_to(&self, into: &mut Histogram<u64>) {
+        // Every histogram comes from `new_histogram` (same bounds, values
+        // clamped on record), so this cannot fail; a failure would be a
+        // bug, caught in tests, and not worth stopping a run for.
+        let result = into.add(self);
+        debug_assert!(result.is_ok(), "histogram add failed: {result:?}");
+    }
+
+    fn clear(&mut self) {
+        if !self.is_empty() {
+            self.reset();
+        }
+    }
+}
+
 /// One `(method, name)` row of a delta.
 #[derive(Clone, Debug)]
-pub struct DeltaEntry {
+pub struct DeltaEntry<L = Histogram<u64>> {
     pub method: Method,
     pub name: Arc<str>,
-    /// Latencies in µs; reset (empty) once merged.
-    pub histogram: Histogram<u64>,
+    /// Latencies in µs; cleared once merged.
+    pub histogram: L,
     pub counts: EntryCounts,
 }
 
@@ -168,24 +193,29 @@ pub struct DeltaException {
     pub message: String,
     pub traceback: String,
     pub count: u64,
+    /// The worker it came from; `None` for this process ("local").
+    pub node: Option<Arc<str>>,
 }
 
-/// Everything one shard counted since its previous delta. Only rows with at
-/// least one request are present.
+/// Everything one shard (or one cluster worker) counted since its previous
+/// delta. Only rows with at least one request are present.
 #[derive(Clone, Debug)]
-pub struct StatsDelta {
+pub struct Delta<L = Histogram<u64>> {
     /// When the shard took it: the merge uses it as the time of the last
     /// request and of the failures it brings (at most one tick late).
     pub taken_at: SystemTime,
-    pub entries: Vec<DeltaEntry>,
+    pub entries: Vec<DeltaEntry<L>>,
     pub failures: Vec<DeltaFailure>,
     pub exceptions: Vec<DeltaException>,
 }
 
-impl StatsDelta {
+/// What a shard sends: rows with dense histograms.
+pub type StatsDelta = Delta<Histogram<u64>>;
+
+impl<L> Delta<L> {
     /// An empty delta taken at `taken_at`.
     pub fn empty(taken_at: SystemTime) -> Self {
-        StatsDelta {
+        Delta {
             taken_at,
             entries: Vec::new(),
             failures: Vec::new(),
@@ -369,6 +399,7 @@ impl ShardStats {
                     message: message.clone(),
                     traceback,
                     count,
+                    node: None,
                 });
             }
         }

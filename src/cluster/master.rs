@@ -1,0 +1,1 @@
+//! The cluster master (to be written).

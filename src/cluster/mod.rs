@@ -1,0 +1,21 @@
+//! The cluster: a master and workers speaking Locust's wire protocol over
+//! ZeroMQ, so a locusta worker can join a Python Locust master and a Python
+//! Locust worker can join a locusta master.
+//!
+//! - `protocol`: messages (`[type, data, node_id]` in msgpack) and their
+//!   typed forms; never panics on bytes from the network.
+//! - `report`: a worker's `stats` payload (Locust's fields and units, plus
+//!   our exact HDR buckets) built from engine deltas, and turned back into
+//!   a delta at the master.
+//! - `transport`: the ZeroMQ sockets (ROUTER on the master, DEALER with
+//!   identity `hostname_hex` on the worker).
+//! - `master`: implements [`crate::engine::RunControl`] over the workers.
+//! - `worker`: runs a local engine as the master says.
+//!
+//! This module does not own running users (`engine`) or reports (`report`).
+
+pub mod master;
+pub mod protocol;
+pub mod report;
+pub mod transport;
+pub mod worker;

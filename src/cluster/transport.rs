@@ -1,0 +1,1 @@
+//! ZeroMQ sockets for the cluster (to be written).

@@ -1,0 +1,1 @@
+//! The cluster worker (to be written).

@@ -8,10 +8,11 @@
 use std::time::Duration;
 
 use crate::cli::{self, Cli, IoMode};
-use crate::engine::{ClassSpec, Workload};
+use crate::engine::{ClassSpec, EngineConfig, Workload};
 use crate::http::{ClientConfig, Target};
 use crate::script::runtime::inspect;
 use crate::script::{ClassInfo, ScriptError, ScriptSource, TagFilter};
+use crate::stats::StatsDelta;
 
 /// Everything a headless run needs, checked.
 #[derive(Clone, Debug)]
@@ -57,7 +58,10 @@ pub enum Role {
         expect_workers_max_wait: Option<Duration>,
     },
     /// Users run here, told by a master.
-    Worker { master_host: String, master_port: u16 },
+    Worker {
+        master_host: String,
+        master_port: u16,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +115,9 @@ impl RunConfig {
             Some(source) => script_workload(cli, source)?,
             None => {
                 let targets = raw_targets(cli)?;
-                let label = targets[0].origin.clone();
+                let label = targets
+                    .first()
+                    .map_or_else(|| "the master's host".to_string(), |t| t.origin.clone());
                 (
                     Workload::Raw { targets },
                     Workload::raw_classes(),
@@ -161,6 +167,23 @@ impl RunConfig {
             autostart: cli.autostart,
             step: cli.step,
         })
+    }
+
+    /// The engine this run needs; `delta_tap` for a cluster worker.
+    pub fn engine_config(
+        &self,
+        delta_tap: Option<crossbeam_channel::Sender<StatsDelta>>,
+    ) -> EngineConfig {
+        EngineConfig {
+            shards: self.shards,
+            io: self.io,
+            client: self.client,
+            workload: self.workload.clone(),
+            classes: self.classes.clone(),
+            stop_timeout: self.stop_timeout,
+            keep_window: self.csv_full_history,
+            delta_tap,
+        }
     }
 }
 
@@ -251,6 +274,9 @@ fn raw_targets(cli: &Cli) -> Result<Vec<Target>, ConfigError> {
     if targets.is_empty() {
         match &cli.host {
             Some(h) => targets.push(Target::parse(h)?),
+            // A worker may get its host from the master, and a master
+            // that names none leaves it to its workers.
+            None if cli.master || cli.worker => return Ok(targets),
             None => return Err(ConfigError::NoTarget),
         }
     }

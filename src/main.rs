@@ -9,9 +9,9 @@ use locusta::cli::{self, Parsed};
 use locusta::cluster::master::MasterController;
 use locusta::config::{Role, RunConfig};
 use locusta::demo::DemoTarget;
-use locusta::engine::{Controller, EngineConfig, RunControl};
-use locusta::{dashboard, headless};
+use locusta::engine::{Controller, RunControl};
 use locusta::script::ScriptSource;
+use locusta::{dashboard, headless};
 
 /// Exit status for usage errors, as clap and Locust use.
 const USAGE: u8 = 2;
@@ -68,12 +68,29 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
         Role::Worker { .. } => locusta::cluster::worker::run(cfg),
         Role::Master { .. } => {
             let master = MasterController::launch(cfg)?;
+            if let Role::Master {
+                expect_workers,
+                expect_workers_max_wait,
+                ..
+            } = &cfg.role
+            {
+                // As Locust: a headless or autostarted master waits for its
+                // workers; the dashboard shows them arriving instead.
+                if cfg.headless || cfg.autostart || !std::io::stdout().is_terminal() {
+                    if let Err(e) =
+                        master.wait_for_workers(*expect_workers, *expect_workers_max_wait)
+                    {
+                        master.shutdown();
+                        return Err(e);
+                    }
+                }
+            }
             let code = front_end(parsed, cfg, &master);
             master.shutdown();
             code
         }
         Role::Standalone => {
-            let controller = Controller::launch(engine_config(cfg))?;
+            let controller = Controller::launch(cfg.engine_config(None))?;
             log::info!(
                 "Starting locusta {}: {} shard(s) on {}, {} user(s) at {}/s against {}",
                 env!("CARGO_PKG_VERSION"),
@@ -101,19 +118,6 @@ fn front_end(parsed: &Parsed, cfg: &RunConfig, control: &dyn RunControl) -> anyh
         return headless::run(cfg, control);
     }
     dashboard::run(cfg, control)
-}
-
-fn engine_config(cfg: &RunConfig) -> EngineConfig {
-    EngineConfig {
-        shards: cfg.shards,
-        io: cfg.io,
-        client: cfg.client,
-        workload: cfg.workload.clone(),
-        classes: cfg.classes.clone(),
-        stop_timeout: cfg.stop_timeout,
-        keep_window: cfg.csv_full_history,
-        delta_tap: None,
-    }
 }
 
 /// `--demo`: the built-in target's URLs, and a short, lively run unless the

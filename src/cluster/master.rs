@@ -1,1 +1,665 @@
-//! The cluster master (to be written).
+//! The cluster master: [`MasterController`] implements [`RunControl`] over
+//! workers, so the headless runner, CSV reports and the dashboard work on a
+//! master exactly as on a local engine.
+//!
+//! One network thread owns the ROUTER socket and everything that changes
+//! with messages: the worker list, the ramp, the merged stats. It polls the
+//! socket with a short timeout, takes commands from front ends over a
+//! channel, and publishes status and stats behind a mutex that front ends
+//! only read. Users are spread as Locust does: per class (our
+//! [`Dispatcher`]), then each class evenly over workers interleaved by
+//! host, with absolute per-class counts in every `spawn`.
+//!
+//! It does not own running users (workers do) or report formats (`report`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use crossbeam_channel::{unbounded, Receiver, Sender};
+
+use super::nodes::{NodeState, Nodes, StopWait};
+use super::protocol::{
+    MasterMessage, Message, PeerVersion, WorkerMessage, LOCUSTA_PROTOCOL, LOCUST_VERSION,
+};
+use super::transport::{self, RouterSocket};
+use crate::config::{Role, RunConfig};
+use crate::engine::Workload;
+use crate::engine::{
+    per_shard, ClassSpec, Dispatcher, RunControl, RunState, RunStatus, Snapshot, Topology,
+};
+use crate::stats::{Delta, DeltaException, HistoryPoint, RunStats, SparseHistogram};
+
+/// Longest the network thread sleeps in `poll`: the ramp and commands are
+/// served at least this often.
+const POLL: Duration = Duration::from_millis(50);
+/// How long `shutdown` waits for workers' last reports after `quit`.
+const QUIT_GRACE: Duration = Duration::from_secs(1);
+
+enum MasterCmd {
+    Start { users: u32, rate: f64 },
+    SetTarget { users: u32, rate: f64 },
+    Stop,
+    ResetStats,
+    Shutdown,
+}
+
+/// What front ends read; written only by the network thread.
+struct Shared {
+    status: RunStatus,
+    stats: RunStats,
+    workers: Vec<crate::engine::WorkerInfo>,
+}
+
+/// A [`RunControl`] whose users run on workers.
+pub struct MasterController {
+    commands: Sender<MasterCmd>,
+    shared: Arc<Mutex<Shared>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MasterController {
+    /// Bind the ROUTER and start the network thread; workers may connect
+    /// from now on.
+    pub fn launch(cfg: &RunConfig) -> anyhow::Result<MasterController> {
+        let Role::Master {
+            bind_host,
+            bind_port,
+            ..
+        } = &cfg.role
+        else {
+            anyhow::bail!("MasterController::launch needs --master");
+        };
+        let ctx = transport::context();
+        let router = RouterSocket::bind(&ctx, bind_host, *bind_port)?;
+        log::info!(
+            "Starting locusta master {} on {}",
+            env!("CARGO_PKG_VERSION"),
+            transport::endpoint(bind_host, *bind_port)
+        );
+        let shared = Arc::new(Mutex::new(Shared {
+            status: RunStatus {
+                state: RunState::Ready,
+                users: 0,
+                target_users: 0,
+                spawn_rate: 0.0,
+                started_at: None,
+            },
+            stats: RunStats::new(cfg.csv_full_history),
+            workers: Vec::new(),
+        }));
+        let (tx, rx) = unbounded();
+        let net = Network {
+            router,
+            commands: rx,
+            shared: shared.clone(),
+            nodes: Nodes::default(),
+            dispatcher: Dispatcher::new(cfg.classes.clone()),
+            classes: cfg.classes.clone(),
+            host: spawn_host(&cfg.workload),
+            stop_timeout: cfg.stop_timeout.as_secs_f64(),
+            keep_window: cfg.csv_full_history,
+            target: 0,
+            rate: 1.0,
+            dispatched: 0,
+            next_ramp: None,
+            stop_deadline: None,
+            last_spawn_timestamp: 0.0,
+            warned: HashSet::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("locusta-master".into())
+            .spawn(move || {
+                let _ctx = ctx;
+                net.run()
+            })
+            .context("cannot start the master's network thread")?;
+        Ok(MasterController {
+            commands: tx,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Block until `expected` workers are connected (`--expect-workers`),
+    /// giving up after `max_wait` if set.
+    pub fn wait_for_workers(
+        &self,
+        expected: u32,
+        max_wait: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut next_log = started;
+        loop {
+            let connected = self.connected_workers();
+            if connected >= expected as usize {
+                return Ok(());
+            }
+            if max_wait.is_some_and(|w| started.elapsed() >= w) {
+                anyhow::bail!(
+                    "gave up waiting for workers: {connected} of {expected} connected after --expect-workers-max-wait {}s",
+                    max_wait.unwrap_or_default().as_secs()
+                );
+            }
+            if Instant::now() >= next_log {
+                log::info!("Waiting for workers to be ready, {connected} of {expected} connected");
+                next_log += Duration::from_secs(1);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn connected_workers(&self) -> usize {
+        let shared = self.shared.lock().unwrap();
+        shared
+            .workers
+            .iter()
+            .filter(|w| w.state != "missing")
+            .count()
+    }
+
+    /// Tell every worker to quit, wait briefly for their last reports,
+    /// stop the network thread.
+    pub fn shutdown(mut self) {
+        let _ = self.commands.send(MasterCmd::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for MasterController {
+    fn drop(&mut self) {
+        let _ = self.commands.send(MasterCmd::Shutdown);
+    }
+}
+
+impl RunControl for MasterController {
+    fn start(&self, users: u32, rate: f64) {
+        let _ = self.commands.send(MasterCmd::Start { users, rate });
+    }
+
+    fn set_target(&self, users: u32, rate: f64) {
+        let _ = self.commands.send(MasterCmd::SetTarget { users, rate });
+    }
+
+    fn stop(&self) {
+        let _ = self.commands.send(MasterCmd::Stop);
+    }
+
+    fn reset_stats(&self) {
+        let _ = self.commands.send(MasterCmd::ResetStats);
+    }
+
+    fn status(&self) -> RunStatus {
+        self.shared.lock().unwrap().status
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let shared = self.shared.lock().unwrap();
+        let status = shared.status;
+        Snapshot {
+            status,
+            elapsed: status.started_at.map(|t| t.elapsed()).unwrap_or_default(),
+            topology: Topology::Master {
+                workers: shared.workers.clone(),
+            },
+            stats: shared.stats.view(SystemTime::now()),
+        }
+    }
+
+    fn history(&self) -> Vec<HistoryPoint> {
+        self.shared.lock().unwrap().stats.history().to_vec()
+    }
+}
+
+/// The host a `spawn` names: the master's `-H` (workers without one use it).
+fn spawn_host(workload: &Workload) -> Option<String> {
+    match workload {
+        Workload::Raw { targets } => targets.first().map(|t| t.origin.clone()),
+        Workload::Script { default_host, .. } => default_host.as_ref().map(|t| t.origin.clone()),
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The network thread's state.
+struct Network {
+    router: RouterSocket,
+    commands: Receiver<MasterCmd>,
+    shared: Arc<Mutex<Shared>>,
+    nodes: Nodes,
+    dispatcher: Dispatcher,
+    classes: Vec<ClassSpec>,
+    host: Option<String>,
+    stop_timeout: f64,
+    keep_window: bool,
+    /// Users asked for, the spawn rate, and users handed out so far.
+    target: u32,
+    rate: f64,
+    dispatched: u32,
+    next_ramp: Option<Instant>,
+    stop_deadline: Option<Instant>,
+    last_spawn_timestamp: f64,
+    /// Names warned about once (unknown methods in reports).
+    warned: HashSet<String>,
+}
+
+impl Network {
+    fn run(mut self) {
+        let mut next_second = Instant::now() + Duration::from_secs(1);
+        loop {
+            let now = Instant::now();
+            let mut wait = POLL.min(next_second.saturating_duration_since(now));
+            if let Some(t) = self.next_ramp {
+                wait = wait.min(t.saturating_duration_since(now));
+            }
+            if self.router.poll(wait) {
+                // Bounded, so a flood of reports cannot starve commands.
+                for _ in 0..1000 {
+                    let Some((from, msg)) = self.router.try_recv() else {
+                        break;
+                    };
+                    match msg {
+                        Ok(msg) => self.handle(&from, &msg),
+                        Err(e) => log::warn!("dropped a malformed message from {from}: {e}"),
+                    }
+                }
+            }
+            while let Ok(cmd) = self.commands.try_recv() {
+                if let MasterCmd::Shutdown = cmd {
+                    self.quit_workers();
+                    return;
+                }
+                self.command(cmd);
+            }
+            let now = Instant::now();
+            if self.next_ramp.is_some_and(|t| now >= t) {
+                self.ramp_step(now);
+            }
+            if now >= next_second {
+                next_second += Duration::from_secs(1);
+                if next_second < now {
+                    next_second = now + Duration::from_secs(1);
+                }
+                self.every_second(now);
+            }
+            self.check_stopped(now);
+            self.publish();
+        }
+    }
+
+    fn state(&self) -> RunState {
+        self.shared.lock().unwrap().status.state
+    }
+
+    fn set_state(&self, state: RunState) {
+        self.shared.lock().unwrap().status.state = state;
+    }
+
+    fn publish(&self) {
+        let mut shared = self.shared.lock().unwrap();
+        shared.status.users = self.nodes.user_count();
+        shared.status.target_users = self.target;
+        shared.status.spawn_rate = self.rate;
+        shared.workers = self.nodes.infos();
+    }
+
+    fn send(&self, msg: MasterMessage, to: &str) {
+        self.router.send(&msg.to_message(to));
+    }
+
+    fn command(&mut self, cmd: MasterCmd) {
+        let state = self.state();
+        let running = matches!(state, RunState::Spawning | RunState::Running);
+        match cmd {
+            MasterCmd::Start { users, rate } if !running => {
+                {
+                    let mut shared = self.shared.lock().unwrap();
+                    if state == RunState::Stopped {
+                        shared.stats = RunStats::new(self.keep_window);
+                    } else {
+                        shared.stats.reset();
+                    }
+                    shared.status.started_at = Some(Instant::now());
+                }
+                if self.nodes.dispatch_order().is_empty() {
+                    log::warn!(
+                        "Starting with no worker connected: users go to workers as they join"
+                    );
+                }
+                self.retarget(users, rate);
+            }
+            MasterCmd::Start { users, rate } | MasterCmd::SetTarget { users, rate } => {
+                if running {
+                    self.retarget(users, rate);
+                }
+            }
+            MasterCmd::Stop if running => self.stop_workers(),
+            MasterCmd::Stop => {}
+            MasterCmd::ResetStats => self.shared.lock().unwrap().stats.reset(),
+            MasterCmd::Shutdown => {}
+        }
+    }
+
+    fn retarget(&mut self, users: u32, rate: f64) {
+        self.target = users;
+        self.rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            1.0
+        };
+        self.set_state(RunState::Spawning);
+        self.next_ramp = Some(Instant::now());
+        log::info!(
+            "Ramping to {users} users at a rate of {:.2} per second",
+            self.rate
+        );
+    }
+
+    /// One step of the ramp: Locust adds `max(1, floor(rate))` users per
+    /// step, steps `step / rate` seconds apart.
+    fn ramp_step(&mut self, now: Instant) {
+        let step = (self.rate.floor() as u32).max(1);
+        self.dispatched = if self.dispatched < self.target {
+            (self.dispatched + step).min(self.target)
+        } else {
+            self.dispatched.saturating_sub(step).max(self.target)
+        };
+        self.dispatch();
+        if self.dispatched == self.target {
+            self.next_ramp = None;
+            self.set_state(RunState::Running);
+            for id in self.nodes.dispatch_order() {
+                let user_count = self.target;
+                self.send(MasterMessage::SpawningComplete { user_count }, &id);
+            }
+            log::info!(
+                "All users spawned: {} users on {} workers",
+                self.target,
+                self.nodes.connected()
+            );
+        } else {
+            self.next_ramp = Some(now + Duration::from_secs_f64(f64::from(step) / self.rate));
+        }
+    }
+
+    /// Send every worker that takes users its absolute per-class counts for
+    /// `self.dispatched` users in all.
+    fn dispatch(&mut self) {
+        let order = self.nodes.dispatch_order();
+        if order.is_empty() {
+            return;
+        }
+        let counts = self.dispatcher.counts(self.dispatched);
+        let rows = per_shard(&counts, order.len());
+        // Strictly rising: a worker drops a spawn not newer than the last.
+        let timestamp = unix_now().max(self.last_spawn_timestamp + 1e-6);
+        self.last_spawn_timestamp = timestamp;
+        for (id, row) in order.iter().zip(rows) {
+            let user_classes_count = self
+                .classes
+                .iter()
+                .zip(row)
+                .map(|(c, n)| (c.name.clone(), n))
+                .collect();
+            let spawn = MasterMessage::Spawn {
+                timestamp,
+                user_classes_count,
+                host: self.host.clone(),
+                stop_timeout: Some(self.stop_timeout),
+            };
+            self.send(spawn, id);
+        }
+    }
+
+    /// Give the current users out again (a worker joined, left or vanished).
+    fn redistribute(&mut self) {
+        if matches!(self.state(), RunState::Spawning | RunState::Running) {
+            self.dispatch();
+        }
+    }
+
+    fn stop_workers(&mut self) {
+        self.next_ramp = None;
+        self.dispatched = 0;
+        self.set_state(RunState::Stopping);
+        let ids: Vec<String> = self.nodes.dispatch_order();
+        for id in &ids {
+            self.send(MasterMessage::Stop, id);
+            if let Some(n) = self.nodes.get_mut(id) {
+                n.stop_wait = StopWait::ClientStopped;
+            }
+        }
+        // Python workers report the last requests up to 3 s later.
+        self.stop_deadline =
+            Some(Instant::now() + Duration::from_secs_f64(self.stop_timeout + 4.0));
+        log::info!("Stopping {} workers", ids.len());
+    }
+
+    fn check_stopped(&mut self, now: Instant) {
+        if self.state() != RunState::Stopping {
+            return;
+        }
+        let timed_out = self.stop_deadline.is_some_and(|d| now >= d);
+        if timed_out {
+            for n in self
+                .nodes
+                .iter_mut()
+                .filter(|n| n.stop_wait != StopWait::Nothing)
+            {
+                log::warn!("worker {} did not confirm the stop in time", n.id);
+                n.stop_wait = StopWait::Nothing;
+            }
+        }
+        if !self.nodes.waiting_for_stop() {
+            self.stop_deadline = None;
+            self.set_state(RunState::Stopped);
+        }
+    }
+
+    fn every_second(&mut self, now: Instant) {
+        let missing = self.nodes.check_liveness(now);
+        for id in &missing {
+            log::warn!(
+                "Worker {id} missing: no heartbeat for 3 s; its users go to the other workers"
+            );
+        }
+        if !missing.is_empty() {
+            self.redistribute();
+        }
+        let users = self.nodes.user_count();
+        self.shared
+            .lock()
+            .unwrap()
+            .stats
+            .tick(SystemTime::now(), users);
+    }
+
+    fn quit_workers(&mut self) {
+        let ids: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.state != NodeState::Missing)
+            .map(|n| n.id.clone())
+            .collect();
+        for id in &ids {
+            self.send(MasterMessage::Quit, id);
+        }
+        // Their last reports and `quit` replies; nothing waits on them.
+        let deadline = Instant::now() + QUIT_GRACE;
+        while !ids.is_empty() && self.nodes.connected() > 0 && Instant::now() < deadline {
+            if self.router.poll(POLL) {
+                while let Some((from, Ok(msg))) = self.router.try_recv() {
+                    self.handle(&from, &msg);
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, from: &str, msg: &Message) {
+        let parsed = match WorkerMessage::parse(msg) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("dropped a malformed message from {from}: {e}");
+                return;
+            }
+        };
+        let now = Instant::now();
+        if let WorkerMessage::ClientReady(version) = parsed {
+            self.client_ready(from, version, now);
+            return;
+        }
+        let Some(node) = self.nodes.get_mut(from) else {
+            self.from_unknown(from, &parsed);
+            return;
+        };
+        node.last_seen = now;
+        match parsed {
+            WorkerMessage::ClientReady(_) => unreachable!("handled above"),
+            WorkerMessage::Heartbeat {
+                state,
+                cpu_percent,
+                memory_bytes,
+            } => {
+                let came_back = node.state == NodeState::Missing;
+                node.state = NodeState::from_heartbeat(&state);
+                node.cpu_percent = cpu_percent;
+                node.memory_bytes = memory_bytes.unwrap_or(node.memory_bytes);
+                self.send(MasterMessage::Heartbeat, from);
+                if came_back {
+                    log::info!("Worker {from} is back (heartbeat, {state})");
+                    self.redistribute();
+                }
+            }
+            WorkerMessage::Spawning => node.state = NodeState::Spawning,
+            WorkerMessage::SpawningComplete { user_count, .. } => {
+                node.state = NodeState::Running;
+                node.users = user_count;
+            }
+            WorkerMessage::Stats(report) => {
+                node.users = report.user_count;
+                if node.stop_wait == StopWait::StatsAfterStop {
+                    node.stop_wait = StopWait::Nothing;
+                }
+                if node.state == NodeState::Stopped {
+                    node.users = 0;
+                }
+                self.merge_report(&report);
+            }
+            WorkerMessage::Exception {
+                msg,
+                traceback,
+                count,
+            } => {
+                let mut delta: Delta<SparseHistogram> = Delta::empty(SystemTime::now());
+                delta.exceptions.push(DeltaException {
+                    message: msg,
+                    traceback,
+                    count,
+                    node: Some(from.into()),
+                });
+                self.shared.lock().unwrap().stats.merge(&mut delta);
+            }
+            WorkerMessage::ClientStopped => {
+                node.state = NodeState::Stopped;
+                node.users = 0;
+                node.stop_wait = match (node.stop_wait, node.locusta) {
+                    (StopWait::ClientStopped, false) => StopWait::StatsAfterStop,
+                    _ => StopWait::Nothing,
+                };
+                log::info!("Worker {from} reported that it has stopped");
+                if self.state() != RunState::Stopping {
+                    self.redistribute();
+                }
+            }
+            WorkerMessage::Quit => {
+                self.nodes.remove(from);
+                log::info!("Worker {from} quit; {} connected", self.nodes.connected());
+                self.redistribute();
+            }
+            WorkerMessage::Logs(lines) => {
+                for line in lines {
+                    log::debug!("[{from}] {line}");
+                }
+            }
+            WorkerMessage::Other(kind) => {
+                log::warn!("dropped a message of unknown type `{kind}` from {from}")
+            }
+        }
+    }
+
+    fn client_ready(&mut self, from: &str, version: PeerVersion, now: Instant) {
+        let refusal = match &version {
+            PeerVersion::Locusta { protocol, version } if *protocol != LOCUSTA_PROTOCOL => Some(format!(
+                "locusta {version} speaks cluster protocol {protocol}; this master (locusta {}) speaks {LOCUSTA_PROTOCOL}: run the same locusta version on master and workers",
+                env!("CARGO_PKG_VERSION")
+            )),
+            PeerVersion::Locust(v) if !v.starts_with("2.") => Some(format!(
+                "Locust {v} is not supported: this master speaks Locust {LOCUST_VERSION}'s protocol (any 2.x worker works)"
+            )),
+            PeerVersion::Unusable(v) => Some(format!(
+                "worker sent no usable version ({v}): pre-2.0 Locust workers are not supported"
+            )),
+            _ => None,
+        };
+        if let Some(reason) = refusal {
+            log::error!("Refused worker {from}: {reason}");
+            self.send(MasterMessage::Refused { reason }, from);
+            self.send(MasterMessage::Quit, from);
+            return;
+        }
+        if let PeerVersion::Locust(v) = &version {
+            if !v.starts_with(&LOCUST_VERSION[..4]) {
+                log::warn!(
+                    "Worker {from} runs Locust {v}; this master speaks {LOCUST_VERSION}'s protocol"
+                );
+            }
+        }
+        let locusta = matches!(version, PeerVersion::Locusta { .. });
+        let index = self.nodes.register(from, locusta, now);
+        self.send(
+            MasterMessage::Ack {
+                index,
+                locusta_protocol: Some(LOCUSTA_PROTOCOL),
+            },
+            from,
+        );
+        log::info!(
+            "Worker {from} (index {index}) reported as ready. {} workers connected.",
+            self.nodes.connected()
+        );
+        self.redistribute();
+    }
+
+    fn from_unknown(&mut self, from: &str, msg: &WorkerMessage) {
+        match msg {
+            // Locust asks such a worker to quit; ours then rejoins.
+            WorkerMessage::Spawning | WorkerMessage::SpawningComplete { .. } => {
+                log::warn!("Got a spawn message from unknown worker {from}: asking it to quit");
+                self.send(MasterMessage::Quit, from);
+            }
+            WorkerMessage::Quit => {}
+            // A restarted master must not count a previous run's requests.
+            _ => log::debug!("dropped a message from unknown worker {from}"),
+        }
+    }
+
+    fn merge_report(&mut self, report: &super::report::WorkerReport) {
+        let (mut delta, unknown) = report.to_delta(SystemTime::now());
+        for name in unknown {
+            if self.warned.insert(name.clone()) {
+                log::warn!(
+                    "a worker reported `{name}`, whose method locusta does not know: not counted"
+                );
+            }
+        }
+        self.shared.lock().unwrap().stats.merge(&mut delta);
+    }
+}

@@ -9,13 +9,17 @@
 //!   a delta at the master.
 //! - `transport`: the ZeroMQ sockets (ROUTER on the master, DEALER with
 //!   identity `hostname_hex` on the worker).
+//! - `nodes`: the master's worker list, liveness and dispatch order.
 //! - `master`: implements [`crate::engine::RunControl`] over the workers.
 //! - `worker`: runs a local engine as the master says.
 //!
 //! This module does not own running users (`engine`) or reports (`report`).
 
 pub mod master;
+pub mod nodes;
 pub mod protocol;
 pub mod report;
+#[doc(hidden)]
+pub mod sim;
 pub mod transport;
 pub mod worker;

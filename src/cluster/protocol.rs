@@ -8,6 +8,8 @@
 //! It does not own sockets (`transport`) or what a message makes a master
 //! or worker do (`master`, `worker`).
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 pub use rmpv::Value;
 
 use crate::cluster::report::WorkerReport;
@@ -115,38 +117,566 @@ pub enum MasterMessage {
     Other(String),
 }
 
+/// Nesting `decode` accepts, in rmpv's units: each container costs two
+/// levels and each string three, so a `stats` report (about 11 deep)
+/// fits with room for custom messages, and a hostile `[[[[…]]]]` does not
+/// recurse far.
+pub const MAX_DEPTH: usize = 32;
+
 /// Serialize: a 3-element msgpack array, strings as `str`.
 pub fn encode(msg: &Message) -> Vec<u8> {
-    todo!()
+    let mut out = Vec::with_capacity(64);
+    // fixarray of 3, then the three values; borrowing the strings avoids
+    // copying them (and the data, which may be a large report) into a Value.
+    out.push(0x93);
+    write_str(&mut out, &msg.kind);
+    rmpv::encode::write_value(&mut out, &msg.data).expect("writing to a Vec cannot fail");
+    write_str(&mut out, &msg.node_id);
+    out
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    let value = rmpv::ValueRef::String(rmpv::Utf8StringRef::from(s));
+    rmpv::encode::write_value_ref(out, &value).expect("writing to a Vec cannot fail");
 }
 
 /// Parse bytes from the network. Refuses trailing bytes and nesting deeper
 /// than 32; never panics.
+///
+/// rmpv does not preallocate from a length prefix (an array claiming four
+/// billion elements fails at the first missing byte), so memory stays in
+/// proportion to the input: about 40 bytes per msgpack value, which the
+/// transport bounds by its maximum message size.
 pub fn decode(bytes: &[u8]) -> Result<Message, ProtocolError> {
-    todo!()
+    let mut rest = bytes;
+    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH)
+        .map_err(|e| ProtocolError::Msgpack(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(ProtocolError::Msgpack(format!(
+            "{} trailing bytes after the message",
+            rest.len()
+        )));
+    }
+    let Value::Array(items) = value else {
+        return Err(ProtocolError::Shape(format!("{}, not an array", describe(&value))));
+    };
+    let [kind, data, node_id]: [Value; 3] = items.try_into().map_err(|items: Vec<Value>| {
+        ProtocolError::Shape(format!("an array of {} elements, not 3", items.len()))
+    })?;
+    let kind = into_string(kind)
+        .map_err(|v| ProtocolError::Shape(format!("type is {}, not a string", describe(&v))))?;
+    let node_id = into_string(node_id)
+        .map_err(|v| ProtocolError::Shape(format!("node id is {}, not a string", describe(&v))))?;
+    Ok(Message {
+        kind,
+        data,
+        node_id,
+    })
+}
+
+fn into_string(v: Value) -> Result<String, Value> {
+    match v {
+        Value::String(s) if s.is_str() => Ok(s.into_str().unwrap_or_default()),
+        other => Err(other),
+    }
+}
+
+/// A short description of a value for error messages and logs: scalars
+/// shown (strings cut at 64 characters), containers by kind only, so a
+/// hostile message never makes a huge log line.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Nil => "nil".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::F32(f) => f.to_string(),
+        Value::F64(f) => f.to_string(),
+        Value::String(s) => match s.as_str() {
+            Some(s) if s.chars().count() > 64 => {
+                let cut: String = s.chars().take(64).collect();
+                format!("{cut:?}…")
+            }
+            Some(s) => format!("{s:?}"),
+            None => "a string that is not UTF-8".into(),
+        },
+        Value::Binary(b) => format!("{} bytes of binary", b.len()),
+        Value::Array(a) => format!("an array of {}", a.len()),
+        Value::Map(m) => format!("a map of {}", m.len()),
+        Value::Ext(t, _) => format!("an ext value of type {t}"),
+    }
+}
+
+/// Unix time as Locust's `time.time()`: float seconds (0 before 1970).
+pub fn unix_secs_f64(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Microseconds per millisecond-or-more, the largest ms value that still
+/// fits in `u64` µs: bigger response times are a bad message.
+pub(crate) const MAX_MS: f64 = (u64::MAX / 1000) as f64;
+
+/// A non-negative integer: a msgpack int, or a float rounded half-to-even
+/// (Python may send `3.0`). Negative, NaN, infinite and too large: `None`.
+pub(crate) fn count_of(v: &Value) -> Option<u64> {
+    let f = match v {
+        Value::Integer(i) => return i.as_u64(),
+        Value::F64(f) => *f,
+        Value::F32(f) => f64::from(*f),
+        _ => return None,
+    };
+    let r = f.round_ties_even();
+    // 2^64 as f64; NaN fails both comparisons.
+    (r >= 0.0 && r < 18_446_744_073_709_551_616.0).then_some(r as u64)
+}
+
+/// A finite number, int or float.
+pub(crate) fn number_of(v: &Value) -> Option<f64> {
+    let f = match v {
+        Value::Integer(i) => i.as_f64()?,
+        Value::F64(f) => *f,
+        Value::F32(f) => f64::from(*f),
+        _ => return None,
+    };
+    f.is_finite().then_some(f)
+}
+
+/// A finite number that is not negative.
+pub(crate) fn non_negative_of(v: &Value) -> Option<f64> {
+    number_of(v).filter(|f| *f >= 0.0)
+}
+
+/// The fields of one map in a message's data, with errors that name the
+/// message type and the field (`stats[2].num_requests: …`).
+pub(crate) struct Fields<'a> {
+    kind: &'a str,
+    /// Where the map is inside the data ("" at the top, else `stats[2].`).
+    path: String,
+    map: &'a [(Value, Value)],
+}
+
+impl<'a> Fields<'a> {
+    /// The data of a `kind` message, which must be a map.
+    pub(crate) fn of(kind: &'a str, data: &'a Value) -> Result<Self, ProtocolError> {
+        Self::at(kind, String::new(), data)
+    }
+
+    /// A nested map; `path` names it in errors and ends with a dot.
+    pub(crate) fn at(kind: &'a str, path: String, data: &'a Value) -> Result<Self, ProtocolError> {
+        match data {
+            Value::Map(map) => Ok(Fields { kind, path, map }),
+            other => {
+                let what = if path.is_empty() {
+                    "data".to_string()
+                } else {
+                    path.trim_end_matches('.').to_string()
+                };
+                Err(field_error(
+                    kind,
+                    format!("{what} is {}, not a map", describe(other)),
+                ))
+            }
+        }
+    }
+
+    pub(crate) fn error(&self, key: &str, problem: &str) -> ProtocolError {
+        field_error(self.kind, format!("`{}{key}` {problem}", self.path))
+    }
+
+    /// The value under `key`; absent and nil are both `None`. With a key
+    /// repeated, the last one wins, as in Python's dict.
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_nil())
+    }
+
+    pub(crate) fn required(&self, key: &str) -> Result<&'a Value, ProtocolError> {
+        self.get(key).ok_or_else(|| self.error(key, "is missing"))
+    }
+
+    pub(crate) fn str(&self, key: &str) -> Result<&'a str, ProtocolError> {
+        let v = self.required(key)?;
+        v.as_str().ok_or_else(|| self.mistyped(key, v, "a string"))
+    }
+
+    pub(crate) fn opt_str(&self, key: &str) -> Result<Option<&'a str>, ProtocolError> {
+        self.get(key)
+            .map(|v| v.as_str().ok_or_else(|| self.mistyped(key, v, "a string")))
+            .transpose()
+    }
+
+    pub(crate) fn count(&self, key: &str) -> Result<u64, ProtocolError> {
+        let v = self.required(key)?;
+        count_of(v).ok_or_else(|| self.mistyped(key, v, "a non-negative integer"))
+    }
+
+    pub(crate) fn opt_count(&self, key: &str) -> Result<Option<u64>, ProtocolError> {
+        self.get(key)
+            .map(|v| count_of(v).ok_or_else(|| self.mistyped(key, v, "a non-negative integer")))
+            .transpose()
+    }
+
+    pub(crate) fn u32(&self, key: &str) -> Result<u32, ProtocolError> {
+        let v = self.required(key)?;
+        count_of(v)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| self.mistyped(key, v, "an integer from 0 to 2^32-1"))
+    }
+
+    /// A finite number, int or float.
+    pub(crate) fn number(&self, key: &str) -> Result<f64, ProtocolError> {
+        let v = self.required(key)?;
+        number_of(v).ok_or_else(|| self.mistyped(key, v, "a finite number"))
+    }
+
+    /// A finite number ≥ 0 (times, durations, timestamps).
+    pub(crate) fn non_negative(&self, key: &str) -> Result<f64, ProtocolError> {
+        let v = self.required(key)?;
+        non_negative_of(v).ok_or_else(|| self.mistyped(key, v, "a finite number ≥ 0"))
+    }
+
+    pub(crate) fn opt_non_negative(&self, key: &str) -> Result<Option<f64>, ProtocolError> {
+        self.get(key)
+            .map(|v| non_negative_of(v).ok_or_else(|| self.mistyped(key, v, "a finite number ≥ 0")))
+            .transpose()
+    }
+
+    /// A response time in ms: ≥ 0 and small enough to be a `u64` of µs.
+    pub(crate) fn ms(&self, key: &str) -> Result<f64, ProtocolError> {
+        let v = self.required(key)?;
+        ms_of(v).ok_or_else(|| self.mistyped(key, v, "a response time in ms"))
+    }
+
+    pub(crate) fn opt_ms(&self, key: &str) -> Result<Option<f64>, ProtocolError> {
+        self.get(key)
+            .map(|v| ms_of(v).ok_or_else(|| self.mistyped(key, v, "a response time in ms")))
+            .transpose()
+    }
+
+    /// A `{str: int}` map (`user_classes_count`), in the order received.
+    pub(crate) fn class_counts(&self, key: &str) -> Result<Vec<(String, u32)>, ProtocolError> {
+        let v = self.required(key)?;
+        let Value::Map(map) = v else {
+            return Err(self.mistyped(key, v, "a map"));
+        };
+        map.iter()
+            .map(|(k, n)| {
+                let class = k
+                    .as_str()
+                    .ok_or_else(|| self.error(key, &format!("has the key {}", describe(k))))?;
+                let n = count_of(n)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| {
+                        self.error(key, &format!("has {} users for {class:?}", describe(n)))
+                    })?;
+                Ok((class.to_string(), n))
+            })
+            .collect()
+    }
+
+    pub(crate) fn mistyped(&self, key: &str, v: &Value, want: &str) -> ProtocolError {
+        self.error(key, &format!("is {}, not {want}", describe(v)))
+    }
+}
+
+fn ms_of(v: &Value) -> Option<f64> {
+    non_negative_of(v).filter(|f| *f <= MAX_MS)
+}
+
+pub(crate) fn field_error(kind: &str, problem: String) -> ProtocolError {
+    ProtocolError::Field {
+        kind: kind.to_string(),
+        problem,
+    }
+}
+
+pub(crate) fn str_value(s: &str) -> Value {
+    Value::from(s)
+}
+
+/// A map with string keys, in the given order.
+pub(crate) fn map_value(pairs: Vec<(&str, Value)>) -> Value {
+    Value::Map(pairs.into_iter().map(|(k, v)| (str_value(k), v)).collect())
+}
+
+/// `{class: count}` in the given order.
+pub(crate) fn class_counts_value(counts: &[(String, u32)]) -> Value {
+    Value::Map(
+        counts
+            .iter()
+            .map(|(class, n)| (str_value(class), Value::from(*n)))
+            .collect(),
+    )
+}
+
+impl PeerVersion {
+    /// Read `client_ready`'s data.
+    fn parse(data: &Value) -> PeerVersion {
+        match data {
+            Value::String(s) => match s.as_str() {
+                Some("") | None => PeerVersion::Unusable(describe(data)),
+                Some(s) => Self::parse_locusta(s).unwrap_or_else(|| PeerVersion::Locust(s.into())),
+            },
+            Value::Integer(i) if i.as_i64() == Some(-1) => PeerVersion::Any,
+            other => PeerVersion::Unusable(describe(other)),
+        }
+    }
+
+    /// `"2.47.0 locusta/0.1.0 protocol 1"`.
+    fn parse_locusta(s: &str) -> Option<PeerVersion> {
+        let (locust, rest) = s.split_once(" locusta/")?;
+        let (version, protocol) = rest.split_once(" protocol ")?;
+        let starts_with_digit = locust.chars().next().is_some_and(|c| c.is_ascii_digit());
+        if !starts_with_digit || version.is_empty() || version.contains(' ') {
+            return None;
+        }
+        let protocol = protocol.parse().ok()?;
+        Some(PeerVersion::Locusta {
+            version: version.to_string(),
+            protocol,
+        })
+    }
+
+    /// `client_ready`'s data. `Unusable` is only ever parsed; sending it
+    /// sends nil (which parses back as `Unusable("nil")`).
+    fn to_value(&self) -> Value {
+        match self {
+            PeerVersion::Locusta { version, protocol } => {
+                Value::from(format!("{LOCUST_VERSION} locusta/{version} protocol {protocol}"))
+            }
+            PeerVersion::Locust(v) => str_value(v),
+            PeerVersion::Any => Value::from(-1),
+            PeerVersion::Unusable(_) => Value::Nil,
+        }
+    }
 }
 
 impl WorkerMessage {
     /// The typed form of a message a worker sent.
     pub fn parse(msg: &Message) -> Result<WorkerMessage, ProtocolError> {
-        todo!()
+        let kind = msg.kind.as_str();
+        let data = &msg.data;
+        Ok(match kind {
+            "client_ready" => WorkerMessage::ClientReady(PeerVersion::parse(data)),
+            "heartbeat" => {
+                let f = Fields::of(kind, data)?;
+                WorkerMessage::Heartbeat {
+                    state: f.str("state")?.to_string(),
+                    cpu_percent: f.number("current_cpu_usage")?,
+                    memory_bytes: f.opt_count("current_memory_usage")?,
+                }
+            }
+            "spawning" => WorkerMessage::Spawning,
+            "spawning_complete" => {
+                let f = Fields::of(kind, data)?;
+                WorkerMessage::SpawningComplete {
+                    user_classes_count: f.class_counts("user_classes_count")?,
+                    user_count: f.u32("user_count")?,
+                }
+            }
+            "stats" => WorkerMessage::Stats(Box::new(WorkerReport::from_value(data)?)),
+            "exception" => {
+                let f = Fields::of(kind, data)?;
+                WorkerMessage::Exception {
+                    msg: f.str("msg")?.to_string(),
+                    traceback: f.str("traceback")?.to_string(),
+                    count: f.opt_count("count")?.unwrap_or(1),
+                }
+            }
+            "client_stopped" => WorkerMessage::ClientStopped,
+            "quit" => WorkerMessage::Quit,
+            "logs" => {
+                let f = Fields::of(kind, data)?;
+                let v = f.required("logs")?;
+                let Value::Array(lines) = v else {
+                    return Err(f.mistyped("logs", v, "an array"));
+                };
+                let lines = lines
+                    .iter()
+                    .map(|l| {
+                        l.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| f.mistyped("logs", l, "an array of strings"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                WorkerMessage::Logs(lines)
+            }
+            other => WorkerMessage::Other(other.to_string()),
+        })
     }
 
     /// The message to send, from `node_id`.
     pub fn to_message(&self, node_id: &str) -> Message {
-        todo!()
+        let (kind, data) = match self {
+            WorkerMessage::ClientReady(v) => ("client_ready", v.to_value()),
+            WorkerMessage::Heartbeat {
+                state,
+                cpu_percent,
+                memory_bytes,
+            } => {
+                let mut pairs = vec![
+                    ("state", str_value(state)),
+                    ("current_cpu_usage", Value::F64(*cpu_percent)),
+                ];
+                if let Some(m) = memory_bytes {
+                    pairs.push(("current_memory_usage", Value::from(*m)));
+                }
+                ("heartbeat", map_value(pairs))
+            }
+            WorkerMessage::Spawning => ("spawning", Value::Nil),
+            WorkerMessage::SpawningComplete {
+                user_classes_count,
+                user_count,
+            } => (
+                "spawning_complete",
+                map_value(vec![
+                    ("user_classes_count", class_counts_value(user_classes_count)),
+                    ("user_count", Value::from(*user_count)),
+                ]),
+            ),
+            WorkerMessage::Stats(report) => ("stats", report.to_value()),
+            WorkerMessage::Exception {
+                msg,
+                traceback,
+                count,
+            } => (
+                "exception",
+                map_value(vec![
+                    ("msg", str_value(msg)),
+                    ("traceback", str_value(traceback)),
+                    ("count", Value::from(*count)),
+                ]),
+            ),
+            WorkerMessage::ClientStopped => ("client_stopped", Value::Nil),
+            WorkerMessage::Quit => ("quit", Value::Nil),
+            WorkerMessage::Logs(lines) => (
+                "logs",
+                map_value(vec![
+                    ("worker_id", str_value(node_id)),
+                    (
+                        "logs",
+                        Value::Array(lines.iter().map(|l| str_value(l)).collect()),
+                    ),
+                ]),
+            ),
+            WorkerMessage::Other(kind) => (kind.as_str(), Value::Nil),
+        };
+        Message {
+            kind: kind.to_string(),
+            data,
+            node_id: node_id.to_string(),
+        }
     }
 }
 
+/// Our extension message: the master refuses a worker (data `{"reason"}`).
+pub const REFUSED_KIND: &str = "locusta_refused";
+
 impl MasterMessage {
     pub fn parse(msg: &Message) -> Result<MasterMessage, ProtocolError> {
-        todo!()
+        let kind = msg.kind.as_str();
+        let data = &msg.data;
+        Ok(match kind {
+            "ack" => {
+                // Masters before 2.11 sent no index.
+                if data.is_nil() {
+                    return Ok(MasterMessage::Ack {
+                        index: 0,
+                        locusta_protocol: None,
+                    });
+                }
+                let f = Fields::of(kind, data)?;
+                let locusta_protocol = match f.get("locusta_protocol") {
+                    None => None,
+                    Some(_) => Some(f.u32("locusta_protocol")?),
+                };
+                MasterMessage::Ack {
+                    index: f.u32("index")?,
+                    locusta_protocol,
+                }
+            }
+            "spawn" => {
+                let f = Fields::of(kind, data)?;
+                MasterMessage::Spawn {
+                    timestamp: f.number("timestamp")?,
+                    user_classes_count: f.class_counts("user_classes_count")?,
+                    host: f.opt_str("host")?.map(str::to_string),
+                    stop_timeout: f.opt_non_negative("stop_timeout")?,
+                }
+            }
+            "spawning_complete" => {
+                let f = Fields::of(kind, data)?;
+                MasterMessage::SpawningComplete {
+                    user_count: f.u32("user_count")?,
+                }
+            }
+            "stop" => MasterMessage::Stop,
+            "quit" => MasterMessage::Quit,
+            "heartbeat" => MasterMessage::Heartbeat,
+            "reconnect" => MasterMessage::Reconnect,
+            REFUSED_KIND => {
+                let f = Fields::of(kind, data)?;
+                MasterMessage::Refused {
+                    reason: f.str("reason")?.to_string(),
+                }
+            }
+            other => MasterMessage::Other(other.to_string()),
+        })
     }
 
     /// The message to send to the worker `node_id` (Locust routes replies
     /// by the node id inside the message too).
     pub fn to_message(&self, node_id: &str) -> Message {
-        todo!()
+        let (kind, data) = match self {
+            MasterMessage::Ack {
+                index,
+                locusta_protocol,
+            } => {
+                let mut pairs = vec![("index", Value::from(*index))];
+                if let Some(p) = locusta_protocol {
+                    pairs.push(("locusta_protocol", Value::from(*p)));
+                }
+                ("ack", map_value(pairs))
+            }
+            MasterMessage::Spawn {
+                timestamp,
+                user_classes_count,
+                host,
+                stop_timeout,
+            } => (
+                "spawn",
+                map_value(vec![
+                    ("timestamp", Value::F64(*timestamp)),
+                    ("user_classes_count", class_counts_value(user_classes_count)),
+                    ("host", host.as_deref().map_or(Value::Nil, str_value)),
+                    ("stop_timeout", stop_timeout.map_or(Value::Nil, Value::F64)),
+                    // Locust workers read it (`job["parsed_options"]`);
+                    // empty means "keep your own options".
+                    ("parsed_options", Value::Map(Vec::new())),
+                ]),
+            ),
+            MasterMessage::SpawningComplete { user_count } => (
+                "spawning_complete",
+                map_value(vec![("user_count", Value::from(*user_count))]),
+            ),
+            MasterMessage::Stop => ("stop", Value::Nil),
+            MasterMessage::Quit => ("quit", Value::Nil),
+            MasterMessage::Heartbeat => ("heartbeat", Value::Nil),
+            MasterMessage::Reconnect => ("reconnect", Value::Nil),
+            MasterMessage::Refused { reason } => (
+                REFUSED_KIND,
+                map_value(vec![("reason", str_value(reason))]),
+            ),
+            MasterMessage::Other(kind) => (kind.as_str(), Value::Nil),
+        };
+        Message {
+            kind: kind.to_string(),
+            data,
+            node_id: node_id.to_string(),
+        }
     }
 }
 
@@ -157,3 +687,7 @@ pub fn locusta_client_ready() -> PeerVersion {
         protocol: LOCUSTA_PROTOCOL,
     }
 }
+
+#[cfg(test)]
+#[path = "protocol_tests.rs"]
+mod tests;

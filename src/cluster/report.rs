@@ -12,10 +12,24 @@
 //! Owns the payload's shape and both conversions. It does not own sending
 //! (`worker`) or merging into the run (`stats::RunStats::merge`).
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::protocol::{ProtocolError, Value};
-use crate::stats::{Delta, SparseHistogram, StatsDelta};
+use hdrhistogram::Histogram;
+
+use super::protocol::{
+    class_counts_value, count_of, describe, map_value, str_value, unix_secs_f64, Fields,
+    ProtocolError, Value,
+};
+use crate::http::Method;
+use crate::stats::{
+    new_histogram, Delta, DeltaEntry, DeltaFailure, EntryCounts, Failure, Latencies,
+    SparseHistogram, StatsDelta, MAX_NAMES, OTHER_NAME,
+};
+
+/// The message type reports travel in (and errors name).
+const KIND: &str = "stats";
 
 /// One `StatsEntry` of a report (Locust's `serialize()` keys).
 #[derive(Clone, Debug, PartialEq)]
@@ -62,51 +76,675 @@ pub struct WorkerReport {
     pub user_count: u32,
 }
 
+impl ReportEntry {
+    /// Locust's `StatsEntry.serialize()` keys, in its order, plus `hdr`.
+    pub fn to_value(&self) -> Value {
+        let mut pairs = vec![
+            ("name", str_value(&self.name)),
+            ("method", str_value(&self.method)),
+            (
+                "last_request_timestamp",
+                self.last_request_timestamp.map_or(Value::Nil, Value::F64),
+            ),
+            ("start_time", Value::F64(self.start_time)),
+            ("num_requests", Value::from(self.num_requests)),
+            ("num_none_requests", Value::from(self.num_none_requests)),
+            ("num_failures", Value::from(self.num_failures)),
+            ("total_response_time", Value::F64(self.total_response_time)),
+            ("max_response_time", Value::F64(self.max_response_time)),
+            (
+                "min_response_time",
+                self.min_response_time.map_or(Value::Nil, Value::F64),
+            ),
+            ("total_content_length", Value::from(self.total_content_length)),
+            ("response_times", int_map(&self.response_times)),
+            ("num_reqs_per_sec", int_map(&self.num_reqs_per_sec)),
+            ("num_fail_per_sec", int_map(&self.num_fail_per_sec)),
+        ];
+        if let Some(hdr) = &self.hdr {
+            let mut bytes = Vec::new();
+            hdr.encode(&mut bytes);
+            pairs.push(("hdr", Value::Binary(bytes)));
+        }
+        map_value(pairs)
+    }
+
+    /// Read one entry; `path` ("stats[2].") names it in errors.
+    ///
+    /// Required: Locust's keys (every Locust 2.x worker and boomer send
+    /// them). `last_request_timestamp`, `min_response_time` and `hdr` may
+    /// be nil or absent. Times must be finite and not negative.
+    fn from_value(path: String, v: &Value) -> Result<ReportEntry, ProtocolError> {
+        let f = Fields::at(KIND, path, v)?;
+        let hdr = match f.get("hdr") {
+            None => None,
+            Some(Value::Binary(bytes)) => Some(
+                SparseHistogram::decode(bytes)
+                    .map_err(|e| f.error("hdr", &format!("is not a histogram: {e}")))?,
+            ),
+            Some(other) => return Err(f.mistyped("hdr", other, "binary")),
+        };
+        Ok(ReportEntry {
+            name: f.str("name")?.to_string(),
+            method: f.str("method")?.to_string(),
+            last_request_timestamp: f.opt_non_negative("last_request_timestamp")?,
+            start_time: f.non_negative("start_time")?,
+            num_requests: f.count("num_requests")?,
+            num_none_requests: f.count("num_none_requests")?,
+            num_failures: f.count("num_failures")?,
+            total_response_time: f.ms("total_response_time")?,
+            max_response_time: f.ms("max_response_time")?,
+            min_response_time: f.opt_ms("min_response_time")?,
+            total_content_length: f.count("total_content_length")?,
+            response_times: count_map(&f, "response_times", |k| count_of(k))?,
+            num_reqs_per_sec: count_map(&f, "num_reqs_per_sec", unix_second_of)?,
+            num_fail_per_sec: count_map(&f, "num_fail_per_sec", unix_second_of)?,
+            hdr,
+        })
+    }
+}
+
+/// `{int: int}` with msgpack integer keys (Locust's `strict_map_key=False`).
+fn int_map<K: Copy + Into<Value>>(pairs: &[(K, u64)]) -> Value {
+    Value::Map(
+        pairs
+            .iter()
+            .map(|&(k, n)| (k.into(), Value::from(n)))
+            .collect(),
+    )
+}
+
+/// A `{number: count}` map; keys may be ints or floats (rounded).
+fn count_map<K>(
+    f: &Fields<'_>,
+    key: &str,
+    read_key: impl Fn(&Value) -> Option<K>,
+) -> Result<Vec<(K, u64)>, ProtocolError> {
+    let v = f.required(key)?;
+    let Value::Map(map) = v else {
+        return Err(f.mistyped(key, v, "a map"));
+    };
+    map.iter()
+        .map(|(k, n)| {
+            let k = read_key(k)
+                .ok_or_else(|| f.error(key, &format!("has the key {}", describe(k))))?;
+            let n = count_of(n)
+                .ok_or_else(|| f.error(key, &format!("has the count {}", describe(n))))?;
+            Ok((k, n))
+        })
+        .collect()
+}
+
+/// A unix second: a non-negative integer (a float is rounded).
+fn unix_second_of(v: &Value) -> Option<i64> {
+    count_of(v).and_then(|n| i64::try_from(n).ok())
+}
+
+impl ReportError {
+    fn to_value(&self) -> Value {
+        map_value(vec![
+            ("method", str_value(&self.method)),
+            ("name", str_value(&self.name)),
+            ("error", str_value(&self.error)),
+            ("occurrences", Value::from(self.occurrences)),
+            ("first_seen", self.first_seen.map_or(Value::Nil, Value::F64)),
+            ("last_seen", self.last_seen.map_or(Value::Nil, Value::F64)),
+        ])
+    }
+
+    fn from_value(path: String, v: &Value) -> Result<ReportError, ProtocolError> {
+        let f = Fields::at(KIND, path, v)?;
+        Ok(ReportError {
+            method: f.str("method")?.to_string(),
+            name: f.str("name")?.to_string(),
+            error: f.str("error")?.to_string(),
+            occurrences: f.count("occurrences")?,
+            first_seen: f.opt_non_negative("first_seen")?,
+            last_seen: f.opt_non_negative("last_seen")?,
+        })
+    }
+}
+
+/// The key of an error in the `errors` map: the 128-bit FNV-1a of
+/// `"{method}.{name}.{error}"` in hex. Locust uses the sha256 of the same
+/// text (with `repr(error)`), but its master only needs a key that is the
+/// same for the same error in every report, and merges by it.
+pub fn error_key(method: &str, name: &str, error: &str) -> String {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013b;
+    let mut hash = OFFSET;
+    let parts: [&[u8]; 5] = [
+        method.as_bytes(),
+        b".",
+        name.as_bytes(),
+        b".",
+        error.as_bytes(),
+    ];
+    for byte in parts.into_iter().flatten() {
+        hash ^= u128::from(*byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    format!("{hash:032x}")
+}
+
+/// Locust's `bucket_response_time`: the ms key a response time is counted
+/// under in `response_times`. Below 100 ms rounded to the ms, below 1 s to
+/// 10 ms, below 10 s to 100 ms, else to the second; ties to even, exactly
+/// as Python's `round` (105 → 100, 115 → 120). Negative and NaN give 0.
+pub fn locust_bucket_ms(ms: f64) -> u64 {
+    // NaN fails the comparison.
+    if !(ms > 0.0) {
+        return 0;
+    }
+    let step = if ms < 100.0 {
+        return ms.round_ties_even() as u64;
+    } else if ms < 1_000.0 {
+        10.0
+    } else if ms < 10_000.0 {
+        100.0
+    } else {
+        1_000.0
+    };
+    // The multiples of `step` around `ms`, then which is nearer. `ms - lo`
+    // is exact (Sterbenz: lo ≤ ms < 2·lo), so ties are decided on the
+    // float's exact value, as Python does, not on a rounded `ms / step`.
+    let mut lo = (ms / step).floor() * step;
+    if lo > ms {
+        lo -= step;
+    } else if ms - lo >= step {
+        lo += step;
+    }
+    let above = ms - lo;
+    let half = step / 2.0;
+    let rounded = if above < half {
+        lo
+    } else if above > half || ((lo / step) as u64) % 2 == 1 {
+        lo + step
+    } else {
+        lo
+    };
+    rounded as u64
+}
+
+/// Milliseconds (validated finite, ≥ 0) to whole microseconds.
+fn ms_to_us(ms: f64) -> u64 {
+    // `as` saturates (and maps NaN to 0), so a bad value cannot panic.
+    (ms * 1000.0).round() as u64
+}
+
+fn us_to_ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Locust's rounded ms buckets as µs buckets: sorted, duplicates merged.
+fn buckets_to_sparse(response_times: &[(u64, u64)]) -> SparseHistogram {
+    let mut buckets: Vec<(u64, u64)> = response_times
+        .iter()
+        .filter(|b| b.1 > 0)
+        .map(|&(ms, n)| (ms.saturating_mul(1000), n))
+        .collect();
+    buckets.sort_unstable_by_key(|b| b.0);
+    let mut sparse = SparseHistogram::default();
+    let mut pending: Option<(u64, u64)> = None;
+    for (us, n) in buckets {
+        pending = match pending {
+            Some((p, m)) if p == us => Some((p, m.saturating_add(n))),
+            Some((p, m)) => {
+                sparse.push(p, m);
+                Some((us, n))
+            }
+            None => Some((us, n)),
+        };
+    }
+    if let Some((p, m)) = pending {
+        sparse.push(p, m);
+    }
+    sparse
+}
+
 impl WorkerReport {
     /// The msgpack map Locust's master reads.
     pub fn to_value(&self) -> Value {
-        todo!()
+        let errors = self
+            .errors
+            .iter()
+            .map(|e| {
+                (
+                    Value::from(error_key(&e.method, &e.name, &e.error)),
+                    e.to_value(),
+                )
+            })
+            .collect();
+        map_value(vec![
+            (
+                "stats",
+                Value::Array(self.stats.iter().map(ReportEntry::to_value).collect()),
+            ),
+            ("stats_total", self.stats_total.to_value()),
+            ("errors", Value::Map(errors)),
+            (
+                "user_classes_count",
+                class_counts_value(&self.user_classes_count),
+            ),
+            ("user_count", Value::from(self.user_count)),
+        ])
     }
 
     /// Read a report from any worker (locusta or Locust); extra keys are
     /// ignored, missing required ones are an error.
     pub fn from_value(data: &Value) -> Result<WorkerReport, ProtocolError> {
-        todo!()
+        let f = Fields::of(KIND, data)?;
+        let v = f.required("stats")?;
+        let Value::Array(entries) = v else {
+            return Err(f.mistyped("stats", v, "an array"));
+        };
+        let stats = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ReportEntry::from_value(format!("stats[{i}]."), e))
+            .collect::<Result<_, _>>()?;
+        let stats_total =
+            ReportEntry::from_value("stats_total.".to_string(), f.required("stats_total")?)?;
+        let v = f.required("errors")?;
+        let Value::Map(errors) = v else {
+            return Err(f.mistyped("errors", v, "a map"));
+        };
+        let errors = errors
+            .iter()
+            .enumerate()
+            .map(|(i, (_, e))| ReportError::from_value(format!("errors[{i}]."), e))
+            .collect::<Result<_, _>>()?;
+        Ok(WorkerReport {
+            stats,
+            stats_total,
+            errors,
+            user_classes_count: f.class_counts("user_classes_count")?,
+            user_count: f.u32("user_count")?,
+        })
     }
 
     /// The report as a delta the master merges: HDR buckets when the worker
     /// sent them, else Locust's rounded ms buckets (at their value in µs).
     /// Entries whose method is not an HTTP method locusta knows are left
     /// out and named in the second value, for one warning per name.
+    ///
+    /// `counts.requests` is `num_requests`, `num_none_requests` included
+    /// (as Locust counts them); the histogram holds only the timed ones.
+    /// An entry without a `min_response_time` has `min_us = u64::MAX`.
+    /// Errors become [`Failure::Message`] with Locust's error text.
     pub fn to_delta(&self, received_at: SystemTime) -> (Delta<SparseHistogram>, Vec<String>) {
-        todo!()
+        let mut delta = Delta::empty(received_at);
+        let mut unknown = BTreeSet::new();
+        for e in &self.stats {
+            let Some(method) = Method::parse(&e.method) else {
+                unknown.insert(format!("{} {}", e.method, e.name));
+                continue;
+            };
+            let histogram = match &e.hdr {
+                Some(hdr) => hdr.clone(),
+                None => buckets_to_sparse(&e.response_times),
+            };
+            delta.entries.push(DeltaEntry {
+                method,
+                name: Arc::from(e.name.as_str()),
+                histogram,
+                counts: EntryCounts {
+                    requests: e.num_requests,
+                    failures: e.num_failures,
+                    total_us: ms_to_us(e.total_response_time),
+                    min_us: e.min_response_time.map_or(u64::MAX, ms_to_us),
+                    max_us: ms_to_us(e.max_response_time),
+                    bytes: e.total_content_length,
+                },
+            });
+        }
+        for e in &self.errors {
+            let Some(method) = Method::parse(&e.method) else {
+                unknown.insert(format!("{} {}", e.method, e.name));
+                continue;
+            };
+            delta.failures.push(DeltaFailure {
+                method,
+                name: Arc::from(e.name.as_str()),
+                failure: Failure::Message(e.error.as_str().into()),
+                count: e.occurrences,
+            });
+        }
+        (delta, unknown.into_iter().collect())
     }
 }
 
+/// One `(method, name)` row of a [`ReportBuilder`].
+struct BuilderRow {
+    method: Method,
+    name: Arc<str>,
+    /// Taken from the pool on the first request after each take.
+    histogram: Option<Histogram<u64>>,
+    counts: EntryCounts,
+    /// `(unix second, requests, failures)`, seconds rising.
+    seconds: Vec<(i64, u64, u64)>,
+    last_request: Option<SystemTime>,
+}
+
+impl BuilderRow {
+    fn count_second(&mut self, second: i64, requests: u64, failures: u64) {
+        // Deltas arrive in time order, so the second is almost always the
+        // last one or a new last one.
+        let at = self.seconds.iter().rposition(|s| s.0 <= second);
+        match at {
+            Some(i) if self.seconds[i].0 == second => {
+                self.seconds[i].1 += requests;
+                self.seconds[i].2 += failures;
+            }
+            Some(i) => self.seconds.insert(i + 1, (second, requests, failures)),
+            None => self.seconds.insert(0, (second, requests, failures)),
+        }
+    }
+}
+
+struct FailureRecord {
+    occurrences: u64,
+    first_seen: SystemTime,
+    last_seen: SystemTime,
+}
+
 /// Accumulates a worker's engine deltas between two reports.
-#[derive(Default)]
+///
+/// Rows are kept by `(method, name)` for the builder's life (their
+/// histograms go back to a pool at each take, so a steady run allocates
+/// none); past [`MAX_NAMES`] names new ones fold into [`OTHER_NAME`] per
+/// method, as the shards and the run's table do.
 pub struct ReportBuilder {
-    // filled in by the implementation
+    /// Start of the period being accumulated: creation or the last take.
+    since: SystemTime,
+    /// Per method (indexed by `Method as usize`): name → row.
+    index: [HashMap<Arc<str>, usize>; Method::ALL.len()],
+    other: [Option<usize>; Method::ALL.len()],
+    named: usize,
+    rows: Vec<BuilderRow>,
+    pool: Vec<Histogram<u64>>,
+    failures: HashMap<(Method, Arc<str>, Failure), FailureRecord>,
+    /// `(message, traceback)` → count, until [`ReportBuilder::take_exceptions`].
+    exceptions: HashMap<(String, String), u64>,
+}
+
+impl Default for ReportBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl ReportBuilder {
     pub fn new() -> Self {
-        todo!()
+        Self::new_at(SystemTime::now())
+    }
+
+    /// A builder whose first report starts at `since` (tests, and a worker
+    /// whose test starts later than it was created).
+    pub fn new_at(since: SystemTime) -> Self {
+        ReportBuilder {
+            since,
+            index: Default::default(),
+            other: [None; Method::ALL.len()],
+            named: 0,
+            rows: Vec::new(),
+            pool: Vec::new(),
+            failures: HashMap::new(),
+            exceptions: HashMap::new(),
+        }
+    }
+
+    fn row_index(&mut self, method: Method, name: &Arc<str>) -> usize {
+        if let Some(&i) = self.index[method as usize].get(&**name) {
+            return i;
+        }
+        // A shard's own fold row joins ours, so "(other)" is one row.
+        if self.named >= MAX_NAMES || &**name == OTHER_NAME {
+            if let Some(i) = self.other[method as usize] {
+                return i;
+            }
+            let i = self.push_row(method, OTHER_NAME.into());
+            self.other[method as usize] = Some(i);
+            return i;
+        }
+        let i = self.push_row(method, name.clone());
+        self.index[method as usize].insert(name.clone(), i);
+        self.named += 1;
+        i
+    }
+
+    fn push_row(&mut self, method: Method, name: Arc<str>) -> usize {
+        self.rows.push(BuilderRow {
+            method,
+            name,
+            histogram: None,
+            counts: EntryCounts::default(),
+            seconds: Vec::new(),
+            last_request: None,
+        });
+        self.rows.len() - 1
     }
 
     /// Fold one shard delta in (a copy from the engine's delta tap).
+    ///
+    /// Its requests are counted in the unix second `floor(taken_at − 0.5 s)`
+    /// of `num_reqs_per_sec`: shards send deltas every second, so the
+    /// requests happened mostly in the half second before `taken_at`.
     pub fn add(&mut self, delta: &StatsDelta) {
-        todo!()
+        let taken = delta.taken_at;
+        let second = (unix_secs_f64(taken) - 0.5).floor() as i64;
+        for e in &delta.entries {
+            if e.counts.requests == 0 {
+                continue;
+            }
+            let i = self.row_index(e.method, &e.name);
+            let row = &mut self.rows[i];
+            let pool = &mut self.pool;
+            let histogram = row
+                .histogram
+                .get_or_insert_with(|| pool.pop().unwrap_or_else(new_histogram));
+            e.histogram.add_to(histogram);
+            row.counts.add(&e.counts);
+            row.count_second(second, e.counts.requests, e.counts.failures);
+            row.last_request = Some(row.last_request.map_or(taken, |t| t.max(taken)));
+        }
+        for f in &delta.failures {
+            // Key by the row's name, so failures fold with their name.
+            let i = self.row_index(f.method, &f.name);
+            let key = (f.method, self.rows[i].name.clone(), f.failure.clone());
+            let record = self.failures.entry(key).or_insert(FailureRecord {
+                occurrences: 0,
+                first_seen: taken,
+                last_seen: taken,
+            });
+            record.occurrences += f.count;
+            record.first_seen = record.first_seen.min(taken);
+            record.last_seen = record.last_seen.max(taken);
+        }
+        for x in &delta.exceptions {
+            *self
+                .exceptions
+                .entry((x.message.clone(), x.traceback.clone()))
+                .or_insert(0) += x.count;
+        }
+    }
+
+    /// Script errors since the last call as `(message, traceback, count)`,
+    /// sorted; the worker sends one `exception` message each (with
+    /// `count`). `take_report` leaves them alone.
+    pub fn take_exceptions(&mut self) -> Vec<(String, String, u64)> {
+        let mut out: Vec<_> = self
+            .exceptions
+            .drain()
+            .map(|((message, traceback), count)| (message, traceback, count))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Forget everything accumulated (Locust clears its stats when a test
+    /// starts); the next report starts at `now`.
+    pub fn reset(&mut self, now: SystemTime) {
+        let _ = self.take_report(now, Vec::new(), 0);
+        self.exceptions.clear();
     }
 
     /// Everything since the last take, as Locust's payload; the builder is
     /// empty afterwards. Sent even when empty (Locust does).
+    ///
+    /// Entries (only those with requests, sorted by name then method) carry
+    /// Locust's rounded `response_times` and our exact `hdr`; the total
+    /// ("Aggregated", method "") is their sum without `hdr` (a locusta
+    /// master builds its total from the entries). Times are ms floats.
     pub fn take_report(
         &mut self,
         now: SystemTime,
         user_classes_count: Vec<(String, u32)>,
         user_count: u32,
     ) -> WorkerReport {
-        todo!()
+        let start_time = unix_secs_f64(self.since);
+        self.since = now;
+        let mut stats = Vec::new();
+        let mut total_counts = EntryCounts::default();
+        let mut total_last: Option<SystemTime> = None;
+        let mut total_times: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut total_seconds: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+        for row in &mut self.rows {
+            let counts = std::mem::take(&mut row.counts);
+            let histogram = row.histogram.take();
+            let last_request = row.last_request.take();
+            if counts.requests == 0 {
+                row.seconds.clear();
+                if let Some(h) = histogram {
+                    self.pool.push(reset(h));
+                }
+                continue;
+            }
+            let (response_times, hdr) = match &histogram {
+                Some(h) => (
+                    locust_buckets(h, counts.min_us, counts.max_us),
+                    Some(SparseHistogram::from_histogram(h)),
+                ),
+                None => (Vec::new(), None),
+            };
+            if let Some(h) = histogram {
+                self.pool.push(reset(h));
+            }
+            for &(ms, n) in &response_times {
+                *total_times.entry(ms).or_insert(0) += n;
+            }
+            for &(s, r, f) in &row.seconds {
+                let t = total_seconds.entry(s).or_insert((0, 0));
+                t.0 += r;
+                t.1 += f;
+            }
+            total_counts.add(&counts);
+            total_last = total_last.max(last_request);
+            stats.push(ReportEntry {
+                name: row.name.to_string(),
+                method: row.method.as_str().to_string(),
+                response_times,
+                num_reqs_per_sec: row.seconds.iter().map(|s| (s.0, s.1)).collect(),
+                num_fail_per_sec: row
+                    .seconds
+                    .iter()
+                    .filter(|s| s.2 > 0)
+                    .map(|s| (s.0, s.2))
+                    .collect(),
+                hdr,
+                ..entry_from_counts(&counts, start_time, last_request)
+            });
+            row.seconds.clear();
+        }
+        stats.sort_by(|a, b| (&a.name, &a.method).cmp(&(&b.name, &b.method)));
+        let stats_total = ReportEntry {
+            name: "Aggregated".to_string(),
+            method: String::new(),
+            response_times: total_times.into_iter().collect(),
+            num_reqs_per_sec: total_seconds.iter().map(|(&s, t)| (s, t.0)).collect(),
+            num_fail_per_sec: total_seconds
+                .iter()
+                .filter(|(_, t)| t.1 > 0)
+                .map(|(&s, t)| (s, t.1))
+                .collect(),
+            hdr: None,
+            ..entry_from_counts(&total_counts, start_time, total_last)
+        };
+        let mut errors: Vec<ReportError> = self
+            .failures
+            .drain()
+            .map(|((method, name, failure), r)| ReportError {
+                method: method.as_str().to_string(),
+                name: name.to_string(),
+                error: failure.to_string(),
+                occurrences: r.occurrences,
+                first_seen: Some(unix_secs_f64(r.first_seen)),
+                last_seen: Some(unix_secs_f64(r.last_seen)),
+            })
+            .collect();
+        errors.sort_by(|a, b| {
+            (&a.name, &a.method, &a.error).cmp(&(&b.name, &b.method, &b.error))
+        });
+        WorkerReport {
+            stats,
+            stats_total,
+            errors,
+            user_classes_count,
+            user_count,
+        }
     }
 }
+
+fn reset(mut h: Histogram<u64>) -> Histogram<u64> {
+    if !h.is_empty() {
+        h.reset();
+    }
+    h
+}
+
+/// The counters of an entry (name, method and the maps left empty).
+fn entry_from_counts(
+    c: &EntryCounts,
+    start_time: f64,
+    last_request: Option<SystemTime>,
+) -> ReportEntry {
+    let timed = c.requests > 0;
+    ReportEntry {
+        name: String::new(),
+        method: String::new(),
+        last_request_timestamp: last_request.map(unix_secs_f64),
+        start_time,
+        num_requests: c.requests,
+        num_none_requests: 0,
+        num_failures: c.failures,
+        total_response_time: us_to_ms(c.total_us),
+        max_response_time: if timed { us_to_ms(c.max_us) } else { 0.0 },
+        min_response_time: timed.then(|| us_to_ms(c.min_us)),
+        total_content_length: c.bytes,
+        response_times: Vec::new(),
+        num_reqs_per_sec: Vec::new(),
+        num_fail_per_sec: Vec::new(),
+        hdr: None,
+    }
+}
+
+/// Locust's `response_times` from an HDR histogram: each recorded bucket
+/// at its highest value (kept within the raw min and max, so a lone value
+/// lands where Locust would put it), in ms, rounded as Locust rounds.
+fn locust_buckets(h: &Histogram<u64>, min_us: u64, max_us: u64) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for v in h.iter_recorded() {
+        let us = v.value_iterated_to().min(max_us).max(min_us.min(max_us));
+        let ms = locust_bucket_ms(us_to_ms(us));
+        let n = v.count_at_value();
+        match out.last_mut() {
+            Some(last) if last.0 == ms => last.1 += n,
+            _ => out.push((ms, n)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "report_tests.rs"]
+mod tests;

@@ -1,1 +1,502 @@
-//! The cluster worker (to be written).
+//! The cluster worker: joins a master (locusta's or Locust's), runs the
+//! users it is told to on a local engine, and reports.
+//!
+//! One loop on the main thread owns the DEALER socket: it answers the
+//! master, sends a heartbeat every second and a stats report (Locust's
+//! payload plus our HDR buckets) every three, built from the engine's
+//! delta tap. The engine starts at the first `spawn`, so a worker without
+//! `-H` runs against the host the master names. If the master goes silent
+//! the worker stops its users and keeps knocking until a master answers.
+//!
+//! It does not own the engine (`engine`), the payload (`report`) or
+//! sockets (`transport`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use crossbeam_channel::{unbounded, Receiver};
+
+use super::protocol::{locusta_client_ready, MasterMessage, WorkerMessage};
+use super::report::ReportBuilder;
+use super::transport::{self, DealerSocket};
+use crate::config::{Role, RunConfig};
+use crate::engine::{Controller, Dispatcher, RunControl, RunState, Workload};
+use crate::http::Target;
+use crate::stats::StatsDelta;
+
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Locust's `WORKER_REPORT_INTERVAL`.
+const REPORT_EVERY: Duration = Duration::from_secs(3);
+/// `client_ready` is sent again this often until the master acks.
+const CONNECT_RETRY: Duration = Duration::from_secs(5);
+/// The master answers every heartbeat; this long without a word from it
+/// and the worker stops its users and rejoins.
+const MASTER_SILENT: Duration = Duration::from_secs(6);
+const POLL: Duration = Duration::from_millis(100);
+
+/// Run as a worker until the master says quit or a signal arrives.
+pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
+    let Role::Worker {
+        master_host,
+        master_port,
+    } = &cfg.role
+    else {
+        anyhow::bail!("cluster::worker::run needs --worker");
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, interrupted.clone())
+            .context("cannot install the signal handler")?;
+    }
+    let ctx = transport::context();
+    let (tap_tx, tap_rx) = unbounded();
+    let mut worker = Worker {
+        cfg,
+        node_id: transport::new_node_id(),
+        engine: None,
+        tap_tx: Some(tap_tx),
+        tap_rx,
+        builder: ReportBuilder::new(),
+        state: "ready",
+        classes_count: idle_counts(cfg),
+        user_count: 0,
+        last_spawn_timestamp: f64::NEG_INFINITY,
+        warned_classes: false,
+        dispatcher: Dispatcher::new(cfg.classes.clone()),
+        cpu: CpuMeter::new(),
+        sent: (0, 0),
+    };
+    log::info!(
+        "Starting locusta worker {} as {}, master at {}",
+        env!("CARGO_PKG_VERSION"),
+        worker.node_id,
+        transport::endpoint(master_host, *master_port)
+    );
+    let code = loop {
+        let socket = DealerSocket::connect(&ctx, &worker.node_id, master_host, *master_port)?;
+        match worker.join(&socket, &interrupted)? {
+            Joined::Yes => {}
+            Joined::Interrupted => break 0,
+        }
+        match worker.serve(&socket, &interrupted)? {
+            Session::Quit => break 0,
+            Session::Rejoin => continue,
+        }
+    };
+    if let Some(engine) = worker.engine.take() {
+        engine.shutdown();
+    }
+    log::info!(
+        "Worker done: reported {} requests ({} failures) to the master",
+        worker.sent.0,
+        worker.sent.1
+    );
+    Ok(code)
+}
+
+enum Joined {
+    Yes,
+    Interrupted,
+}
+
+enum Session {
+    Quit,
+    /// Recreate the socket and join again (master lost, or `reconnect`).
+    Rejoin,
+}
+
+struct Worker<'a> {
+    cfg: &'a RunConfig,
+    node_id: String,
+    engine: Option<Controller>,
+    /// Handed to the engine when it starts.
+    tap_tx: Option<crossbeam_channel::Sender<StatsDelta>>,
+    tap_rx: Receiver<StatsDelta>,
+    builder: ReportBuilder,
+    /// Locust's worker state words, sent in heartbeats.
+    state: &'static str,
+    /// Per class as the master named them (what we echo back).
+    classes_count: Vec<(String, u32)>,
+    user_count: u32,
+    last_spawn_timestamp: f64,
+    warned_classes: bool,
+    dispatcher: Dispatcher,
+    cpu: CpuMeter,
+    /// Requests and failures reported to the master(s), for the exit line.
+    sent: (u64, u64),
+}
+
+fn idle_counts(cfg: &RunConfig) -> Vec<(String, u32)> {
+    cfg.classes.iter().map(|c| (c.name.clone(), 0)).collect()
+}
+
+impl Worker<'_> {
+    fn send(&self, socket: &DealerSocket, msg: WorkerMessage) {
+        socket.send(&msg.to_message(&self.node_id));
+    }
+
+    /// Send `client_ready` until the master acks.
+    fn join(&mut self, socket: &DealerSocket, interrupted: &AtomicBool) -> anyhow::Result<Joined> {
+        let mut attempts = 0u32;
+        loop {
+            self.send(socket, WorkerMessage::ClientReady(locusta_client_ready()));
+            attempts += 1;
+            if attempts == 2 || attempts % 12 == 0 {
+                log::warn!(
+                    "No answer from the master yet: still trying (every {}s)",
+                    CONNECT_RETRY.as_secs()
+                );
+            }
+            let deadline = Instant::now() + CONNECT_RETRY;
+            while Instant::now() < deadline {
+                if interrupted.load(Ordering::Relaxed) {
+                    return Ok(Joined::Interrupted);
+                }
+                // Requests of a swarm whose master is gone count nowhere.
+                while self.tap_rx.try_recv().is_ok() {}
+                if !socket.poll(POLL) {
+                    continue;
+                }
+                while let Some(msg) = socket.try_recv() {
+                    match msg.and_then(|m| MasterMessage::parse(&m)) {
+                        Ok(MasterMessage::Ack { index, .. }) => {
+                            log::info!("Connected to the master as worker index {index}");
+                            self.builder = ReportBuilder::new();
+                            return Ok(Joined::Yes);
+                        }
+                        Ok(MasterMessage::Refused { reason }) => {
+                            anyhow::bail!("the master refused this worker: {reason}")
+                        }
+                        Ok(other) => log::debug!("ignored {other:?} while joining"),
+                        Err(e) => log::warn!("dropped a malformed message from the master: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serve a joined master until it quits, vanishes, or we are told to stop.
+    fn serve(
+        &mut self,
+        socket: &DealerSocket,
+        interrupted: &AtomicBool,
+    ) -> anyhow::Result<Session> {
+        let mut last_heard = Instant::now();
+        let mut next_heartbeat = Instant::now();
+        let mut next_report = Instant::now() + REPORT_EVERY;
+        loop {
+            if socket.poll(POLL) {
+                while let Some(msg) = socket.try_recv() {
+                    last_heard = Instant::now();
+                    let parsed = match msg.and_then(|m| MasterMessage::parse(&m)) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            log::warn!("dropped a malformed message from the master: {e}");
+                            continue;
+                        }
+                    };
+                    if let Some(end) = self.handle(socket, parsed)? {
+                        return Ok(end);
+                    }
+                }
+            }
+            self.drain_tap();
+            if interrupted.load(Ordering::Relaxed) {
+                log::info!("Got a stop signal: stopping users and leaving the master");
+                self.finish(socket);
+                return Ok(Session::Quit);
+            }
+            if self.state == "stopping"
+                && self
+                    .engine
+                    .as_ref()
+                    .is_none_or(|e| e.status().state == RunState::Stopped)
+            {
+                self.stopped(socket);
+            }
+            let now = Instant::now();
+            if now >= next_heartbeat {
+                next_heartbeat = now + HEARTBEAT_EVERY;
+                let (cpu_percent, memory_bytes) = (self.cpu.percent(), rss_bytes());
+                let state = self.state.to_string();
+                self.send(
+                    socket,
+                    WorkerMessage::Heartbeat {
+                        state,
+                        cpu_percent,
+                        memory_bytes,
+                    },
+                );
+            }
+            if now >= next_report {
+                next_report = now + REPORT_EVERY;
+                self.report(socket);
+            }
+            if last_heard.elapsed() > MASTER_SILENT {
+                log::warn!(
+                    "The master has been silent for {}s: stopping users and rejoining",
+                    MASTER_SILENT.as_secs()
+                );
+                self.stop_users();
+                self.state = "ready";
+                return Ok(Session::Rejoin);
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        socket: &DealerSocket,
+        msg: MasterMessage,
+    ) -> anyhow::Result<Option<Session>> {
+        match msg {
+            MasterMessage::Spawn {
+                timestamp,
+                user_classes_count,
+                host,
+                ..
+            } => {
+                self.send(socket, WorkerMessage::Spawning);
+                if timestamp <= self.last_spawn_timestamp {
+                    log::info!("Discarded a spawn message not newer than the previous one");
+                    return Ok(None);
+                }
+                self.last_spawn_timestamp = timestamp;
+                self.spawn(socket, user_classes_count, host.as_deref())?;
+            }
+            MasterMessage::Stop => {
+                log::info!("The master asked to stop");
+                self.stop_users();
+                self.state = "stopping";
+            }
+            MasterMessage::Quit => {
+                log::info!("Got quit message from master, shutting down...");
+                self.finish(socket);
+                return Ok(Some(Session::Quit));
+            }
+            MasterMessage::Reconnect => {
+                log::warn!("The master asked this worker to reconnect");
+                return Ok(Some(Session::Rejoin));
+            }
+            MasterMessage::Refused { reason } => {
+                anyhow::bail!("the master refused this worker: {reason}")
+            }
+            MasterMessage::SpawningComplete { user_count } => {
+                log::info!("The master reports all {user_count} users spawned");
+            }
+            MasterMessage::Heartbeat | MasterMessage::Ack { .. } => {}
+            MasterMessage::Other(kind) => {
+                log::warn!("dropped a message of unknown type `{kind}` from the master")
+            }
+        }
+        Ok(None)
+    }
+
+    /// Hold exactly the users the master asks for.
+    fn spawn(
+        &mut self,
+        socket: &DealerSocket,
+        wanted: Vec<(String, u32)>,
+        host: Option<&str>,
+    ) -> anyhow::Result<()> {
+        if self.engine.is_none() {
+            let workload = workload_with_host(&self.cfg.workload, host)?;
+            let mut engine_cfg = self.cfg.engine_config(self.tap_tx.take());
+            engine_cfg.workload = workload;
+            let engine = Controller::launch(engine_cfg)?;
+            log::info!(
+                "Engine up: {} shard(s) on {}",
+                engine.shards(),
+                engine.io_driver().as_str()
+            );
+            self.engine = Some(engine);
+        }
+        let counts = self.local_counts(&wanted);
+        let total: u32 = counts.iter().sum();
+        if let Some(engine) = &self.engine {
+            engine.set_class_counts(counts);
+        }
+        self.state = "running";
+        if total != self.user_count {
+            let classes: Vec<String> = wanted.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+            log::info!("Running {total} users ({})", classes.join(", "));
+        }
+        self.classes_count = wanted;
+        self.user_count = total;
+        self.send(
+            socket,
+            WorkerMessage::SpawningComplete {
+                user_classes_count: self.classes_count.clone(),
+                user_count: total,
+            },
+        );
+        Ok(())
+    }
+
+    /// Users per local class for the master's per-class counts. A master
+    /// that names classes this script lacks gets its total spread by our
+    /// weights, as boomer does (warned once).
+    fn local_counts(&mut self, wanted: &[(String, u32)]) -> Vec<u32> {
+        let classes = &self.cfg.classes;
+        let unknown: Vec<&str> = wanted
+            .iter()
+            .filter(|(name, n)| *n > 0 && !classes.iter().any(|c| &c.name == name))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if unknown.is_empty() {
+            return classes
+                .iter()
+                .map(|c| wanted.iter().find(|(n, _)| *n == c.name).map_or(0, |w| w.1))
+                .collect();
+        }
+        let total: u32 = wanted.iter().map(|w| w.1).sum();
+        if !self.warned_classes {
+            self.warned_classes = true;
+            log::warn!(
+                "The master asks for user classes this worker does not have ({}): running its {total} users by this worker's class weights",
+                unknown.join(", ")
+            );
+        }
+        self.dispatcher.counts(total)
+    }
+
+    fn stop_users(&mut self) {
+        if let Some(engine) = &self.engine {
+            engine.stop();
+        }
+        self.user_count = 0;
+        self.classes_count = idle_counts(self.cfg);
+    }
+
+    /// The users are down after a `stop`: last stats, `client_stopped`,
+    /// then ready for the next swarm (boomer's order; no sleep).
+    fn stopped(&mut self, socket: &DealerSocket) {
+        self.drain_tap();
+        self.report(socket);
+        self.send(socket, WorkerMessage::ClientStopped);
+        self.send(socket, WorkerMessage::ClientReady(locusta_client_ready()));
+        self.state = "ready";
+        self.last_spawn_timestamp = f64::NEG_INFINITY;
+    }
+
+    /// Quit or a signal: stop users, send what they did, say goodbye.
+    fn finish(&mut self, socket: &DealerSocket) {
+        self.stop_users();
+        if let Some(engine) = &self.engine {
+            let grace = self.cfg.stop_timeout + Duration::from_secs(2);
+            if !engine.wait_for(RunState::Stopped, grace) {
+                log::warn!("users did not stop within {grace:?}");
+            }
+        }
+        self.drain_tap();
+        self.report(socket);
+        self.send(socket, WorkerMessage::Quit);
+        // Let libzmq put the last messages on the wire (linger is 0).
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    fn drain_tap(&mut self) {
+        while let Ok(delta) = self.tap_rx.try_recv() {
+            self.builder.add(&delta);
+        }
+    }
+
+    fn report(&mut self, socket: &DealerSocket) {
+        for (msg, traceback, count) in self.builder.take_exceptions() {
+            self.send(
+                socket,
+                WorkerMessage::Exception {
+                    msg,
+                    traceback,
+                    count,
+                },
+            );
+        }
+        let report = self.builder.take_report(
+            SystemTime::now(),
+            self.classes_count.clone(),
+            self.user_count,
+        );
+        self.sent.0 += report.stats_total.num_requests;
+        self.sent.1 += report.stats_total.num_failures;
+        self.send(socket, WorkerMessage::Stats(Box::new(report)));
+    }
+}
+
+/// The workload with the master's host, as a Locust worker takes
+/// `environment.host` from each spawn. Raw URLs given to the worker stay.
+fn workload_with_host(workload: &Workload, host: Option<&str>) -> anyhow::Result<Workload> {
+    let parsed = host
+        .map(Target::parse)
+        .transpose()
+        .with_context(|| format!("the master's host {host:?} is not a URL"))?;
+    Ok(match (workload.clone(), parsed) {
+        (Workload::Raw { targets }, Some(t)) if targets.is_empty() => {
+            Workload::Raw { targets: vec![t] }
+        }
+        (Workload::Raw { targets }, _) if targets.is_empty() => {
+            anyhow::bail!("no URL to load: give this worker a URL or -H, or give the master -H")
+        }
+        (
+            Workload::Script {
+                source,
+                tags,
+                default_host,
+            },
+            parsed,
+        ) => Workload::Script {
+            source,
+            tags,
+            default_host: parsed.or(default_host),
+        },
+        (w, _) => w,
+    })
+}
+
+/// Process CPU use since the previous reading, in % of one core (psutil's
+/// `cpu_percent`, which Locust reports).
+struct CpuMeter {
+    last: (Instant, Duration),
+}
+
+impl CpuMeter {
+    fn new() -> Self {
+        CpuMeter {
+            last: (Instant::now(), process_cpu()),
+        }
+    }
+
+    fn percent(&mut self) -> f64 {
+        let now = (Instant::now(), process_cpu());
+        let wall = now.0.duration_since(self.last.0).as_secs_f64();
+        let cpu = now.1.saturating_sub(self.last.1).as_secs_f64();
+        self.last = now;
+        if wall > 0.0 {
+            100.0 * cpu / wall
+        } else {
+            0.0
+        }
+    }
+}
+
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Resident memory, as Locust's `current_memory_usage`.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}

@@ -23,7 +23,7 @@ use crate::http::{ClientConfig, Target};
 use crate::script::{ScriptSource, TagFilter};
 use crate::stats::{HistoryPoint, RunStats, StatsDelta, StatsView};
 use control::{Control, ControlCmd};
-pub use dispatch::ClassSpec;
+pub use dispatch::{per_shard, ClassSpec, Dispatcher};
 pub use shard::build_uring_runtime;
 use shard::{spawn_shard, ShardSpec};
 pub use user::{yield_now, StopSignal};

@@ -107,6 +107,7 @@ impl MasterController {
             next_ramp: None,
             stop_deadline: None,
             last_spawn_timestamp: 0.0,
+            redispatch: false,
             warned: HashSet::new(),
         };
         let thread = std::thread::Builder::new()
@@ -247,6 +248,8 @@ struct Network {
     next_ramp: Option<Instant>,
     stop_deadline: Option<Instant>,
     last_spawn_timestamp: f64,
+    /// Workers changed: send everyone their counts again.
+    redispatch: bool,
     /// Names warned about once (unknown methods in reports).
     warned: HashSet<String>,
 }
@@ -289,6 +292,11 @@ impl Network {
                     next_second = now + Duration::from_secs(1);
                 }
                 self.every_second(now);
+            }
+            if std::mem::take(&mut self.redispatch)
+                && matches!(self.state(), RunState::Spawning | RunState::Running)
+            {
+                self.dispatch();
             }
             self.check_stopped(now);
             self.publish();
@@ -419,11 +427,11 @@ impl Network {
         }
     }
 
-    /// Give the current users out again (a worker joined, left or vanished).
+    /// Give the current users out again (a worker joined, left or
+    /// vanished) once the messages at hand are handled: a hundred workers
+    /// joining at once cost one round of `spawn`s, not a hundred.
     fn redistribute(&mut self) {
-        if matches!(self.state(), RunState::Spawning | RunState::Running) {
-            self.dispatch();
-        }
+        self.redispatch = true;
     }
 
     fn stop_workers(&mut self) {

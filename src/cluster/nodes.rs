@@ -112,7 +112,13 @@ impl Nodes {
             stop_wait: StopWait::Nothing,
         };
         match self.nodes.iter_mut().find(|n| n.id == id) {
-            Some(n) => *n = node,
+            // A Python worker says ready again at once after a stop; its
+            // last report is still to come.
+            Some(n) => {
+                let stop_wait = n.stop_wait;
+                *n = node;
+                n.stop_wait = stop_wait;
+            }
             None => self.nodes.push(node),
         }
         index

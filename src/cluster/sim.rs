@@ -60,6 +60,31 @@ impl SimWorker {
         None
     }
 
+    /// Join many at once: everyone says `client_ready`, then the acks are
+    /// collected (joining one by one, the first would go missing while
+    /// the last join). Returns how many were acked.
+    pub fn join_all(sims: &[SimWorker], timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut acked = vec![false; sims.len()];
+        while Instant::now() < deadline && acked.iter().any(|a| !a) {
+            for (sim, done) in sims.iter().zip(&acked) {
+                if !done {
+                    sim.send(WorkerMessage::ClientReady(locusta_client_ready()));
+                }
+            }
+            let round = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < round && acked.iter().any(|a| !a) {
+                for (sim, done) in sims.iter().zip(acked.iter_mut()) {
+                    while let Some(m) = sim.recv(Duration::ZERO) {
+                        *done |= matches!(m, MasterMessage::Ack { .. });
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        acked.iter().filter(|a| **a).count()
+    }
+
     /// Join as a locusta worker of this version.
     pub fn join(&self, timeout: Duration) -> bool {
         matches!(

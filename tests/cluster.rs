@@ -335,3 +335,75 @@ fn bad_messages_are_dropped_and_incompatible_workers_refused() {
     assert!(log.contains("unknown type `custom_thing`"), "{log}");
     assert!(log.contains("bad `stats` message"), "{log}");
 }
+
+#[test]
+fn sigterm_on_a_worker_hands_its_users_over_and_on_the_master_writes_reports() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("cluster-sigterm");
+    let csv = dir.join("run");
+    let port = free_port();
+    let args = ["-u", "4", "-r", "100", "-t", "60s", "--expect-workers", "2"];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master(port, &server.url("/"), &args, &csv),
+    );
+    let mut leaving = Proc::spawn(&dir, "leaving", &mut worker(port));
+    let mut staying = Proc::spawn(&dir, "staying", &mut worker(port));
+    leaving.wait_log("Running 2 users", 1, LIMIT);
+    staying.wait_log("Running 2 users", 1, LIMIT);
+    std::thread::sleep(Duration::from_secs(1));
+    leaving.signal(libc::SIGTERM);
+    assert!(leaving.wait(LIMIT).success(), "{}", leaving.logs());
+    m.wait_log("quit; 1 connected", 1, Duration::from_secs(5));
+    staying.wait_log("Running 4 users", 1, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(1));
+    m.signal(libc::SIGTERM);
+    assert!(m.wait(LIMIT).success(), "{}", m.logs());
+    assert!(staying.wait(LIMIT).success(), "{}", staying.logs());
+    let (a, _) = worker_sent(&leaving.stderr());
+    let (b, _) = worker_sent(&staying.stderr());
+    assert!(a > 0 && b > 0);
+    assert_eq!(master_total(&csv), a + b, "{}", m.logs());
+}
+
+#[test]
+fn script_errors_on_workers_reach_the_master_with_their_node() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("cluster-exceptions");
+    let script = dir.join("broken.lua");
+    std::fs::write(
+        &script,
+        "local locusta = require \"locusta\"\n\
+         local U = locusta.user { name = \"Broken\", wait_time = locusta.constant(0.05) }\n\
+         U:task(1, function(self)\n  self.client:get(\"/\")\n  error(\"cart is empty\")\nend)\n",
+    )
+    .unwrap();
+    let csv = dir.join("run");
+    let port = free_port();
+    let args = ["-u", "2", "-r", "100", "-t", "4s", "--expect-workers", "1"];
+    let mut cmd = master(port, &server.url(""), &args, &csv);
+    cmd.args(["-f", script.to_str().unwrap()]);
+    let mut m = Proc::spawn(&dir, "master", &mut cmd);
+    let mut w = Proc::spawn(
+        &dir,
+        "worker",
+        worker(port).args(["-f", script.to_str().unwrap()]),
+    );
+    // Script errors fail the run, as they do locally.
+    assert_eq!(m.wait(LIMIT).code(), Some(1), "{}", m.logs());
+    assert!(w.wait(LIMIT).success(), "{}", w.logs());
+    let node = w
+        .stderr()
+        .lines()
+        .find_map(|l| {
+            l.split(" as ")
+                .nth(1)
+                .map(|r| r.split(',').next().unwrap().to_string())
+        })
+        .expect("node id in the worker's first line");
+    let exceptions = std::fs::read_to_string(dir.join("run_exceptions.csv")).unwrap();
+    assert!(exceptions.contains("cart is empty"), "{exceptions}");
+    assert!(exceptions.contains("broken.lua:5"), "{exceptions}");
+    assert!(exceptions.contains(&node), "{node} not in\n{exceptions}");
+}

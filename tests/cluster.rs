@@ -407,3 +407,48 @@ fn script_errors_on_workers_reach_the_master_with_their_node() {
     assert!(exceptions.contains("broken.lua:5"), "{exceptions}");
     assert!(exceptions.contains(&node), "{node} not in\n{exceptions}");
 }
+
+#[test]
+fn a_worker_without_the_masters_classes_runs_its_own_by_weight() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("cluster-classes");
+    let master_script = dir.join("master.lua");
+    std::fs::write(
+        &master_script,
+        "local locusta = require \"locusta\"\n\
+         local A = locusta.user { name = \"Alpha\" }\n\
+         A:task(1, function(self) self.client:get(\"/alpha\") end)\n",
+    )
+    .unwrap();
+    let worker_script = dir.join("worker.lua");
+    std::fs::write(
+        &worker_script,
+        "local locusta = require \"locusta\"\n\
+         local B = locusta.user { name = \"Beta\", weight = 3, wait_time = locusta.constant(0.01) }\n\
+         B:task(1, function(self) self.client:get(\"/beta\") end)\n\
+         local G = locusta.user { name = \"Gamma\", weight = 1, wait_time = locusta.constant(0.01) }\n\
+         G:task(1, function(self) self.client:get(\"/gamma\") end)\n",
+    )
+    .unwrap();
+    let csv = dir.join("run");
+    let port = free_port();
+    let args = ["-u", "8", "-r", "100", "-t", "3s", "--expect-workers", "1"];
+    let mut cmd = master(port, &server.url(""), &args, &csv);
+    cmd.args(["-f", master_script.to_str().unwrap()]);
+    let mut m = Proc::spawn(&dir, "master", &mut cmd);
+    let mut w = Proc::spawn(
+        &dir,
+        "worker",
+        worker(port).args(["-f", worker_script.to_str().unwrap()]),
+    );
+    assert!(m.wait(LIMIT).success(), "{}", m.logs());
+    assert!(w.wait(LIMIT).success(), "{}", w.logs());
+    let log = w.stderr();
+    assert_eq!(log.matches("does not have (Alpha)").count(), 1, "{log}");
+    assert!(log.contains("Running 8 users (Beta: 6, Gamma: 2)"), "{log}");
+    let stats = std::fs::read_to_string(dir.join("run_stats.csv")).unwrap();
+    assert!(
+        stats.contains("GET,/beta,") && stats.contains("GET,/gamma,"),
+        "{stats}"
+    );
+}

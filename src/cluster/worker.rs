@@ -315,14 +315,16 @@ impl Worker<'_> {
         }
         let counts = self.local_counts(&wanted);
         let total: u32 = counts.iter().sum();
+        if total != self.user_count {
+            let classes: Vec<String> = (self.cfg.classes.iter().zip(&counts))
+                .map(|(c, n)| format!("{}: {n}", c.name))
+                .collect();
+            log::info!("Running {total} users ({})", classes.join(", "));
+        }
         if let Some(engine) = &self.engine {
             engine.set_class_counts(counts);
         }
         self.state = "running";
-        if total != self.user_count {
-            let classes: Vec<String> = wanted.iter().map(|(c, n)| format!("{c}: {n}")).collect();
-            log::info!("Running {total} users ({})", classes.join(", "));
-        }
         self.classes_count = wanted;
         self.user_count = total;
         self.send(

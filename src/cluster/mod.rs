@@ -10,12 +10,14 @@
 //! - `transport`: the ZeroMQ sockets (ROUTER on the master, DEALER with
 //!   identity `hostname_hex` on the worker).
 //! - `nodes`: the master's worker list, liveness and dispatch order.
+//! - `network`: the master's thread that owns the ROUTER and the run.
 //! - `master`: implements [`crate::engine::RunControl`] over the workers.
 //! - `worker`: runs a local engine as the master says.
 //!
 //! This module does not own running users (`engine`) or reports (`report`).
 
 pub mod master;
+mod network;
 pub mod nodes;
 pub mod protocol;
 pub mod report;

@@ -143,7 +143,7 @@ impl Worker<'_> {
         loop {
             self.send(socket, WorkerMessage::ClientReady(locusta_client_ready()));
             attempts += 1;
-            if attempts == 2 || attempts % 12 == 0 {
+            if attempts == 2 || attempts.is_multiple_of(12) {
                 log::warn!(
                     "No answer from the master yet: still trying (every {}s)",
                     CONNECT_RETRY.as_secs()

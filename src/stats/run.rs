@@ -180,6 +180,9 @@ fn add(into: &mut Histogram<u64>, from: &Histogram<u64>) {
     from.add_to(into);
 }
 
+/// How often one exception happened, and on which nodes.
+type ExceptionTally = (u64, BTreeSet<Arc<str>>);
+
 struct FailureRecord {
     occurrences: u64,
     first_seen: SystemTime,
@@ -208,7 +211,7 @@ pub struct RunStats {
     aggregated_second: Histogram<u64>,
     failures: HashMap<(Method, Arc<str>, Failure), FailureRecord>,
     /// (message, traceback) → count and the nodes it happened on.
-    exceptions: HashMap<(String, String), (u64, BTreeSet<Arc<str>>)>,
+    exceptions: HashMap<(String, String), ExceptionTally>,
     total_exceptions: u64,
     /// Length of each closed window, same ring slots as the rows'.
     window_seconds: [f64; WINDOW_SECONDS],

@@ -1,0 +1,476 @@
+//! The master's network thread: owns the ROUTER socket, the worker list,
+//! the ramp and the merged stats, and publishes status for front ends
+//! ([`super::master::MasterController`]). It polls the socket with a short
+//! timeout, serves commands in between, and never blocks on a worker.
+//!
+//! It does not own the socket setup (`transport`), message shapes
+//! (`protocol`) or the worker bookkeeping rules (`nodes`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Receiver;
+
+use super::master::{MasterCmd, Shared};
+use super::nodes::{NodeState, Nodes, StopWait};
+use super::protocol::{
+    MasterMessage, Message, PeerVersion, WorkerMessage, LOCUSTA_PROTOCOL, LOCUST_VERSION,
+};
+use super::transport::RouterSocket;
+use crate::engine::{per_shard, ClassSpec, Dispatcher, RunState};
+use crate::stats::{Delta, DeltaException, RunStats, SparseHistogram};
+
+/// Longest the network thread sleeps in `poll`: the ramp and commands are
+/// served at least this often.
+const POLL: Duration = Duration::from_millis(50);
+/// How long `shutdown` waits for workers' last reports after `quit`.
+const QUIT_GRACE: Duration = Duration::from_secs(1);
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The network thread's state.
+pub(super) struct Network {
+    pub(super) router: RouterSocket,
+    pub(super) commands: Receiver<MasterCmd>,
+    pub(super) shared: Arc<Mutex<Shared>>,
+    pub(super) nodes: Nodes,
+    pub(super) dispatcher: Dispatcher,
+    pub(super) classes: Vec<ClassSpec>,
+    pub(super) host: Option<String>,
+    pub(super) stop_timeout: f64,
+    pub(super) keep_window: bool,
+    /// Users asked for, the spawn rate, and users handed out so far.
+    pub(super) target: u32,
+    pub(super) rate: f64,
+    pub(super) dispatched: u32,
+    pub(super) next_ramp: Option<Instant>,
+    pub(super) stop_deadline: Option<Instant>,
+    pub(super) last_spawn_timestamp: f64,
+    /// Workers changed: send everyone their counts again.
+    pub(super) redispatch: bool,
+    /// Names warned about once (unknown methods in reports).
+    pub(super) warned: HashSet<String>,
+}
+
+impl Network {
+    pub(super) fn run(mut self) {
+        let mut next_second = Instant::now() + Duration::from_secs(1);
+        loop {
+            let now = Instant::now();
+            let mut wait = POLL.min(next_second.saturating_duration_since(now));
+            if let Some(t) = self.next_ramp {
+                wait = wait.min(t.saturating_duration_since(now));
+            }
+            if self.router.poll(wait) {
+                // Bounded, so a flood of reports cannot starve commands.
+                for _ in 0..1000 {
+                    let Some((from, msg)) = self.router.try_recv() else {
+                        break;
+                    };
+                    match msg {
+                        Ok(msg) => self.handle(&from, &msg),
+                        Err(e) => log::warn!("dropped a malformed message from {from}: {e}"),
+                    }
+                }
+            }
+            while let Ok(cmd) = self.commands.try_recv() {
+                if let MasterCmd::Shutdown = cmd {
+                    self.quit_workers();
+                    return;
+                }
+                self.command(cmd);
+            }
+            let now = Instant::now();
+            if self.next_ramp.is_some_and(|t| now >= t) {
+                self.ramp_step(now);
+            }
+            if now >= next_second {
+                next_second += Duration::from_secs(1);
+                if next_second < now {
+                    next_second = now + Duration::from_secs(1);
+                }
+                self.every_second(now);
+            }
+            if std::mem::take(&mut self.redispatch)
+                && matches!(self.state(), RunState::Spawning | RunState::Running)
+            {
+                self.dispatch();
+            }
+            self.check_stopped(now);
+            self.publish();
+        }
+    }
+
+    fn state(&self) -> RunState {
+        self.shared.lock().unwrap().status.state
+    }
+
+    fn set_state(&self, state: RunState) {
+        self.shared.lock().unwrap().status.state = state;
+    }
+
+    fn publish(&self) {
+        let mut shared = self.shared.lock().unwrap();
+        shared.status.users = self.nodes.user_count();
+        shared.status.target_users = self.target;
+        shared.status.spawn_rate = self.rate;
+        shared.workers = self.nodes.infos();
+    }
+
+    fn send(&self, msg: MasterMessage, to: &str) {
+        self.router.send(&msg.to_message(to));
+    }
+
+    fn command(&mut self, cmd: MasterCmd) {
+        let state = self.state();
+        let running = matches!(state, RunState::Spawning | RunState::Running);
+        match cmd {
+            MasterCmd::Start { users, rate } if !running => {
+                {
+                    let mut shared = self.shared.lock().unwrap();
+                    if state == RunState::Stopped {
+                        shared.stats = RunStats::new(self.keep_window);
+                    } else {
+                        shared.stats.reset();
+                    }
+                    shared.status.started_at = Some(Instant::now());
+                }
+                if self.nodes.dispatch_order().is_empty() {
+                    log::warn!(
+                        "Starting with no worker connected: users go to workers as they join"
+                    );
+                }
+                self.retarget(users, rate);
+            }
+            MasterCmd::Start { users, rate } | MasterCmd::SetTarget { users, rate } => {
+                if running {
+                    self.retarget(users, rate);
+                }
+            }
+            MasterCmd::Stop if running => self.stop_workers(),
+            MasterCmd::Stop => {}
+            MasterCmd::ResetStats => self.shared.lock().unwrap().stats.reset(),
+            MasterCmd::Shutdown => {}
+        }
+    }
+
+    fn retarget(&mut self, users: u32, rate: f64) {
+        self.target = users;
+        self.rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            1.0
+        };
+        self.set_state(RunState::Spawning);
+        self.next_ramp = Some(Instant::now());
+        log::info!(
+            "Ramping to {users} users at a rate of {:.2} per second",
+            self.rate
+        );
+    }
+
+    /// One step of the ramp: Locust adds `max(1, floor(rate))` users per
+    /// step, steps `step / rate` seconds apart.
+    fn ramp_step(&mut self, now: Instant) {
+        let step = (self.rate.floor() as u32).max(1);
+        self.dispatched = if self.dispatched < self.target {
+            (self.dispatched + step).min(self.target)
+        } else {
+            self.dispatched.saturating_sub(step).max(self.target)
+        };
+        self.dispatch();
+        if self.dispatched == self.target {
+            self.next_ramp = None;
+            self.set_state(RunState::Running);
+            for id in self.nodes.dispatch_order() {
+                let user_count = self.target;
+                self.send(MasterMessage::SpawningComplete { user_count }, &id);
+            }
+            log::info!(
+                "All users spawned: {} users on {} workers",
+                self.target,
+                self.nodes.connected()
+            );
+        } else {
+            self.next_ramp = Some(now + Duration::from_secs_f64(f64::from(step) / self.rate));
+        }
+    }
+
+    /// Send every worker that takes users its absolute per-class counts for
+    /// `self.dispatched` users in all.
+    fn dispatch(&mut self) {
+        let order = self.nodes.dispatch_order();
+        if order.is_empty() {
+            return;
+        }
+        let counts = self.dispatcher.counts(self.dispatched);
+        let rows = per_shard(&counts, order.len());
+        // Strictly rising: a worker drops a spawn not newer than the last.
+        let timestamp = unix_now().max(self.last_spawn_timestamp + 1e-6);
+        self.last_spawn_timestamp = timestamp;
+        for (id, row) in order.iter().zip(rows) {
+            let user_classes_count = self
+                .classes
+                .iter()
+                .zip(row)
+                .map(|(c, n)| (c.name.clone(), n))
+                .collect();
+            let spawn = MasterMessage::Spawn {
+                timestamp,
+                user_classes_count,
+                host: self.host.clone(),
+                stop_timeout: Some(self.stop_timeout),
+            };
+            self.send(spawn, id);
+        }
+    }
+
+    /// Give the current users out again (a worker joined, left or
+    /// vanished) once the messages at hand are handled: a hundred workers
+    /// joining at once cost one round of `spawn`s, not a hundred.
+    fn redistribute(&mut self) {
+        self.redispatch = true;
+    }
+
+    fn stop_workers(&mut self) {
+        self.next_ramp = None;
+        self.dispatched = 0;
+        self.set_state(RunState::Stopping);
+        let ids: Vec<String> = self.nodes.dispatch_order();
+        for id in &ids {
+            self.send(MasterMessage::Stop, id);
+            if let Some(n) = self.nodes.get_mut(id) {
+                n.stop_wait = StopWait::ClientStopped;
+            }
+        }
+        // Python workers report the last requests up to 3 s later.
+        self.stop_deadline =
+            Some(Instant::now() + Duration::from_secs_f64(self.stop_timeout + 4.0));
+        log::info!("Stopping {} workers", ids.len());
+    }
+
+    fn check_stopped(&mut self, now: Instant) {
+        if self.state() != RunState::Stopping {
+            return;
+        }
+        let timed_out = self.stop_deadline.is_some_and(|d| now >= d);
+        if timed_out {
+            for n in self
+                .nodes
+                .iter_mut()
+                .filter(|n| n.stop_wait != StopWait::Nothing)
+            {
+                log::warn!("worker {} did not confirm the stop in time", n.id);
+                n.stop_wait = StopWait::Nothing;
+            }
+        }
+        if !self.nodes.waiting_for_stop() {
+            self.stop_deadline = None;
+            self.set_state(RunState::Stopped);
+        }
+    }
+
+    fn every_second(&mut self, now: Instant) {
+        let missing = self.nodes.check_liveness(now);
+        for id in &missing {
+            log::warn!(
+                "Worker {id} missing: no heartbeat for 3 s; its users go to the other workers"
+            );
+        }
+        if !missing.is_empty() {
+            self.redistribute();
+        }
+        let users = self.nodes.user_count();
+        self.shared
+            .lock()
+            .unwrap()
+            .stats
+            .tick(SystemTime::now(), users);
+    }
+
+    fn quit_workers(&mut self) {
+        let ids: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.state != NodeState::Missing)
+            .map(|n| n.id.clone())
+            .collect();
+        for id in &ids {
+            self.send(MasterMessage::Quit, id);
+        }
+        // Their last reports and `quit` replies; nothing waits on them.
+        let deadline = Instant::now() + QUIT_GRACE;
+        while !ids.is_empty() && self.nodes.connected() > 0 && Instant::now() < deadline {
+            if self.router.poll(POLL) {
+                while let Some((from, Ok(msg))) = self.router.try_recv() {
+                    self.handle(&from, &msg);
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, from: &str, msg: &Message) {
+        let parsed = match WorkerMessage::parse(msg) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("dropped a malformed message from {from}: {e}");
+                return;
+            }
+        };
+        let now = Instant::now();
+        if let WorkerMessage::ClientReady(version) = parsed {
+            self.client_ready(from, version, now);
+            return;
+        }
+        let Some(node) = self.nodes.get_mut(from) else {
+            self.message_from_unknown(from, &parsed);
+            return;
+        };
+        node.last_seen = now;
+        match parsed {
+            WorkerMessage::ClientReady(_) => unreachable!("handled above"),
+            WorkerMessage::Heartbeat {
+                state,
+                cpu_percent,
+                memory_bytes,
+            } => {
+                let came_back = node.state == NodeState::Missing;
+                node.state = NodeState::from_heartbeat(&state);
+                node.cpu_percent = cpu_percent;
+                node.memory_bytes = memory_bytes.unwrap_or(node.memory_bytes);
+                self.send(MasterMessage::Heartbeat, from);
+                if came_back {
+                    log::info!("Worker {from} is back (heartbeat, {state})");
+                    self.redistribute();
+                }
+            }
+            WorkerMessage::Spawning => node.state = NodeState::Spawning,
+            WorkerMessage::SpawningComplete { user_count, .. } => {
+                node.state = NodeState::Running;
+                node.users = user_count;
+            }
+            WorkerMessage::Stats(report) => {
+                node.users = report.user_count;
+                if node.stop_wait == StopWait::StatsAfterStop {
+                    node.stop_wait = StopWait::Nothing;
+                }
+                if node.state == NodeState::Stopped {
+                    node.users = 0;
+                }
+                self.merge_report(&report);
+            }
+            WorkerMessage::Exception {
+                msg,
+                traceback,
+                count,
+            } => {
+                let mut delta: Delta<SparseHistogram> = Delta::empty(SystemTime::now());
+                delta.exceptions.push(DeltaException {
+                    message: msg,
+                    traceback,
+                    count,
+                    node: Some(from.into()),
+                });
+                self.shared.lock().unwrap().stats.merge(&mut delta);
+            }
+            WorkerMessage::ClientStopped => {
+                node.state = NodeState::Stopped;
+                node.users = 0;
+                node.stop_wait = match (node.stop_wait, node.locusta) {
+                    (StopWait::ClientStopped, false) => StopWait::StatsAfterStop,
+                    _ => StopWait::Nothing,
+                };
+                log::info!("Worker {from} reported that it has stopped");
+                if self.state() != RunState::Stopping {
+                    self.redistribute();
+                }
+            }
+            WorkerMessage::Quit => {
+                self.nodes.remove(from);
+                log::info!("Worker {from} quit; {} connected", self.nodes.connected());
+                self.redistribute();
+            }
+            WorkerMessage::Logs(lines) => {
+                for line in lines {
+                    log::debug!("[{from}] {line}");
+                }
+            }
+            WorkerMessage::Other(kind) => {
+                log::warn!("dropped a message of unknown type `{kind}` from {from}")
+            }
+        }
+    }
+
+    fn client_ready(&mut self, from: &str, version: PeerVersion, now: Instant) {
+        let refusal = match &version {
+            PeerVersion::Locusta { protocol, version } if *protocol != LOCUSTA_PROTOCOL => Some(format!(
+                "locusta {version} speaks cluster protocol {protocol}; this master (locusta {}) speaks {LOCUSTA_PROTOCOL}: run the same locusta version on master and workers",
+                env!("CARGO_PKG_VERSION")
+            )),
+            PeerVersion::Locust(v) if !v.starts_with("2.") => Some(format!(
+                "Locust {v} is not supported: this master speaks Locust {LOCUST_VERSION}'s protocol (any 2.x worker works)"
+            )),
+            PeerVersion::Unusable(v) => Some(format!(
+                "worker sent no usable version ({v}): pre-2.0 Locust workers are not supported"
+            )),
+            _ => None,
+        };
+        if let Some(reason) = refusal {
+            log::error!("Refused worker {from}: {reason}");
+            self.send(MasterMessage::Refused { reason }, from);
+            self.send(MasterMessage::Quit, from);
+            return;
+        }
+        if let PeerVersion::Locust(v) = &version {
+            if !v.starts_with(&LOCUST_VERSION[..4]) {
+                log::warn!(
+                    "Worker {from} runs Locust {v}; this master speaks {LOCUST_VERSION}'s protocol"
+                );
+            }
+        }
+        let locusta = matches!(version, PeerVersion::Locusta { .. });
+        let index = self.nodes.register(from, locusta, now);
+        self.send(
+            MasterMessage::Ack {
+                index,
+                locusta_protocol: Some(LOCUSTA_PROTOCOL),
+            },
+            from,
+        );
+        log::info!(
+            "Worker {from} (index {index}) reported as ready. {} workers connected.",
+            self.nodes.connected()
+        );
+        self.redistribute();
+    }
+
+    fn message_from_unknown(&mut self, from: &str, msg: &WorkerMessage) {
+        match msg {
+            // Locust asks such a worker to quit; ours then rejoins.
+            WorkerMessage::Spawning | WorkerMessage::SpawningComplete { .. } => {
+                log::warn!("Got a spawn message from unknown worker {from}: asking it to quit");
+                self.send(MasterMessage::Quit, from);
+            }
+            WorkerMessage::Quit => {}
+            // A restarted master must not count a previous run's requests.
+            _ => log::debug!("dropped a message from unknown worker {from}"),
+        }
+    }
+
+    fn merge_report(&mut self, report: &super::report::WorkerReport) {
+        let (mut delta, unknown) = report.to_delta(SystemTime::now());
+        for name in unknown {
+            if self.warned.insert(name.clone()) {
+                log::warn!(
+                    "a worker reported `{name}`, whose method locusta does not know: not counted"
+                );
+            }
+        }
+        self.shared.lock().unwrap().stats.merge(&mut delta);
+    }
+}

@@ -4,6 +4,10 @@
 //!
 //! It drives the run only through [`RunControl`], so it works the same on a
 //! local engine and on a cluster master.
+//!
+//! The end of a run (`stop_and_wait`, `finish`) and the CSV files
+//! (`open_csv`, `write_csv`) are shared with the dashboard front end, so
+//! both end a run the same way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,13 +30,7 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
         signal_hook::flag::register(sig, interrupted.clone())
             .context("cannot install the signal handler")?;
     }
-    let mut csv = match &cfg.csv_prefix {
-        Some(prefix) => Some(
-            CsvWriter::create(prefix, cfg.csv_full_history)
-                .with_context(|| format!("cannot create the CSV files for --csv {prefix}"))?,
-        ),
-        None => None,
-    };
+    let mut csv = open_csv(cfg)?;
 
     controller.start(cfg.users, cfg.spawn_rate);
     let started = Instant::now();
@@ -66,13 +64,41 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
         }
     }
 
+    stop_and_wait(cfg, controller);
+    finish(cfg, controller, csv.as_mut())
+}
+
+/// `--csv PREFIX`: create the four files (with their headers) now.
+pub(crate) fn open_csv(cfg: &RunConfig) -> anyhow::Result<Option<CsvWriter>> {
+    Ok(match &cfg.csv_prefix {
+        Some(prefix) => Some(
+            CsvWriter::create(prefix, cfg.csv_full_history)
+                .with_context(|| format!("cannot create the CSV files for --csv {prefix}"))?,
+        ),
+        None => None,
+    })
+}
+
+/// Stop every user and wait (stop timeout + 5 s at most) for the run to
+/// reach Stopped.
+pub(crate) fn stop_and_wait(cfg: &RunConfig, controller: &dyn RunControl) {
     controller.stop();
     let grace = cfg.stop_timeout + Duration::from_secs(5);
     if !controller.wait_for(RunState::Stopped, grace) {
         log::warn!("users did not stop within {grace:?}; reporting what arrived");
     }
+}
+
+/// The end of a run, once users stopped: the final CSV files, Locust's
+/// final tables on stdout, and the exit code (`--exit-code-on-error` when
+/// any request failed or a script raised an error, else 0).
+pub(crate) fn finish(
+    cfg: &RunConfig,
+    controller: &dyn RunControl,
+    csv: Option<&mut CsvWriter>,
+) -> anyhow::Result<i32> {
     let snap = controller.snapshot();
-    if let Some(csv) = csv.as_mut() {
+    if let Some(csv) = csv {
         write_csv(csv, controller, true)?;
     }
     print!("{}", report::request_table(&snap.stats, false));
@@ -93,7 +119,13 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
     Ok(if failed { cfg.exit_code_on_error } else { 0 })
 }
 
-fn write_csv(csv: &mut CsvWriter, controller: &dyn RunControl, last: bool) -> anyhow::Result<()> {
+/// Append a history row and rewrite the stats, failures and exceptions
+/// files (`last`: the final write, for error messages).
+pub(crate) fn write_csv(
+    csv: &mut CsvWriter,
+    controller: &dyn RunControl,
+    last: bool,
+) -> anyhow::Result<()> {
     let snap = controller.snapshot();
     let now = SystemTime::now();
     let what = if last { "final" } else { "periodic" };

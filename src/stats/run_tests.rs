@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::http::HttpError;
-use crate::stats::shard::ShardStats;
+use crate::stats::shard::{ShardStats, StatsDelta};
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)

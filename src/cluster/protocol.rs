@@ -107,13 +107,17 @@ pub enum MasterMessage {
         stop_timeout: Option<f64>,
     },
     /// Once per ramp, the cluster-wide user count (2.29+).
-    SpawningComplete { user_count: u32 },
+    SpawningComplete {
+        user_count: u32,
+    },
     Stop,
     Quit,
     Heartbeat,
     Reconnect,
     /// Our extension: the worker was refused; it logs `reason` and exits.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     Other(String),
 }
 
@@ -145,8 +149,8 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 ///
 /// rmpv does not preallocate from a length prefix (an array claiming four
 /// billion elements fails at the first missing byte), so memory stays in
-/// proportion to the input: about 40 bytes per msgpack value, which the
-/// transport bounds by its maximum message size.
+/// proportion to the input: up to 40 bytes of `Value` per input byte (a
+/// msgpack nil is one byte), so the transport should cap message size.
 pub fn decode(bytes: &[u8]) -> Result<Message, ProtocolError> {
     let mut rest = bytes;
     let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH)
@@ -158,7 +162,10 @@ pub fn decode(bytes: &[u8]) -> Result<Message, ProtocolError> {
         )));
     }
     let Value::Array(items) = value else {
-        return Err(ProtocolError::Shape(format!("{}, not an array", describe(&value))));
+        return Err(ProtocolError::Shape(format!(
+            "{}, not an array",
+            describe(&value)
+        )));
     };
     let [kind, data, node_id]: [Value; 3] = items.try_into().map_err(|items: Vec<Value>| {
         ProtocolError::Shape(format!("an array of {} elements, not 3", items.len()))
@@ -208,11 +215,13 @@ pub fn describe(v: &Value) -> String {
 
 /// Unix time as Locust's `time.time()`: float seconds (0 before 1970).
 pub fn unix_secs_f64(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Microseconds per millisecond-or-more, the largest ms value that still
-/// fits in `u64` µs: bigger response times are a bad message.
+/// The largest response time in ms that still fits in a `u64` of µs;
+/// bigger values in a report are a bad message (and could not become
+/// infinite when converted).
 pub(crate) const MAX_MS: f64 = (u64::MAX / 1000) as f64;
 
 /// A non-negative integer: a msgpack int, or a float rounded half-to-even
@@ -226,7 +235,9 @@ pub(crate) fn count_of(v: &Value) -> Option<u64> {
     };
     let r = f.round_ties_even();
     // 2^64 as f64; NaN fails both comparisons.
-    (r >= 0.0 && r < 18_446_744_073_709_551_616.0).then_some(r as u64)
+    (0.0..18_446_744_073_709_551_616.0)
+        .contains(&r)
+        .then_some(r as u64)
 }
 
 /// A finite number, int or float.
@@ -444,9 +455,9 @@ impl PeerVersion {
     /// sends nil (which parses back as `Unusable("nil")`).
     fn to_value(&self) -> Value {
         match self {
-            PeerVersion::Locusta { version, protocol } => {
-                Value::from(format!("{LOCUST_VERSION} locusta/{version} protocol {protocol}"))
-            }
+            PeerVersion::Locusta { version, protocol } => Value::from(format!(
+                "{LOCUST_VERSION} locusta/{version} protocol {protocol}"
+            )),
             PeerVersion::Locust(v) => str_value(v),
             PeerVersion::Any => Value::from(-1),
             PeerVersion::Unusable(_) => Value::Nil,
@@ -666,10 +677,9 @@ impl MasterMessage {
             MasterMessage::Quit => ("quit", Value::Nil),
             MasterMessage::Heartbeat => ("heartbeat", Value::Nil),
             MasterMessage::Reconnect => ("reconnect", Value::Nil),
-            MasterMessage::Refused { reason } => (
-                REFUSED_KIND,
-                map_value(vec![("reason", str_value(reason))]),
-            ),
+            MasterMessage::Refused { reason } => {
+                (REFUSED_KIND, map_value(vec![("reason", str_value(reason))]))
+            }
             MasterMessage::Other(kind) => (kind.as_str(), Value::Nil),
         };
         Message {

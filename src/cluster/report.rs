@@ -96,7 +96,10 @@ impl ReportEntry {
                 "min_response_time",
                 self.min_response_time.map_or(Value::Nil, Value::F64),
             ),
-            ("total_content_length", Value::from(self.total_content_length)),
+            (
+                "total_content_length",
+                Value::from(self.total_content_length),
+            ),
             ("response_times", int_map(&self.response_times)),
             ("num_reqs_per_sec", int_map(&self.num_reqs_per_sec)),
             ("num_fail_per_sec", int_map(&self.num_fail_per_sec)),
@@ -136,7 +139,7 @@ impl ReportEntry {
             max_response_time: f.ms("max_response_time")?,
             min_response_time: f.opt_ms("min_response_time")?,
             total_content_length: f.count("total_content_length")?,
-            response_times: count_map(&f, "response_times", |k| count_of(k))?,
+            response_times: count_map(&f, "response_times", count_of)?,
             num_reqs_per_sec: count_map(&f, "num_reqs_per_sec", unix_second_of)?,
             num_fail_per_sec: count_map(&f, "num_fail_per_sec", unix_second_of)?,
             hdr,
@@ -166,8 +169,8 @@ fn count_map<K>(
     };
     map.iter()
         .map(|(k, n)| {
-            let k = read_key(k)
-                .ok_or_else(|| f.error(key, &format!("has the key {}", describe(k))))?;
+            let k =
+                read_key(k).ok_or_else(|| f.error(key, &format!("has the key {}", describe(k))))?;
             let n = count_of(n)
                 .ok_or_else(|| f.error(key, &format!("has the count {}", describe(n))))?;
             Ok((k, n))
@@ -232,8 +235,7 @@ pub fn error_key(method: &str, name: &str, error: &str) -> String {
 /// 10 ms, below 10 s to 100 ms, else to the second; ties to even, exactly
 /// as Python's `round` (105 → 100, 115 → 120). Negative and NaN give 0.
 pub fn locust_bucket_ms(ms: f64) -> u64 {
-    // NaN fails the comparison.
-    if !(ms > 0.0) {
+    if ms.is_nan() || ms <= 0.0 {
         return 0;
     }
     let step = if ms < 100.0 {
@@ -682,9 +684,7 @@ impl ReportBuilder {
                 last_seen: Some(unix_secs_f64(r.last_seen)),
             })
             .collect();
-        errors.sort_by(|a, b| {
-            (&a.name, &a.method, &a.error).cmp(&(&b.name, &b.method, &b.error))
-        });
+        errors.sort_by(|a, b| (&a.name, &a.method, &a.error).cmp(&(&b.name, &b.method, &b.error)));
         WorkerReport {
             stats,
             stats_total,

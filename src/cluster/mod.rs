@@ -21,7 +21,9 @@ mod network;
 pub mod nodes;
 pub mod protocol;
 pub mod report;
+mod report_builder;
 #[doc(hidden)]
 pub mod sim;
 pub mod transport;
+mod values;
 pub mod worker;

@@ -76,10 +76,16 @@ pub fn context() -> zmq::Context {
     zmq::Context::new()
 }
 
-fn keepalive(socket: &zmq::Socket) -> Result<(), zmq::Error> {
+/// Bigger than any real report (a thousand endpoints with full HDR
+/// buckets is a few MiB); a larger message drops the connection in libzmq
+/// before it is read, so a bad peer cannot make us allocate without bound.
+const MAX_MESSAGE_BYTES: i64 = 64 << 20;
+
+fn common_options(socket: &zmq::Socket) -> Result<(), zmq::Error> {
     socket.set_tcp_keepalive(1)?;
     socket.set_tcp_keepalive_idle(30)?;
     socket.set_linger(0)?;
+    socket.set_maxmsgsize(MAX_MESSAGE_BYTES)?;
     Ok(())
 }
 
@@ -91,7 +97,7 @@ pub struct RouterSocket {
 impl RouterSocket {
     pub fn bind(ctx: &zmq::Context, host: &str, port: u16) -> Result<Self, TransportError> {
         let socket = ctx.socket(zmq::ROUTER)?;
-        keepalive(&socket)?;
+        common_options(&socket)?;
         // A worker that recreates its socket with the same identity (after
         // losing the master) takes over its old routing slot.
         socket.set_router_handover(true)?;
@@ -146,7 +152,7 @@ impl DealerSocket {
         port: u16,
     ) -> Result<Self, TransportError> {
         let socket = ctx.socket(zmq::DEALER)?;
-        keepalive(&socket)?;
+        common_options(&socket)?;
         socket.set_identity(identity.as_bytes())?;
         socket.set_ipv6(true)?;
         let endpoint = endpoint(host, port);

@@ -305,15 +305,15 @@ impl RunStats {
                 first_seen: seen,
                 last_seen: seen,
             });
-            record.occurrences += f.count;
+            record.occurrences = record.occurrences.saturating_add(f.count);
             record.first_seen = record.first_seen.min(seen);
             record.last_seen = record.last_seen.max(seen);
         }
         for e in delta.exceptions.drain(..) {
             let (count, nodes) = self.exceptions.entry((e.message, e.traceback)).or_default();
-            *count += e.count;
+            *count = count.saturating_add(e.count);
             nodes.insert(e.node.unwrap_or_else(|| LOCAL_NODE.into()));
-            self.total_exceptions += e.count;
+            self.total_exceptions = self.total_exceptions.saturating_add(e.count);
         }
     }
 
@@ -477,7 +477,12 @@ impl RunStats {
                 0.0
             }
         };
-        let (min_us, max_us) = if n > 0 { (c.min_us, c.max_us) } else { (0, 0) };
+        // Requests without a response time (Locust workers) leave min unset.
+        let (min_us, max_us) = if n > 0 && c.min_us != u64::MAX {
+            (c.min_us, c.max_us)
+        } else {
+            (0, c.max_us)
+        };
         let percentiles = percentiles_ms(cumulative, max_us);
         let windows = (self.windows_closed as usize).min(WINDOW_SECONDS);
         let window_seconds: f64 = self.window_seconds[..windows].iter().sum();

@@ -132,14 +132,15 @@ impl EntryCounts {
         self.bytes += bytes;
     }
 
-    /// Fold another row's counters into this one.
+    /// Fold another row's counters into this one. Saturating: a cluster
+    /// master adds what workers claim, and a hostile claim must not wrap.
     pub fn add(&mut self, other: &EntryCounts) {
-        self.requests += other.requests;
-        self.failures += other.failures;
-        self.total_us += other.total_us;
+        self.requests = self.requests.saturating_add(other.requests);
+        self.failures = self.failures.saturating_add(other.failures);
+        self.total_us = self.total_us.saturating_add(other.total_us);
         self.min_us = self.min_us.min(other.min_us);
         self.max_us = self.max_us.max(other.max_us);
-        self.bytes += other.bytes;
+        self.bytes = self.bytes.saturating_add(other.bytes);
     }
 }
 

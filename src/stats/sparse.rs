@@ -156,11 +156,23 @@ mod tests {
     #[test]
     fn bad_bytes_are_errors() {
         assert_eq!(SparseHistogram::decode(&[]), Err(SparseError::Truncated));
-        assert_eq!(SparseHistogram::decode(&[2, 5]), Err(SparseError::Truncated));
-        assert_eq!(SparseHistogram::decode(&[1, 5, 0]), Err(SparseError::EmptyBucket));
-        assert_eq!(SparseHistogram::decode(&[0xff; 11]), Err(SparseError::Overflow));
+        assert_eq!(
+            SparseHistogram::decode(&[2, 5]),
+            Err(SparseError::Truncated)
+        );
+        assert_eq!(
+            SparseHistogram::decode(&[1, 5, 0]),
+            Err(SparseError::EmptyBucket)
+        );
+        assert_eq!(
+            SparseHistogram::decode(&[0xff; 11]),
+            Err(SparseError::Overflow)
+        );
         let mut huge = Vec::new();
         put_varint(&mut huge, 1 << 20);
-        assert_eq!(SparseHistogram::decode(&huge), Err(SparseError::TooManyBuckets));
+        assert_eq!(
+            SparseHistogram::decode(&huge),
+            Err(SparseError::TooManyBuckets)
+        );
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! One loop on the main thread owns the DEALER socket: it answers the
 //! master, sends a heartbeat every second and a stats report (Locust's
-//! payload plus our HDR buckets) every three, built from the engine's
-//! delta tap. The engine starts at the first `spawn`, so a worker without
+//! payload plus our HDR buckets) built from the engine's delta tap: every
+//! three seconds to a Locust master, as Locust's workers do, every second
+//! to a locusta master, whose history is then as smooth as a local run's. The engine starts at the first `spawn`, so a worker without
 //! `-H` runs against the host the master names. If the master goes silent
 //! the worker stops its users and keeps knocking until a master answers.
 //!
@@ -27,8 +28,11 @@ use crate::http::Target;
 use crate::stats::StatsDelta;
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-/// Locust's `WORKER_REPORT_INTERVAL`.
+/// Locust's `WORKER_REPORT_INTERVAL`, for a Locust master.
 const REPORT_EVERY: Duration = Duration::from_secs(3);
+/// A locusta master (its `ack` says so) gets a report every second, so its
+/// per-second history and current RPS are as smooth as a local run's.
+const REPORT_EVERY_LOCUSTA: Duration = Duration::from_secs(1);
 /// `client_ready` is sent again this often until the master acks.
 const CONNECT_RETRY: Duration = Duration::from_secs(5);
 /// The master answers every heartbeat; this long without a word from it
@@ -67,6 +71,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
         dispatcher: Dispatcher::new(cfg.classes.clone()),
         cpu: CpuMeter::new(),
         sent: (0, 0),
+        report_every: REPORT_EVERY,
     };
     log::info!(
         "Starting locusta worker {} as {}, master at {}",
@@ -126,6 +131,7 @@ struct Worker<'a> {
     cpu: CpuMeter,
     /// Requests and failures reported to the master(s), for the exit line.
     sent: (u64, u64),
+    report_every: Duration,
 }
 
 fn idle_counts(cfg: &RunConfig) -> Vec<(String, u32)> {
@@ -161,7 +167,15 @@ impl Worker<'_> {
                 }
                 while let Some(msg) = socket.try_recv() {
                     match msg.and_then(|m| MasterMessage::parse(&m)) {
-                        Ok(MasterMessage::Ack { index, .. }) => {
+                        Ok(MasterMessage::Ack {
+                            index,
+                            locusta_protocol,
+                        }) => {
+                            self.report_every = if locusta_protocol.is_some() {
+                                REPORT_EVERY_LOCUSTA
+                            } else {
+                                REPORT_EVERY
+                            };
                             log::info!("Connected to the master as worker index {index}");
                             self.builder = ReportBuilder::new();
                             return Ok(Joined::Yes);
@@ -185,7 +199,7 @@ impl Worker<'_> {
     ) -> anyhow::Result<Session> {
         let mut last_heard = Instant::now();
         let mut next_heartbeat = Instant::now();
-        let mut next_report = Instant::now() + REPORT_EVERY;
+        let mut next_report = Instant::now() + self.report_every;
         loop {
             if socket.poll(POLL) {
                 while let Some(msg) = socket.try_recv() {
@@ -231,7 +245,7 @@ impl Worker<'_> {
                 );
             }
             if now >= next_report {
-                next_report = now + REPORT_EVERY;
+                next_report = now + self.report_every;
                 self.report(socket);
             }
             if last_heard.elapsed() > MASTER_SILENT {

@@ -29,17 +29,10 @@ const REQUEST_NAME_WIDTH: usize = NAME_WIDTH - TYPE_WIDTH + 4;
 const ERROR_REPORT_WIDTH: usize = NAME_WIDTH + 80;
 
 /// A time in ms the way the tables show it: 2 decimals under 10 ms, 1 under
-/// 100 ms, whole milliseconds above.
+/// 100 ms, whole milliseconds above. One rule for console and dashboard;
+/// the dashboard crate owns it because it cannot depend on this one.
 pub fn format_ms(ms: f64) -> String {
-    if ms == 0.0 {
-        "0".to_string()
-    } else if ms < 10.0 {
-        format!("{ms:.2}")
-    } else if ms < 100.0 {
-        format!("{ms:.1}")
-    } else {
-        format!("{ms:.0}")
-    }
+    locusta_tui::format::ms(ms)
 }
 
 /// `name` cut to `width` characters, ending in `...` when cut.

@@ -35,9 +35,13 @@ const REPORT_EVERY: Duration = Duration::from_secs(3);
 const REPORT_EVERY_LOCUSTA: Duration = Duration::from_secs(1);
 /// `client_ready` is sent again this often until the master acks.
 const CONNECT_RETRY: Duration = Duration::from_secs(5);
-/// The master answers every heartbeat; this long without a word from it
-/// and the worker stops its users and rejoins.
+/// The master answers every heartbeat; this long without a word from a
+/// locusta master and the worker stops its users and rejoins (a restarted
+/// master gets its workers back within seconds).
 const MASTER_SILENT: Duration = Duration::from_secs(6);
+/// A busy Python master may answer late: Locust's own workers allow 60 s
+/// (`MASTER_HEARTBEAT_TIMEOUT`), and so do we.
+const LOCUST_MASTER_SILENT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 
 /// Run as a worker until the master says quit or a signal arrives.
@@ -248,10 +252,15 @@ impl Worker<'_> {
                 next_report = now + self.report_every;
                 self.report(socket);
             }
-            if last_heard.elapsed() > MASTER_SILENT {
+            let silent_limit = if self.report_every == REPORT_EVERY_LOCUSTA {
+                MASTER_SILENT
+            } else {
+                LOCUST_MASTER_SILENT
+            };
+            if last_heard.elapsed() > silent_limit {
                 log::warn!(
                     "The master has been silent for {}s: stopping users and rejoining",
-                    MASTER_SILENT.as_secs()
+                    silent_limit.as_secs()
                 );
                 self.stop_users();
                 self.state = "ready";

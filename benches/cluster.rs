@@ -21,10 +21,21 @@ use locusta::stats::ShardStats;
 const ENDPOINTS: usize = 20;
 const MEASURE: Duration = Duration::from_secs(10);
 const WARMUP: Duration = Duration::from_secs(3);
+/// Under `cargo test --all-targets` (no `--bench` flag): a few workers for
+/// a second, to prove the harness runs; the numbers mean nothing there.
+const SMOKE: (usize, Duration, Duration) = (5, Duration::from_secs(1), Duration::from_secs(1));
 /// libzmq's limit is 1,023 sockets per context.
 const SOCKETS_PER_CONTEXT: usize = 900;
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        let (n, warmup, window) = SMOKE;
+        let (_, reports) = measure(n, warmup, window);
+        println!(
+            "cluster master: smoke run, {reports} reports (cargo bench --bench cluster measures)"
+        );
+        return;
+    }
     let counts: Vec<usize> = std::env::var("LOCUSTA_BENCH_WORKERS")
         .unwrap_or_else(|_| "10,100,500,1000".into())
         .split(',')
@@ -32,7 +43,7 @@ fn main() {
         .collect();
     println!("cluster master: {ENDPOINTS} endpoints per report, 1 report + 1 heartbeat per worker per second");
     for n in counts {
-        let (cpu, reports) = measure(n);
+        let (cpu, reports) = measure(n, WARMUP, MEASURE);
         println!(
             "  {n:>5} workers: master CPU {:>5.1} % of one core, {:>6.1} µs per report ({reports} reports)",
             cpu * 100.0 / MEASURE.as_secs_f64(),
@@ -108,8 +119,9 @@ fn start_master(port: u16, workers: usize) -> Child {
         .expect("start the master")
 }
 
-/// Master CPU seconds over [`MEASURE`], and reports sent in that time.
-fn measure(n: usize) -> (f64, u64) {
+/// Master CPU seconds over `window` (scaled to [`MEASURE`]), and reports
+/// sent in that time.
+fn measure(n: usize, warmup: Duration, window: Duration) -> (f64, u64) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -141,11 +153,11 @@ fn measure(n: usize) -> (f64, u64) {
     loop {
         let second_start = started + Duration::from_secs(u64::from(second));
         let elapsed = started.elapsed();
-        if cpu_start.is_none() && elapsed >= WARMUP {
+        if cpu_start.is_none() && elapsed >= warmup {
             cpu_start = Some((Instant::now(), cpu_of(master.id())));
             sent_in_window = reports;
         }
-        if elapsed >= WARMUP + MEASURE {
+        if elapsed >= warmup + window {
             break;
         }
         // Spread this second's sends over ten slices.

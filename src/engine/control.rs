@@ -22,8 +22,14 @@ const SPAWN_TICK: Duration = Duration::from_millis(100);
 const WINDOW_BACKSTOP: Duration = Duration::from_millis(1500);
 
 pub(crate) enum ControlCmd {
-    Start { users: u32, rate: f64 },
-    SetTarget { users: u32, rate: f64 },
+    Start {
+        users: u32,
+        rate: f64,
+    },
+    SetTarget {
+        users: u32,
+        rate: f64,
+    },
     /// A cluster worker: hold exactly these users per class, at once (the
     /// master does the ramping).
     SetCounts(Vec<u32>),

@@ -124,7 +124,10 @@ pub fn percentiles_us(histogram: &Histogram<u64>, max_us: u64) -> [u64; 11] {
         return out;
     }
     // PERCENTILES rise, as the single scan requires.
-    for (slot, v) in out.iter_mut().zip(histogram.value_at_quantiles(PERCENTILES)) {
+    for (slot, v) in out
+        .iter_mut()
+        .zip(histogram.value_at_quantiles(PERCENTILES))
+    {
         *slot = v.min(max_us);
     }
     out

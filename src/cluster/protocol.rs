@@ -496,5 +496,8 @@ pub fn locusta_client_ready() -> PeerVersion {
 }
 
 #[cfg(test)]
+#[path = "protocol_decode_tests.rs"]
+mod decode_tests;
+#[cfg(test)]
 #[path = "protocol_tests.rs"]
 mod tests;

@@ -3,8 +3,6 @@
 //! Locust 2.47.0 itself produced (`locust.rpc.protocol.Message.serialize`,
 //! msgpack 1.2.4); the script is in the comment of each.
 
-use std::time::{Duration, Instant};
-
 use super::*;
 use crate::cluster::report::{ReportEntry, ReportError};
 use crate::stats::SparseHistogram;
@@ -19,28 +17,29 @@ pub(crate) fn hex(s: &str) -> Vec<u8> {
 
 /// `Message("heartbeat", {"state": "running", "current_cpu_usage": 12.5,
 /// "current_memory_usage": 52428800}, "host_9c2f").serialize()`
-const PY_HEARTBEAT: &str = "93a968656172746265617483a57374617465a772756e6e696e67b163757272656e745f6370755f7573616765cb4029000000000000b463757272656e745f6d656d6f72795f7573616765ce03200000a9686f73745f39633266";
+pub(super) const PY_HEARTBEAT: &str = "93a968656172746265617483a57374617465a772756e6e696e67b163757272656e745f6370755f7573616765cb4029000000000000b463757272656e745f6d656d6f72795f7573616765ce03200000a9686f73745f39633266";
 /// `Message("client_ready", "2.47.0", "host_9c2f")`
-const PY_CLIENT_READY: &str = "93ac636c69656e745f7265616479a6322e34372e30a9686f73745f39633266";
+pub(super) const PY_CLIENT_READY: &str =
+    "93ac636c69656e745f7265616479a6322e34372e30a9686f73745f39633266";
 /// `Message("spawning_complete", {"user_classes_count": {"WebsiteUser": 3},
 /// "user_count": 3}, "host_9c2f")`
-const PY_SPAWNING_COMPLETE: &str = "93b1737061776e696e675f636f6d706c65746582b2757365725f636c61737365735f636f756e7481ab576562736974655573657203aa757365725f636f756e7403a9686f73745f39633266";
+pub(super) const PY_SPAWNING_COMPLETE: &str = "93b1737061776e696e675f636f6d706c65746582b2757365725f636c61737365735f636f756e7481ab576562736974655573657203aa757365725f636f756e7403a9686f73745f39633266";
 /// `Message("exception", {"msg": "ZeroDivisionError('division by zero')",
 /// "traceback": '  File "locustfile.py", line 9, in t\n'}, "host_9c2f")`
-const PY_EXCEPTION: &str = "93a9657863657074696f6e82a36d7367d9255a65726f4469766973696f6e4572726f7228276469766973696f6e206279207a65726f2729a974726163656261636bd925202046696c6520226c6f6375737466696c652e7079222c206c696e6520392c20696e20740aa9686f73745f39633266";
+pub(super) const PY_EXCEPTION: &str = "93a9657863657074696f6e82a36d7367d9255a65726f4469766973696f6e4572726f7228276469766973696f6e206279207a65726f2729a974726163656261636bd925202046696c6520226c6f6375737466696c652e7079222c206c696e6520392c20696e20740aa9686f73745f39633266";
 /// `Message("spawn", {"timestamp": 1700000002.5, "user_classes_count":
 /// {"WebsiteUser": 3, "Admin": 0}, "host": "http://example.com",
 /// "stop_timeout": None, "parsed_options": {"num_users": 3, "tags": None}},
 /// "host_9c2f")`
-const PY_SPAWN: &str = "93a5737061776e85a974696d657374616d70cb41d954fc40a00000b2757365725f636c61737365735f636f756e7482ab576562736974655573657203a541646d696e00a4686f7374b2687474703a2f2f6578616d706c652e636f6dac73746f705f74696d656f7574c0ae7061727365645f6f7074696f6e7382a96e756d5f757365727303a474616773c0a9686f73745f39633266";
+pub(super) const PY_SPAWN: &str = "93a5737061776e85a974696d657374616d70cb41d954fc40a00000b2757365725f636c61737365735f636f756e7482ab576562736974655573657203a541646d696e00a4686f7374b2687474703a2f2f6578616d706c652e636f6dac73746f705f74696d656f7574c0ae7061727365645f6f7074696f6e7382a96e756d5f757365727303a474616773c0a9686f73745f39633266";
 /// `Message("ack", {"index": 2}, "host_9c2f")`
-const PY_ACK: &str = "93a361636b81a5696e64657802a9686f73745f39633266";
+pub(super) const PY_ACK: &str = "93a361636b81a5696e64657802a9686f73745f39633266";
 
-fn through_bytes(msg: &Message) -> Message {
+pub(super) fn through_bytes(msg: &Message) -> Message {
     decode(&encode(msg)).expect("our own bytes decode")
 }
 
-fn sample_report() -> WorkerReport {
+pub(super) fn sample_report() -> WorkerReport {
     let mut hdr = SparseHistogram::default();
     hdr.push(1_000, 2);
     hdr.push(150_000, 1);
@@ -82,7 +81,7 @@ fn sample_report() -> WorkerReport {
     }
 }
 
-fn all_worker_messages() -> Vec<WorkerMessage> {
+pub(super) fn all_worker_messages() -> Vec<WorkerMessage> {
     vec![
         WorkerMessage::ClientReady(locusta_client_ready()),
         WorkerMessage::ClientReady(PeerVersion::Locust("2.47.0".into())),
@@ -116,7 +115,7 @@ fn all_worker_messages() -> Vec<WorkerMessage> {
     ]
 }
 
-fn all_master_messages() -> Vec<MasterMessage> {
+pub(super) fn all_master_messages() -> Vec<MasterMessage> {
     vec![
         MasterMessage::Ack {
             index: 4,
@@ -323,7 +322,7 @@ fn spawn_and_heartbeat_carry_locusts_keys() {
     );
 }
 
-fn msg(kind: &str, data: Value) -> Message {
+pub(super) fn msg(kind: &str, data: Value) -> Message {
     Message {
         kind: kind.into(),
         data,
@@ -331,7 +330,7 @@ fn msg(kind: &str, data: Value) -> Message {
     }
 }
 
-fn map(pairs: Vec<(&str, Value)>) -> Value {
+pub(super) fn map(pairs: Vec<(&str, Value)>) -> Value {
     Value::Map(
         pairs
             .into_iter()
@@ -396,7 +395,7 @@ fn client_ready_versions() {
     );
 }
 
-fn field_problem(r: Result<impl std::fmt::Debug, ProtocolError>) -> (String, String) {
+pub(super) fn field_problem(r: Result<impl std::fmt::Debug, ProtocolError>) -> (String, String) {
     match r {
         Err(ProtocolError::Field { kind, problem }) => (kind, problem),
         other => panic!("expected a field error, got {other:?}"),
@@ -563,204 +562,5 @@ fn master_fields_are_checked_and_named() {
     assert_eq!(
         MasterMessage::parse(&msg("stop", map(vec![]))),
         Ok(MasterMessage::Stop)
-    );
-}
-
-fn is_msgpack_error<T: std::fmt::Debug>(r: Result<T, ProtocolError>) -> bool {
-    matches!(r, Err(ProtocolError::Msgpack(_)))
-}
-
-fn is_shape_error<T: std::fmt::Debug>(r: Result<T, ProtocolError>) -> bool {
-    matches!(r, Err(ProtocolError::Shape(_)))
-}
-
-#[test]
-fn truncated_and_trailing_bytes_are_errors() {
-    let full = encode(&WorkerMessage::Stats(Box::new(sample_report())).to_message("w"));
-    assert!(decode(&full).is_ok());
-    for cut in 0..full.len() {
-        assert!(is_msgpack_error(decode(&full[..cut])), "cut at {cut}");
-    }
-    let mut longer = full.clone();
-    longer.push(0xc0);
-    assert!(is_msgpack_error(decode(&longer)));
-    assert!(is_msgpack_error(decode(&[])));
-    // 0xc1 is never used in msgpack; rmpv reads it as nil (Python
-    // refuses it), so alone it is at least not a message.
-    assert!(decode(&[0xc1]).is_err());
-}
-
-#[test]
-fn wrong_shapes_are_errors() {
-    let bytes = |v: Value| {
-        let mut out = Vec::new();
-        rmpv::encode::write_value(&mut out, &v).unwrap();
-        out
-    };
-    let s = Value::from;
-    assert!(is_shape_error(decode(&bytes(Value::Nil))));
-    assert!(is_shape_error(decode(&bytes(map(vec![])))));
-    assert!(is_shape_error(decode(&bytes(Value::Array(vec![
-        s("a"),
-        Value::Nil
-    ])))));
-    assert!(is_shape_error(decode(&bytes(Value::Array(vec![
-        s("a"),
-        Value::Nil,
-        s("w"),
-        Value::Nil
-    ])))));
-    // bin instead of str: Python would read bytes and match nothing.
-    assert!(is_shape_error(decode(&bytes(Value::Array(vec![
-        Value::Binary(b"heartbeat".to_vec()),
-        Value::Nil,
-        s("w")
-    ])))));
-    assert!(is_shape_error(decode(&bytes(Value::Array(vec![
-        s("heartbeat"),
-        Value::Nil,
-        Value::Nil
-    ])))));
-    // A str that is not UTF-8: 0xa2 0xff 0xfe.
-    assert!(is_shape_error(decode(&[
-        0x93, 0xa2, 0xff, 0xfe, 0xc0, 0xa1, b'w'
-    ])));
-    assert!(decode(&[0x93, 0xa1, b'k', 0xc0, 0xa1, b'w']).is_ok());
-}
-
-#[test]
-fn deep_nesting_is_refused() {
-    let mut deep = vec![0x93, 0xa1, b'k'];
-    deep.extend(std::iter::repeat_n(0x91, 100_000));
-    deep.push(0xc0);
-    deep.extend([0xa1, b'w']);
-    assert!(is_msgpack_error(decode(&deep)));
-    let mut deep_maps = vec![0x93, 0xa1, b'k'];
-    for _ in 0..10_000 {
-        deep_maps.extend([0x81, 0xa1, b'k']);
-    }
-    deep_maps.push(0xc0);
-    deep_maps.extend([0xa1, b'w']);
-    assert!(is_msgpack_error(decode(&deep_maps)));
-    // What a stats report needs fits.
-    let mut ok = vec![0x93, 0xa1, b'k'];
-    ok.extend([0x91; 8]);
-    ok.extend([0xa1, b'x', 0xa1, b'w']);
-    assert!(decode(&ok).is_ok());
-}
-
-#[test]
-fn huge_length_prefixes_fail_fast() {
-    let start = Instant::now();
-    let cases: [&[u8]; 8] = [
-        &[0xdd, 0xff, 0xff, 0xff, 0xff],       // array32 of 4 billion
-        &[0xdf, 0xff, 0xff, 0xff, 0xff],       // map32
-        &[0xdb, 0xff, 0xff, 0xff, 0xff],       // str32
-        &[0xc6, 0xff, 0xff, 0xff, 0xff],       // bin32
-        &[0xc9, 0xff, 0xff, 0xff, 0xff, 0x01], // ext32
-        &[0x93, 0xa1, b'k', 0xdd, 0xff, 0xff, 0xff, 0xff],
-        &[0x93, 0xa1, b'k', 0xdc, 0xff, 0xff, 0xc0],
-        &[0x93, 0xa1, b'k', 0xc6, 0xff, 0xff, 0xff, 0xf0, 0x00],
-    ];
-    for bytes in cases {
-        assert!(is_msgpack_error(decode(bytes)), "{bytes:x?}");
-    }
-    assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        start.elapsed()
-    );
-}
-
-#[test]
-fn describe_keeps_log_lines_short() {
-    let long = "x".repeat(10_000);
-    let d = describe(&Value::from(long.as_str()));
-    assert!(d.len() < 80, "{d}");
-    assert_eq!(describe(&Value::from("é")), "\"é\"");
-    assert_eq!(describe(&Value::Binary(vec![1, 2])), "2 bytes of binary");
-}
-
-/// xorshift64*: deterministic bytes for the no-panic loop.
-pub(crate) struct XorShift(pub u64);
-
-impl XorShift {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-/// Everything the master and worker do with bytes from the network.
-pub(crate) fn handle_untrusted(bytes: &[u8]) -> bool {
-    let Ok(msg) = decode(bytes) else {
-        return false;
-    };
-    if let Ok(WorkerMessage::Stats(report)) = WorkerMessage::parse(&msg) {
-        let (delta, _) = report.to_delta(std::time::SystemTime::UNIX_EPOCH);
-        for e in &delta.entries {
-            assert!(e.histogram.buckets().iter().all(|b| b.1 > 0));
-        }
-    }
-    let _ = MasterMessage::parse(&msg);
-    true
-}
-
-#[test]
-fn random_and_mutated_bytes_never_panic() {
-    let seeds: Vec<Vec<u8>> = all_worker_messages()
-        .iter()
-        .map(|m| encode(&m.to_message("host_1")))
-        .chain(
-            all_master_messages()
-                .iter()
-                .map(|m| encode(&m.to_message("host_1"))),
-        )
-        .chain([hex(PY_HEARTBEAT), hex(PY_SPAWN), hex(PY_EXCEPTION)])
-        .collect();
-    let interesting = [
-        0x00, 0x7f, 0x80, 0x90, 0xa0, 0xc0, 0xc2, 0xc3, 0xca, 0xcb, 0xcc, 0xcf, 0xd3, 0xdc, 0xdd,
-        0xde, 0xdf, 0xff,
-    ];
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-    let mut decoded = 0;
-    for i in 0..20_000 {
-        let bytes = if i % 4 == 0 {
-            let len = rng.below(64);
-            (0..len).map(|_| rng.next() as u8).collect::<Vec<u8>>()
-        } else {
-            let mut b = seeds[rng.below(seeds.len())].clone();
-            for _ in 0..=rng.below(4) {
-                let at = rng.below(b.len());
-                match rng.below(5) {
-                    0 => b[at] = rng.next() as u8,
-                    1 => b[at] = interesting[rng.below(interesting.len())],
-                    2 => b.truncate(at),
-                    3 => b.insert(at, rng.next() as u8),
-                    _ => {
-                        if at < b.len() {
-                            b.remove(at);
-                        }
-                    }
-                }
-                if b.is_empty() {
-                    break;
-                }
-            }
-            b
-        };
-        if handle_untrusted(&bytes) {
-            decoded += 1;
-        }
-    }
-    assert!(
-        decoded > 100,
-        "mutations should still decode sometimes: {decoded}"
     );
 }

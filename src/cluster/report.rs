@@ -413,5 +413,8 @@ impl WorkerReport {
 pub use super::report_builder::ReportBuilder;
 
 #[cfg(test)]
+#[path = "report_builder_tests.rs"]
+mod builder_tests;
+#[cfg(test)]
 #[path = "report_tests.rs"]
 mod tests;

@@ -9,8 +9,6 @@ use super::*;
 use crate::http::HttpError;
 use crate::stats::{RunStats, ShardStats, StatsDelta, StatsView, MAX_NAMES, OTHER_NAME};
 
-/// One shard delta: per `(method, name, µs, failure)` one request.
-
 /// A busy shard delta: thousands of latencies over 5 decades on 3 rows.
 fn busy_delta(seed: u64, taken_at: SystemTime) -> StatsDelta {
     let mut shard = ShardStats::new();

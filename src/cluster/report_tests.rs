@@ -481,6 +481,7 @@ fn error_keys_are_stable_fnv1a_128() {
     assert_eq!(error_key("", "", "").len(), 32);
 }
 
+/// One shard delta: per `(method, name, µs, failure)` one request.
 pub(super) fn delta_of(
     requests: &[(Method, &str, u64, Option<Failure>)],
     taken_at: SystemTime,

@@ -452,3 +452,48 @@ fn a_worker_without_the_masters_classes_runs_its_own_by_weight() {
         "{stats}"
     );
 }
+
+#[test]
+fn a_master_gives_up_on_missing_workers_and_workers_wait_for_a_late_master() {
+    let dir = temp_dir("cluster-wait");
+    let port = free_port();
+    let args = [
+        "-u",
+        "2",
+        "-t",
+        "2s",
+        "--expect-workers",
+        "2",
+        "--expect-workers-max-wait",
+        "1",
+    ];
+    let mut lonely = Proc::spawn(
+        &dir,
+        "lonely",
+        &mut master(port, "http://127.0.0.1:9", &args, &dir.join("a")),
+    );
+    assert_eq!(lonely.wait(LIMIT).code(), Some(1), "{}", lonely.logs());
+    assert!(
+        lonely
+            .stderr()
+            .contains("gave up waiting for workers: 0 of 2"),
+        "{}",
+        lonely.logs()
+    );
+
+    // A worker started first keeps knocking until its master is up.
+    let server = TestServer::start(|_| ok("hi"));
+    let port = free_port();
+    let mut early = Proc::spawn(&dir, "early", &mut worker(port));
+    std::thread::sleep(Duration::from_secs(2));
+    let args = ["-u", "2", "-r", "100", "-t", "2s", "--expect-workers", "1"];
+    let csv = dir.join("late");
+    let mut late = Proc::spawn(
+        &dir,
+        "late",
+        &mut master(port, &server.url("/"), &args, &csv),
+    );
+    assert!(late.wait(LIMIT).success(), "{}", late.logs());
+    assert!(early.wait(LIMIT).success(), "{}", early.logs());
+    assert_eq!(master_total(&csv), worker_sent(&early.stderr()).0);
+}

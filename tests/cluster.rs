@@ -314,6 +314,13 @@ fn bad_messages_are_dropped_and_incompatible_workers_refused() {
         "the master stopped answering"
     );
     noisy.send(WorkerMessage::Other("custom_thing".into()));
+    for _ in 0..2 {
+        noisy.send(WorkerMessage::Heartbeat {
+            state: "running".into(),
+            cpu_percent: 95.0,
+            memory_bytes: None,
+        });
+    }
     let garbage_stats = locusta::cluster::protocol::Message {
         kind: "stats".into(),
         data: locusta::cluster::protocol::Value::from("not a map"),
@@ -334,6 +341,7 @@ fn bad_messages_are_dropped_and_incompatible_workers_refused() {
     assert!(log.contains("dropped a malformed message"), "{log}");
     assert!(log.contains("unknown type `custom_thing`"), "{log}");
     assert!(log.contains("bad `stats` message"), "{log}");
+    assert_eq!(log.matches("is at 95% CPU").count(), 1, "{log}");
 }
 
 #[test]

@@ -24,6 +24,8 @@ use crate::stats::{Delta, DeltaException, RunStats, SparseHistogram};
 /// Longest the network thread sleeps in `poll`: the ramp and commands are
 /// served at least this often.
 const POLL: Duration = Duration::from_millis(50);
+/// Locust's threshold for a worker's `current_cpu_usage`.
+const CPU_WARNING_PERCENT: f64 = 90.0;
 /// How long `shutdown` waits for workers' last reports after `quit`.
 const QUIT_GRACE: Duration = Duration::from_secs(1);
 
@@ -343,6 +345,12 @@ impl Network {
                 node.state = NodeState::from_heartbeat(&state);
                 node.cpu_percent = cpu_percent;
                 node.memory_bytes = memory_bytes.unwrap_or(node.memory_bytes);
+                if cpu_percent > CPU_WARNING_PERCENT && !node.cpu_warned {
+                    node.cpu_warned = true;
+                    log::warn!(
+                        "Worker {from} is at {cpu_percent:.0}% CPU: its response times may be inflated by the load box itself; add workers (warned once per worker)"
+                    );
+                }
                 self.send(MasterMessage::Heartbeat, from);
                 if came_back {
                     log::info!("Worker {from} is back (heartbeat, {state})");

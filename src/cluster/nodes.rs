@@ -70,6 +70,8 @@ pub struct Node {
     pub locusta: bool,
     pub users: u32,
     pub cpu_percent: f64,
+    /// The high-CPU warning was logged (once per worker, as Locust).
+    pub cpu_warned: bool,
     pub memory_bytes: u64,
     pub stop_wait: StopWait,
 }
@@ -108,6 +110,7 @@ impl Nodes {
             locusta,
             users: 0,
             cpu_percent: 0.0,
+            cpu_warned: false,
             memory_bytes: 0,
             stop_wait: StopWait::Nothing,
         };

@@ -480,16 +480,21 @@ fn workload_with_host(workload: &Workload, host: Option<&str>) -> anyhow::Result
     })
 }
 
-/// Process CPU use since the previous reading, in % of one core (psutil's
-/// `cpu_percent`, which Locust reports).
+/// Process CPU use since the previous reading, in % of the CPUs this
+/// process may use. A Python worker is one thread, so Locust reads its
+/// psutil `cpu_percent` against a 90 % threshold; a locusta worker spans
+/// every core it may use, and "90 % of them" is what keeps that threshold
+/// meaning "this box is saturated".
 struct CpuMeter {
     last: (Instant, Duration),
+    cpus: f64,
 }
 
 impl CpuMeter {
     fn new() -> Self {
         CpuMeter {
             last: (Instant::now(), process_cpu()),
+            cpus: crate::engine::allowed_cpu_count() as f64,
         }
     }
 
@@ -499,7 +504,7 @@ impl CpuMeter {
         let cpu = now.1.saturating_sub(self.last.1).as_secs_f64();
         self.last = now;
         if wall > 0.0 {
-            100.0 * cpu / wall
+            100.0 * cpu / wall / self.cpus
         } else {
             0.0
         }

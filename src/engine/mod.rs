@@ -84,7 +84,8 @@ pub struct WorkerInfo {
     /// Locust's worker states: ready, spawning, running, stopped, missing.
     pub state: String,
     pub users: u32,
-    /// As the worker reports it (Locust: psutil's process CPU %).
+    /// As the worker reports it: a Python worker's process CPU % (one
+    /// thread), a locusta worker's % of the CPUs it may use.
     pub cpu_percent: f64,
     pub memory_bytes: u64,
 }

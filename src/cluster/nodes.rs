@@ -191,7 +191,9 @@ impl Nodes {
 
     /// Users the workers say they run.
     pub fn user_count(&self) -> u32 {
-        self.nodes.iter().map(|n| n.users).sum()
+        self.nodes
+            .iter()
+            .fold(0u32, |sum, n| sum.saturating_add(n.users))
     }
 
     /// Workers that are connected (not missing).
@@ -253,6 +255,17 @@ mod tests {
             .is_empty());
         nodes.check_liveness(start + Duration::from_secs(61));
         assert!(nodes.iter().all(|n| n.id != "h_1"));
+    }
+
+    #[test]
+    fn claimed_user_counts_add_without_wrapping() {
+        let now = Instant::now();
+        let mut nodes = Nodes::default();
+        nodes.register("h_1", true, now);
+        nodes.register("h_2", false, now);
+        nodes.get_mut("h_1").unwrap().users = u32::MAX;
+        nodes.get_mut("h_2").unwrap().users = 7;
+        assert_eq!(nodes.user_count(), u32::MAX);
     }
 
     #[test]

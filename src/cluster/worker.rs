@@ -337,7 +337,7 @@ impl Worker<'_> {
             self.engine = Some(engine);
         }
         let counts = self.local_counts(&wanted);
-        let total: u32 = counts.iter().sum();
+        let total = counts.iter().fold(0u32, |sum, n| sum.saturating_add(*n));
         if total != self.user_count {
             let classes: Vec<String> = (self.cfg.classes.iter().zip(&counts))
                 .map(|(c, n)| format!("{}: {n}", c.name))
@@ -376,7 +376,8 @@ impl Worker<'_> {
                 .map(|c| wanted.iter().find(|(n, _)| *n == c.name).map_or(0, |w| w.1))
                 .collect();
         }
-        let total: u32 = wanted.iter().map(|w| w.1).sum();
+        // Counts come from the master: add without wrapping.
+        let total = wanted.iter().fold(0u32, |sum, w| sum.saturating_add(w.1));
         if !self.warned_classes {
             self.warned_classes = true;
             log::warn!(

@@ -88,7 +88,7 @@ impl Control {
                     }
                     Ok(ControlCmd::SetCounts(counts)) => {
                         self.begin_test(&mut epoch);
-                        let users: u32 = counts.iter().sum();
+                        let users = counts.iter().fold(0u32, |sum, n| sum.saturating_add(*n));
                         ramp.target = users;
                         ramp.current = f64::from(users);
                         let rows = per_shard(&counts, self.shards.len());

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::http::{ClientConfig, Connection, DiscardBody, HttpError, ResponseInfo};
 use crate::stats::{EntryId, Failure, ShardStats};
@@ -88,8 +88,10 @@ pub async fn run_raw_user(
     let mut i = first % n;
     // One clock read per request: a request ends when the next one starts.
     let mut started = Instant::now();
+    let mut backoff = ConnectBackoff::default();
     while !stop.stopping() {
         let req = &plan.requests[i];
+        let connects_before = (conn.is_connected(), conn.connects());
         let result = conn
             .send_since(started, &req.bytes, false, &mut DiscardBody)
             .await;
@@ -97,15 +99,64 @@ pub async fn run_raw_user(
         let micros = ended.duration_since(started).as_micros() as u64;
         started = ended;
         let failed = record(&mut stats.borrow_mut(), req.entry, micros, result);
-        if failed {
-            // Some failures (EMFILE, refused on loopback) complete without
-            // ever suspending; yield so the shard's control loop still runs.
-            yield_now().await;
+        // A connect was needed and none succeeded: the connect failed.
+        let connect_failed = !connects_before.0 && conn.connects() == connects_before.1;
+        if connect_failed {
+            // A connect can fail without ever suspending (EMFILE from
+            // socket(), refused on loopback): retrying at once would keep
+            // the task runnable forever, and monoio runs timers and reaps
+            // completions only when its run queue drains, so the shard's
+            // control loop (reports, -t, stop) would never run again.
+            backoff.wait(&stop).await;
             started = Instant::now();
+        } else {
+            backoff.reset();
+            if failed {
+                yield_now().await;
+                started = Instant::now();
+            }
         }
         i += 1;
         if i == n {
             i = 0;
+        }
+    }
+}
+
+/// The first and the largest pause after a failed connect.
+pub(crate) const BACKOFF_FIRST: Duration = Duration::from_millis(10);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A user's pause after failed connects: 10 ms, doubling to 1 s, back to
+/// 10 ms after a connect succeeds. It is a real timer sleep, so the shard
+/// reaches its driver and control loop even when every user fails at once.
+#[derive(Default)]
+pub(crate) struct ConnectBackoff {
+    next: Option<Duration>,
+}
+
+impl ConnectBackoff {
+    pub(crate) fn reset(&mut self) {
+        self.next = None;
+    }
+
+    /// The pause to take now; the following one is twice as long (capped).
+    pub(crate) fn step(&mut self) -> Duration {
+        let now = self.next.unwrap_or(BACKOFF_FIRST);
+        self.next = Some(now.saturating_mul(2).min(BACKOFF_MAX));
+        now
+    }
+
+    /// Sleep the next pause; a graceful stop ends it early (polled every
+    /// `BACKOFF_FIRST`, so a stopping user never waits the full second).
+    pub(crate) async fn wait(&mut self, stop: &StopSignal) {
+        let until = Instant::now() + self.step();
+        while !stop.stopping() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            monoio::time::sleep(left.min(BACKOFF_FIRST)).await;
         }
     }
 }
@@ -149,5 +200,19 @@ impl Future for YieldNow {
         self.0 = true;
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = ConnectBackoff::default();
+        let steps: Vec<u128> = (0..10).map(|_| b.step().as_millis()).collect();
+        assert_eq!(steps, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        b.reset();
+        assert_eq!(b.step(), BACKOFF_FIRST);
     }
 }

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod engine;
 pub mod headless;
 pub mod http;
+pub mod limits;
 pub mod report;
 pub mod script;
 pub mod stats;

@@ -9,9 +9,9 @@ use locusta::cli::{self, Parsed};
 use locusta::cluster::master::MasterController;
 use locusta::config::{Role, RunConfig};
 use locusta::demo::DemoTarget;
-use locusta::engine::{Controller, RunControl};
+use locusta::engine::{Controller, RunControl, Workload};
 use locusta::script::ScriptSource;
-use locusta::{dashboard, headless};
+use locusta::{dashboard, headless, limits};
 
 /// Exit status for usage errors, as clap and Locust use.
 const USAGE: u8 = 2;
@@ -46,6 +46,10 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
+    if let Err(e) = fit_to_machine(&cfg) {
+        eprintln!("error: {e}");
+        return ExitCode::from(USAGE);
+    }
     let code = match run(&parsed, &cfg) {
         Ok(code) => code,
         Err(e) => {
@@ -105,6 +109,38 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
             code
         }
     }
+}
+
+/// Raise the open-files limit for every role; for users run here, refuse
+/// a run that cannot fit in memory or in the machine's file table, and warn
+/// when the open-files limit cannot hold every user's connection.
+fn fit_to_machine(cfg: &RunConfig) -> Result<(), limits::TooLarge> {
+    let files = match limits::raise_open_files() {
+        Ok(f) => {
+            if f.soft > f.was {
+                log::debug!("open-files limit raised from {} to {}", f.was, f.soft);
+            }
+            Some(f.soft)
+        }
+        Err(e) => {
+            log::warn!("cannot read or raise the open-files limit: {e}");
+            None
+        }
+    };
+    // A master's users live on its workers; a worker checks what it is sent.
+    if cfg.role != Role::Standalone {
+        return Ok(());
+    }
+    let per_user = match cfg.workload {
+        Workload::Raw { .. } => limits::RAW_USER_BYTES,
+        Workload::Script { .. } => limits::LUA_USER_BYTES,
+    };
+    let users = u64::from(cfg.users);
+    limits::check_fits(users, per_user, cfg.shards, &limits::Machine::read(files))?;
+    if let Some(w) = files.and_then(|f| limits::open_files_warning(users, cfg.shards, f)) {
+        log::warn!("{w}");
+    }
+    Ok(())
 }
 
 /// The dashboard on a terminal, else headless (`--headless`, the demo, or

@@ -30,6 +30,22 @@ fn with_nofile(cmd: &mut Command, limit: u64) -> &mut Command {
     }
 }
 
+fn with_address_space(cmd: &mut Command, bytes: u64) -> &mut Command {
+    // SAFETY: as in `with_nofile`.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 fn num(row: &std::collections::HashMap<String, String>, col: &str) -> u64 {
     row[col]
         .parse()
@@ -74,6 +90,76 @@ fn raw_users_beyond_the_open_files_limit_end_on_time_and_count() {
     // -t 3s, stop timeout 0: generous for a loaded box, far below a hang.
     assert!(took < Duration::from_secs(30), "took {took:?}: {stderr}");
     assert_counts_match(&dir, "r", server.requests().len(), &stderr);
+    assert!(
+        stderr.contains("open-files limit 256 allows about 176 connected users; -u 500"),
+        "no open-files warning: {stderr}"
+    );
+}
+
+#[test]
+fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+    let server = TestServer::start(|_| ok("x"));
+    let dir = temp_dir("nofile-raised");
+    let prefix = dir.join("n");
+    let mut cmd = locusta();
+    // SAFETY: as in `with_nofile`: soft 128, hard 2048.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 128,
+                rlim_max: 2048,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = run_bounded(
+        cmd.args(["--headless", "-u", "300", "-r", "300", "-t", "2s"])
+            .args(["--shards", "2", "--only-summary", "--csv"])
+            .args([prefix.to_str().unwrap(), &server.url("/")]),
+        Duration::from_secs(60),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("open-files limit"), "{stderr}");
+    assert!(num(&aggregated(&dir.join("n_stats.csv")), "Request Count") > 0);
+}
+
+#[test]
+fn a_run_too_large_for_memory_is_refused_at_once() {
+    let started = Instant::now();
+    let url = format!("http://127.0.0.1:{}/", dead_port());
+    // The address-space cap keeps this test safe on a binary without the check.
+    let out = run_bounded(
+        with_address_space(&mut locusta(), 64 << 30)
+            .args(["--headless", "-u", "100000000", "-r", "1", "-t", "1s", &url]),
+        Duration::from_secs(20),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("-u 100,000,000 needs about") && stderr.contains("per user"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{stderr}");
+}
+
+#[test]
+fn a_run_beyond_the_address_space_limit_is_refused_naming_it() {
+    let url = format!("http://127.0.0.1:{}/", dead_port());
+    let out = run_bounded(
+        with_address_space(&mut locusta(), 1 << 30)
+            .args(["--headless", "-u", "1000000", "-r", "1", "-t", "1s", &url]),
+        Duration::from_secs(20),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("-u 1,000,000 needs about") && stderr.contains("address-space limit"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -59,8 +59,7 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
         if !cfg.only_summary && now >= next_print {
             next_print += PRINT_EVERY;
             let snap = controller.snapshot();
-            print!("{}", report::request_table(&snap.stats, true));
-            println!();
+            report::print(&format!("{}\n", report::request_table(&snap.stats, true)));
         }
     }
 
@@ -101,19 +100,15 @@ pub(crate) fn finish(
     if let Some(csv) = csv {
         write_csv(csv, controller, true)?;
     }
-    print!("{}", report::request_table(&snap.stats, false));
-    println!();
-    print!("{}", report::percentile_table(&snap.stats));
-    println!();
+    report::print(&format!("{}\n", report::request_table(&snap.stats, false)));
+    report::print(&format!("{}\n", report::percentile_table(&snap.stats)));
     let failures = report::failures_table(&snap.stats);
     if !failures.is_empty() {
-        print!("{failures}");
-        println!();
+        report::print(&format!("{failures}\n"));
     }
     let exceptions = report::exceptions_table(&snap.stats);
     if !exceptions.is_empty() {
-        print!("{exceptions}");
-        println!();
+        report::print(&format!("{exceptions}\n"));
     }
     let failed = snap.stats.aggregated.num_failures > 0 || !snap.stats.exceptions.is_empty();
     Ok(if failed { cfg.exit_code_on_error } else { 0 })

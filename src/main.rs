@@ -11,7 +11,7 @@ use locusta::config::{Role, RunConfig};
 use locusta::demo::DemoTarget;
 use locusta::engine::{Controller, RunControl, Workload};
 use locusta::script::ScriptSource;
-use locusta::{dashboard, headless, limits};
+use locusta::{dashboard, headless, limits, report};
 
 /// Exit status for usage errors, as clap and Locust use.
 const USAGE: u8 = 2;
@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let parsed = match cli::parse_from(std::env::args_os()) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            report::eprint_line(&format!("error: {e}"));
             return ExitCode::from(USAGE);
         }
     };
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         match DemoTarget::start() {
             Ok(t) => Some(t),
             Err(e) => {
-                eprintln!("error: cannot start the demo target: {e}");
+                report::eprint_line(&format!("error: cannot start the demo target: {e}"));
                 return ExitCode::FAILURE;
             }
         }
@@ -42,18 +42,18 @@ fn main() -> ExitCode {
     ) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            report::eprint_line(&format!("error: {e}"));
             return ExitCode::from(USAGE);
         }
     };
     if let Err(e) = fit_to_machine(&cfg) {
-        eprintln!("error: {e}");
+        report::eprint_line(&format!("error: {e}"));
         return ExitCode::from(USAGE);
     }
     let code = match run(&parsed, &cfg) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            report::eprint_line(&format!("error: {e:#}"));
             1
         }
     };
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
 
 fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
     if parsed.cli.list {
-        print!("{}", list_classes(cfg));
+        report::print(&list_classes(cfg));
         return Ok(0);
     }
     match &cfg.role {
@@ -183,12 +183,12 @@ fn demo_config(
         text: include_str!("../lua/examples/shop.lua").to_string(),
     };
     let cfg = RunConfig::from_cli_with_script(&cli, Some(shop))?;
-    eprintln!(
+    report::eprint_line(&format!(
         "Demo: the shop target on {}, lua/examples/shop.lua, {} users for {}s",
         target.base_url(),
         cfg.users,
         cfg.run_time.map_or(0, |t| t.as_secs())
-    );
+    ));
     Ok(cfg)
 }
 

@@ -281,3 +281,50 @@ fn demo_runs_against_its_built_in_target() {
     assert!(stdout.contains("/api/products"), "{stdout}");
     assert!(stdout.contains("Aggregated"));
 }
+
+/// A short run whose stdout goes to `stdout`; its CSV files must be whole
+/// and its exit status the normal one whatever happens to stdout.
+fn run_with_stdout(name: &str, stdout: std::process::Stdio, close_pipe: bool) -> String {
+    let server = TestServer::start(|_| ok("x"));
+    let dir = temp_dir(name);
+    let prefix = dir.join("o");
+    let mut child = locusta()
+        .args(["--headless", "-u", "2", "-r", "10", "-t", "3s", "--csv"])
+        .args([prefix.to_str().unwrap(), &server.url("/")])
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if close_pipe {
+        // The reader goes away before the first table (`| head -0`).
+        drop(child.stdout.take());
+    }
+    let out = wait_bounded(child, Duration::from_secs(30));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let agg = aggregated(&dir.join("o_stats.csv"));
+    assert!(agg["Request Count"].parse::<u64>().unwrap() > 10, "{agg:?}");
+    assert!(csv_rows(&dir.join("o_stats_history.csv")).len() > 1);
+    stderr
+}
+
+#[test]
+fn stdout_closed_by_its_reader_does_not_stop_the_run() {
+    let stderr = run_with_stdout("stdout-epipe", std::process::Stdio::piped(), true);
+    assert!(!stderr.contains("cannot print"), "EPIPE is not an error: {stderr}");
+}
+
+#[test]
+fn stdout_on_a_full_device_is_said_once_and_the_run_goes_on() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let stderr = run_with_stdout("stdout-full", full.into(), false);
+    assert_eq!(
+        stderr.matches("cannot print to stdout").count(),
+        1,
+        "{stderr}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Reports rendered from a [`crate::stats::StatsView`]: Locust's console
 //! tables ([`request_table`], [`percentile_table`], [`failures_table`],
-//! [`exceptions_table`]) and Locust's `--csv` files ([`CsvWriter`]).
+//! [`exceptions_table`]) and Locust's `--csv` files ([`CsvWriter`]), and
+//! console output that never panics ([`print`], [`eprint_line`]).
 //!
 //! Everything here is a pure function of the view (plus the clock for CSV
 //! timestamps), so every report shows the same numbers. This module does
@@ -9,10 +10,12 @@
 
 mod console;
 mod csv;
+mod output;
 
 pub use self::console::{
     exceptions_table, failures_table, format_ms, percent_label, percentile_table, request_table,
 };
+pub use self::output::{eprint_line, print};
 pub use self::csv::{
     exceptions_csv, failures_csv, history_rows, stats_csv, utc_timestamp, CsvWriter,
     EXCEPTIONS_HEADER, FAILURES_HEADER, HISTORY_HEADER, STATS_HEADER,

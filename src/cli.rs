@@ -70,7 +70,7 @@ pub struct Cli {
     pub only_summary: bool,
 
     /// Exit code when any request failed
-    #[arg(long, env = "LOCUSTA_EXIT_CODE_ON_ERROR", default_value_t = 1)]
+    #[arg(long, env = "LOCUSTA_EXIT_CODE_ON_ERROR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=255))]
     pub exit_code_on_error: i32,
 
     /// Seconds users get to finish their current task when stopping, then they are cancelled
@@ -90,11 +90,11 @@ pub struct Cli {
     pub io: IoMode,
 
     /// Connect timeout (seconds, or 500ms / 5s)
-    #[arg(long, env = "LOCUSTA_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration_secs)]
+    #[arg(long, env = "LOCUSTA_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_timeout)]
     pub connect_timeout: std::time::Duration,
 
     /// Whole-request timeout: connect, send and the complete response (seconds, or 500ms / 30s)
-    #[arg(long, env = "LOCUSTA_TIMEOUT", default_value = "30s", value_parser = parse_duration_secs)]
+    #[arg(long, env = "LOCUSTA_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
     pub timeout: std::time::Duration,
 
     /// Start a built-in target on 127.0.0.1 and run a short headless demo against it
@@ -181,6 +181,15 @@ fn parse_rate(s: &str) -> Result<f64, String> {
             "'{s}' is not a positive number of users per second"
         )),
     }
+}
+
+/// A timeout of zero would fail every request before it is sent: at least 1 ms.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration_secs(s)?;
+    if d < std::time::Duration::from_millis(1) {
+        return Err(format!("'{s}' is too short: a timeout must be at least 1ms"));
+    }
+    Ok(d)
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {

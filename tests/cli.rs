@@ -54,6 +54,10 @@ fn bad_input_is_a_usage_error() {
     usage_error(&["-r", "0", url], "positive");
     usage_error(&["--io", "kqueue", url], "kqueue");
     usage_error(&["--timeout", "soon", url], "not a duration");
+    usage_error(&["--timeout", "0", url], "at least 1ms");
+    usage_error(&["--connect-timeout", "0s", url], "at least 1ms");
+    usage_error(&["--exit-code-on-error", "256", url], "256");
+    usage_error(&["--exit-code-on-error", "-1", url], "-1");
     usage_error(&["--headless"], "nothing to load");
     usage_error(&["https://127.0.0.1:9/"], "https:// is not supported yet");
     usage_error(

@@ -17,12 +17,13 @@ pub fn reserved_files(shards: usize) -> u64 {
     64u64.saturating_add(8u64.saturating_mul(shards as u64))
 }
 
-/// Memory one user costs at least, measured with 100,000 users against a
-/// closed port (RSS / users, debug build): a raw user is its task, its
-/// connection and its stop signal (~2.4 KiB); a Lua user adds a coroutine
-/// and its tables (~2.7 KiB). Rounded down, so a refusal is never wrong.
+/// Memory one user costs at least (RSS growth per user, debug build): a
+/// raw user is its task, its connection and its stop signal (~2.4 KiB at
+/// 100,000 users against a closed port); a Lua user adds a coroutine and
+/// its tables (~5 KiB from 10,000 to 40,000 users idle in a sleep, ~11 KiB
+/// once it has made a request). Rounded down, so a refusal is never wrong.
 pub const RAW_USER_BYTES: u64 = 2 * 1024;
-pub const LUA_USER_BYTES: u64 = 5 * 512;
+pub const LUA_USER_BYTES: u64 = 5 * 1024;
 /// A run's fixed cost before any user: runtimes, stats tables, buffers.
 pub const BASE_BYTES: u64 = 64 * 1024 * 1024;
 

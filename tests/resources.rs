@@ -163,6 +163,33 @@ fn a_run_beyond_the_address_space_limit_is_refused_naming_it() {
 }
 
 #[test]
+fn lua_users_beyond_the_open_files_limit_end_on_time_and_count() {
+    let server = TestServer::start(|_| ok("x"));
+    let dir = temp_dir("nofile-lua");
+    let script = dir.join("nowait.lua");
+    // No wait time: a user whose connect fails at once retries at once.
+    std::fs::write(
+        &script,
+        "local locusta = require \"locusta\"\n\
+         local U = locusta.user {}\n\
+         U:task(1, function(self) self.client:get(\"/\") end)\n",
+    )
+    .unwrap();
+    let prefix = dir.join("l");
+    let out = run_bounded(
+        with_nofile(&mut locusta(), NOFILE)
+            .args(["--headless", "-u", USERS, "-r", USERS, "-t", "3s"])
+            .args(["--shards", "2", "--only-summary", "--csv"])
+            .args([prefix.to_str().unwrap(), "-f", script.to_str().unwrap()])
+            .args(["-H", &server.url("")]),
+        Duration::from_secs(60),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_counts_match(&dir, "l", server.requests().len(), &stderr);
+}
+
+#[test]
 fn sigterm_stops_a_run_starved_of_open_files() {
     let server = TestServer::start(|_| ok("x"));
     let dir = temp_dir("nofile-sigterm");

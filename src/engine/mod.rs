@@ -26,7 +26,7 @@ use control::{Control, ControlCmd};
 pub use dispatch::{per_shard, ClassSpec, Dispatcher};
 pub use shard::build_uring_runtime;
 use shard::{spawn_shard, ShardSpec};
-pub use user::{yield_now, StopSignal};
+pub use user::{yield_now, ConnectBackoff, StopSignal};
 
 /// Locust's runner states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

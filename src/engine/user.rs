@@ -124,24 +124,25 @@ pub async fn run_raw_user(
 }
 
 /// The first and the largest pause after a failed connect.
-pub(crate) const BACKOFF_FIRST: Duration = Duration::from_millis(10);
-pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(1);
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(10);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A user's pause after failed connects: 10 ms, doubling to 1 s, back to
 /// 10 ms after a connect succeeds. It is a real timer sleep, so the shard
 /// reaches its driver and control loop even when every user fails at once.
-#[derive(Default)]
-pub(crate) struct ConnectBackoff {
+/// Public so Lua users' connect path (`script`) can pace itself the same way.
+#[derive(Debug, Default)]
+pub struct ConnectBackoff {
     next: Option<Duration>,
 }
 
 impl ConnectBackoff {
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.next = None;
     }
 
     /// The pause to take now; the following one is twice as long (capped).
-    pub(crate) fn step(&mut self) -> Duration {
+    pub fn step(&mut self) -> Duration {
         let now = self.next.unwrap_or(BACKOFF_FIRST);
         self.next = Some(now.saturating_mul(2).min(BACKOFF_MAX));
         now
@@ -149,7 +150,7 @@ impl ConnectBackoff {
 
     /// Sleep the next pause; a graceful stop ends it early (polled every
     /// `BACKOFF_FIRST`, so a stopping user never waits the full second).
-    pub(crate) async fn wait(&mut self, stop: &StopSignal) {
+    pub async fn wait(&mut self, stop: &StopSignal) {
         let until = Instant::now() + self.step();
         while !stop.stopping() {
             let left = until.saturating_duration_since(Instant::now());

@@ -187,7 +187,9 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     let d = parse_duration_secs(s)?;
     if d < std::time::Duration::from_millis(1) {
-        return Err(format!("'{s}' is too short: a timeout must be at least 1ms"));
+        return Err(format!(
+            "'{s}' is too short: a timeout must be at least 1ms"
+        ));
     }
     Ok(d)
 }

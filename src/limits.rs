@@ -169,12 +169,7 @@ impl fmt::Display for TooLarge {
 
 /// Refuse a run whose users cannot fit in memory (MemAvailable, the
 /// address-space limit) or in the machine's open-files table.
-pub fn check_fits(
-    users: u64,
-    per_user: u64,
-    shards: usize,
-    m: &Machine,
-) -> Result<(), TooLarge> {
+pub fn check_fits(users: u64, per_user: u64, shards: usize, m: &Machine) -> Result<(), TooLarge> {
     let need = users.saturating_mul(per_user).saturating_add(BASE_BYTES);
     let memory = [
         (m.mem_available, "MemAvailable"),
@@ -218,7 +213,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -286,12 +281,24 @@ mod tests {
         assert_eq!(check_fits(100_000, RAW_USER_BYTES, 2, &m), Ok(()));
         let e = check_fits(100_000_000, RAW_USER_BYTES, 2, &m).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("-u 100,000,000") && msg.contains("MemAvailable"), "{msg}");
+        assert!(
+            msg.contains("-u 100,000,000") && msg.contains("MemAvailable"),
+            "{msg}"
+        );
         assert!(msg.contains("4.0 GiB"), "{msg}");
         // Memory fits, the machine's file table does not.
         let big = machine(u64::MAX);
         let e = check_fits(3_000_000, RAW_USER_BYTES, 2, &big).unwrap_err();
-        assert!(matches!(e, TooLarge::Files { machine: 2_000_000, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                TooLarge::Files {
+                    machine: 2_000_000,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         // No overflow on absurd counts.
         assert!(check_fits(u64::MAX, u64::MAX, usize::MAX, &m).is_err());
     }
@@ -309,7 +316,10 @@ mod tests {
     #[test]
     fn open_files_warning_names_the_limit_and_users() {
         let w = open_files_warning(2000, 2, 1024).unwrap();
-        assert!(w.contains("open-files limit 1,024 allows about 944 connected users; -u 2,000"), "{w}");
+        assert!(
+            w.contains("open-files limit 1,024 allows about 944 connected users; -u 2,000"),
+            "{w}"
+        );
         assert_eq!(open_files_warning(500, 2, 1024), None);
     }
 }

@@ -312,7 +312,10 @@ fn run_with_stdout(name: &str, stdout: std::process::Stdio, close_pipe: bool) ->
 #[test]
 fn stdout_closed_by_its_reader_does_not_stop_the_run() {
     let stderr = run_with_stdout("stdout-epipe", std::process::Stdio::piped(), true);
-    assert!(!stderr.contains("cannot print"), "EPIPE is not an error: {stderr}");
+    assert!(
+        !stderr.contains("cannot print"),
+        "EPIPE is not an error: {stderr}"
+    );
 }
 
 #[test]

@@ -133,8 +133,16 @@ fn a_run_too_large_for_memory_is_refused_at_once() {
     let url = format!("http://127.0.0.1:{}/", dead_port());
     // The address-space cap keeps this test safe on a binary without the check.
     let out = run_bounded(
-        with_address_space(&mut locusta(), 64 << 30)
-            .args(["--headless", "-u", "100000000", "-r", "1", "-t", "1s", &url]),
+        with_address_space(&mut locusta(), 64 << 30).args([
+            "--headless",
+            "-u",
+            "100000000",
+            "-r",
+            "1",
+            "-t",
+            "1s",
+            &url,
+        ]),
         Duration::from_secs(20),
     );
     let stderr = text(&out.stderr);
@@ -150,8 +158,16 @@ fn a_run_too_large_for_memory_is_refused_at_once() {
 fn a_run_beyond_the_address_space_limit_is_refused_naming_it() {
     let url = format!("http://127.0.0.1:{}/", dead_port());
     let out = run_bounded(
-        with_address_space(&mut locusta(), 1 << 30)
-            .args(["--headless", "-u", "1000000", "-r", "1", "-t", "1s", &url]),
+        with_address_space(&mut locusta(), 1 << 30).args([
+            "--headless",
+            "-u",
+            "1000000",
+            "-r",
+            "1",
+            "-t",
+            "1s",
+            &url,
+        ]),
         Duration::from_secs(20),
     );
     let stderr = text(&out.stderr);

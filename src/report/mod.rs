@@ -15,11 +15,11 @@ mod output;
 pub use self::console::{
     exceptions_table, failures_table, format_ms, percent_label, percentile_table, request_table,
 };
-pub use self::output::{eprint_line, print};
 pub use self::csv::{
     exceptions_csv, failures_csv, history_rows, stats_csv, utc_timestamp, CsvWriter,
     EXCEPTIONS_HEADER, FAILURES_HEADER, HISTORY_HEADER, STATS_HEADER,
 };
+pub use self::output::{eprint_line, print};
 
 /// A small, fixed view for the report tests: three entries (one with a
 /// name that needs CSV quoting, one with no requests), one failure, one

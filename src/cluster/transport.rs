@@ -109,6 +109,12 @@ impl RouterSocket {
         Ok(RouterSocket { socket })
     }
 
+    /// The endpoint bound, as libzmq says (`tcp://127.0.0.1:40123`): the
+    /// real port when 0 was asked for.
+    pub fn last_endpoint(&self) -> Option<String> {
+        self.socket.get_last_endpoint().ok()?.ok()
+    }
+
     /// Wait up to `timeout` for something to read.
     pub fn poll(&self, timeout: Duration) -> bool {
         matches!(self.socket.poll(zmq::POLLIN, timeout.as_millis() as i64), Ok(n) if n > 0)
@@ -117,7 +123,14 @@ impl RouterSocket {
     /// One message if one is waiting: `(sender identity, decoded)`. Frames
     /// that are not `[identity, payload]` are an error naming the sender.
     pub fn try_recv(&self) -> Option<(String, Result<Message, ProtocolError>)> {
-        let frames = self.socket.recv_multipart(zmq::DONTWAIT).ok()?;
+        let (identity, payload) = self.try_recv_raw()?;
+        Some((identity, payload.and_then(|p| decode(&p))))
+    }
+
+    /// One message if one is waiting, not decoded yet: the caller may
+    /// refuse to spend time decoding it (a large message from a stranger).
+    pub fn try_recv_raw(&self) -> Option<(String, Result<Vec<u8>, ProtocolError>)> {
+        let mut frames = self.socket.recv_multipart(zmq::DONTWAIT).ok()?;
         let identity = frames
             .first()
             .map(|f| String::from_utf8_lossy(f).into_owned())
@@ -126,7 +139,7 @@ impl RouterSocket {
             let problem = format!("{} frames instead of [identity, payload]", frames.len());
             return Some((identity, Err(ProtocolError::Shape(problem))));
         }
-        Some((identity, decode(&frames[1])))
+        Some((identity, Ok(frames.swap_remove(1))))
     }
 
     /// Send to the worker whose identity is `msg.node_id`.

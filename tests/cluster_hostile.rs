@@ -105,3 +105,127 @@ fn a_report_with_overflowing_counts_is_dropped_and_the_run_completes() {
     assert!(sent > 0, "{}", real.logs());
     assert_eq!(csv_total(&csv), sent + 5, "{}", m.logs());
 }
+
+/// A raw DEALER that has not joined (any identity), sending blocking, so
+/// a flood is delivered whole rather than dropped at the high-water mark.
+fn stranger(ctx: &zmq::Context, port: u16) -> zmq::Socket {
+    let s = ctx.socket(zmq::DEALER).unwrap();
+    s.set_identity(format!("stranger_{}", std::process::id()).as_bytes())
+        .unwrap();
+    s.set_linger(2_000).unwrap();
+    s.set_sndhwm(0).unwrap();
+    s.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    s
+}
+
+/// A msgpack array of `n` nils: the most `Value`s per byte.
+fn nils(n: usize) -> Vec<u8> {
+    let mut bytes = vec![0xdd];
+    bytes.extend_from_slice(&(n as u32).to_be_bytes());
+    bytes.resize(5 + n, 0xc0);
+    bytes
+}
+
+#[test]
+fn huge_messages_do_not_stall_the_master_or_cost_the_workers_their_users() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("hostile-huge");
+    let csv = dir.join("run");
+    let port = free_port();
+    let args = ["-u", "2", "-r", "100", "-t", "10s", "--expect-workers", "2"];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, &server.url("/"), &args, &csv),
+    );
+    let mut real = Proc::spawn(&dir, "real", &mut worker_cmd(port));
+    // A joined worker sends 4 MiB of nils (under the size cap: decoded
+    // aside, while the master goes on), and a stranger 60 MiB twice (over
+    // it: refused by libzmq before it is read).
+    let joined = hostile_worker(port, |sim| sim.send_bytes(&nils(4 << 20)));
+    real.wait_log("Running 1 users", 1, LIMIT);
+    let ctx = zmq::Context::new();
+    let s = stranger(&ctx, port);
+    for _ in 0..2 {
+        s.send(nils(60 << 20), 0).unwrap();
+    }
+    let status = m.wait(LIMIT);
+    joined.join().unwrap();
+    assert!(real.wait(LIMIT).success(), "{}", real.logs());
+    assert!(status.success(), "{}", m.logs());
+    let (log, wlog) = (m.stderr(), real.stderr());
+    assert!(!log.contains("missing"), "{log}");
+    assert!(log.contains("an array of 4194304 elements"), "{log}");
+    assert!(!wlog.contains("silent"), "{wlog}");
+    assert_eq!(wlog.matches("Running ").count(), 1, "{wlog}");
+    assert_eq!(csv_total(&csv), worker_sent(&wlog).0, "{log}");
+}
+
+#[test]
+fn floods_of_bad_messages_log_a_few_lines_with_counts() {
+    let dir = temp_dir("hostile-flood");
+    let csv = dir.join("run");
+    let port = free_port();
+    let args = ["-u", "1", "-r", "100", "-t", "3s", "--expect-workers", "1"];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, "http://127.0.0.1:9", &args, &csv),
+    );
+    const FLOOD: u64 = 20_000;
+    let liar = hostile_worker(port, |sim| {
+        for _ in 0..50 {
+            sim.send(WorkerMessage::Heartbeat {
+                state: "running".into(),
+                cpu_percent: 1e308,
+                memory_bytes: None,
+            });
+        }
+    });
+    let ctx = zmq::Context::new();
+    let s = stranger(&ctx, port);
+    for _ in 0..FLOOD {
+        s.send(&b"\xc1 not msgpack"[..], 0).unwrap();
+    }
+    assert!(m.wait(LIMIT).success(), "{}", m.logs());
+    liar.join().unwrap();
+    let log = m.stderr();
+    let lines = log.matches("dropped a malformed message").count() as u64;
+    let suppressed: u64 = log
+        .lines()
+        .filter(|l| l.contains("more `malformed message` warnings suppressed"))
+        .map(|l| {
+            let n = l.split("… ").nth(1).unwrap().split(' ').next().unwrap();
+            n.parse::<u64>().unwrap()
+        })
+        .sum();
+    assert!(lines <= 3, "{lines} lines\n{log}");
+    assert_eq!(lines + suppressed, FLOOD, "{log}");
+    // The CPU claim is clamped: one warning, no 309-digit number.
+    assert!(log.contains("claims 1.000e308% CPU"), "{log}");
+    assert!(log.matches("claims").count() <= 2, "{log}");
+    assert!(log.contains("is at 100% CPU"), "{log}");
+    assert!(log.lines().all(|l| l.len() < 400), "{log}");
+}
+
+#[test]
+fn a_master_on_port_0_logs_the_port_it_got_and_workers_can_use_it() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("hostile-port0");
+    let csv = dir.join("run");
+    let args = ["-u", "1", "-r", "100", "-t", "2s", "--expect-workers", "1"];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(0, &server.url("/"), &args, &csv),
+    );
+    m.wait_log("Starting locusta master", 1, LIMIT);
+    let log = m.stderr();
+    let line = log.lines().find(|l| l.contains("Starting locusta master")).unwrap();
+    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    assert_ne!(port, 0, "{line}");
+    let mut w = Proc::spawn(&dir, "worker", &mut worker_cmd(port));
+    assert!(m.wait(LIMIT).success(), "{}", m.logs());
+    assert!(w.wait(LIMIT).success(), "{}", w.logs());
+    assert_eq!(csv_total(&csv), worker_sent(&w.stderr()).0);
+}

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use crossbeam_channel::{unbounded, Sender};
 
+use super::decoder::Decoder;
 use super::network::Network;
 use super::nodes::Nodes;
 use super::transport::{self, RouterSocket};
@@ -110,6 +111,7 @@ impl MasterController {
             redispatch: false,
             warned: HashSet::new(),
             warnings: Warnings::default(),
+            decoder: Decoder::start().context("cannot start the master's decoding thread")?,
         };
         let thread = std::thread::Builder::new()
             .name("locusta-master".into())

@@ -12,12 +12,14 @@
 //! - `nodes`: the master's worker list, liveness and dispatch order.
 //! - `report_checks`: range checks on a report before the master merges it.
 //! - `warnings`: rate-limited warnings about what peers send.
+//! - `decoder`: decodes large messages off the network thread.
 //! - `network`: the master's thread that owns the ROUTER and the run.
 //! - `master`: implements [`crate::engine::RunControl`] over the workers.
 //! - `worker`: runs a local engine as the master says.
 //!
 //! This module does not own running users (`engine`) or reports (`report`).
 
+mod decoder;
 pub mod master;
 mod network;
 pub mod nodes;

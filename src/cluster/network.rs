@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 
+use super::decoder::Decoder;
 use super::master::{lock, MasterCmd, Shared};
 use super::nodes::{NodeState, Nodes, StopWait};
 use super::protocol::{
@@ -62,6 +63,7 @@ pub(super) struct Network {
     pub(super) warned: HashSet<String>,
     /// What peers send wrong, logged at most once per kind per 5 s.
     pub(super) warnings: Warnings,
+    pub(super) decoder: Decoder,
 }
 
 /// A peer that has not joined says `client_ready` (a few dozen bytes) or
@@ -87,6 +89,7 @@ impl Network {
                     self.receive(&from, payload);
                 }
             }
+            self.take_decoded();
             while let Ok(cmd) = self.commands.try_recv() {
                 if let MasterCmd::Shutdown = cmd {
                     self.quit_workers();
@@ -313,12 +316,16 @@ impl Network {
         }
         // Their last reports and `quit` replies; nothing waits on them.
         let deadline = Instant::now() + QUIT_GRACE;
-        while !ids.is_empty() && self.nodes.connected() > 0 && Instant::now() < deadline {
+        while !ids.is_empty()
+            && (self.nodes.connected() > 0 || self.decoder.busy())
+            && Instant::now() < deadline
+        {
             if self.router.poll(POLL) {
                 while let Some((from, payload)) = self.router.try_recv_raw() {
                     self.receive(&from, payload);
                 }
             }
+            self.take_decoded();
         }
         self.warnings.flush(Instant::now(), true);
     }
@@ -338,9 +345,29 @@ impl Network {
             });
             return;
         }
-        match decode(&payload) {
+        if self.decoder.must_queue(from, payload.len()) {
+            let size = payload.len();
+            if !self.decoder.submit(from, payload) {
+                self.warnings.warn("decoder busy", now, || {
+                    format!("dropped a message of {size} bytes from {from}: too many large messages waiting to be decoded")
+                });
+            }
+            return;
+        }
+        self.decoded(from, decode(&payload), now);
+    }
+
+    fn decoded(&mut self, from: &str, msg: Result<Message, ProtocolError>, now: Instant) {
+        match msg {
             Ok(msg) => self.handle(from, &msg),
             Err(e) => self.malformed(from, &e, now),
+        }
+    }
+
+    /// Handle what the decoding thread has finished.
+    fn take_decoded(&mut self) {
+        while let Some((from, msg)) = self.decoder.try_recv() {
+            self.decoded(&from, msg, Instant::now());
         }
     }
 

@@ -221,7 +221,10 @@ fn a_master_on_port_0_logs_the_port_it_got_and_workers_can_use_it() {
     );
     m.wait_log("Starting locusta master", 1, LIMIT);
     let log = m.stderr();
-    let line = log.lines().find(|l| l.contains("Starting locusta master")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("Starting locusta master"))
+        .unwrap();
     let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
     assert_ne!(port, 0, "{line}");
     let mut w = Proc::spawn(&dir, "worker", &mut worker_cmd(port));

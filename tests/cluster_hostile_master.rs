@@ -123,7 +123,9 @@ impl HostileMaster {
     }
 
     fn refusal(&mut self, from: usize) -> String {
-        match self.serve_until(from, "exception", |m| matches!(m, WorkerMessage::Exception { .. })) {
+        match self.serve_until(from, "exception", |m| {
+            matches!(m, WorkerMessage::Exception { .. })
+        }) {
             WorkerMessage::Exception { msg, .. } => msg,
             _ => unreachable!(),
         }
@@ -220,7 +222,11 @@ fn every_spawns_host_applies_mid_run_and_after_a_stop() {
         let before = server.requests().len();
         let deadline = Instant::now() + Duration::from_secs(15);
         while server.requests().len() < before + 5 {
-            assert!(Instant::now() < deadline, "{what}: no requests\n{}", w.logs());
+            assert!(
+                Instant::now() < deadline,
+                "{what}: no requests\n{}",
+                w.logs()
+            );
             m.serve(Duration::from_millis(100));
         }
     };
@@ -239,7 +245,9 @@ fn every_spawns_host_applies_mid_run_and_after_a_stop() {
 
     m.send(MasterMessage::Stop);
     let from = m.seen.len();
-    m.serve_until(from, "client_stopped", |m| matches!(m, WorkerMessage::ClientStopped));
+    m.serve_until(from, "client_stopped", |m| {
+        matches!(m, WorkerMessage::ClientStopped)
+    });
     let at = m.spawn(&[("raw", 1)], &a.url("/"));
     assert_eq!(m.spawned(at), 1);
     wait_for(&mut m, &a, "new run on the first host");

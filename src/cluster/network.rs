@@ -19,7 +19,7 @@ use super::protocol::{
     decode, MasterMessage, Message, PeerVersion, ProtocolError, WorkerMessage, LOCUSTA_PROTOCOL,
     LOCUST_VERSION,
 };
-use super::report_checks::MAX_RUN_COUNT;
+use super::report_checks::{MAX_REPORT_COUNT, MAX_RUN_COUNT};
 use super::transport::RouterSocket;
 use super::warnings::Warnings;
 use crate::engine::{per_shard, ClassSpec, Dispatcher, RunState};
@@ -299,9 +299,7 @@ impl Network {
         }
         self.warnings.flush(now, false);
         let users = self.nodes.user_count();
-        lock(&self.shared)
-            .stats
-            .tick(SystemTime::now(), users);
+        lock(&self.shared).stats.tick(SystemTime::now(), users);
     }
 
     fn quit_workers(&mut self) {
@@ -448,6 +446,14 @@ impl Network {
                 traceback,
                 count,
             } => {
+                if count > MAX_REPORT_COUNT {
+                    self.warnings.warn("bad report", now, || {
+                        format!(
+                            "dropped an exception from worker {from} claiming {count} occurrences"
+                        )
+                    });
+                    return;
+                }
                 let mut delta: Delta<SparseHistogram> = Delta::empty(SystemTime::now());
                 delta.exceptions.push(DeltaException {
                     message: msg,

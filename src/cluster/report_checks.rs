@@ -32,7 +32,8 @@ impl WorkerReport {
     /// count is at most [`MAX_REPORT_COUNT`] and merging cannot overflow.
     pub fn check(&self) -> Result<(), CheckError> {
         for (i, e) in self.stats.iter().enumerate() {
-            e.check().map_err(|p| format!("stats[{i}] ({}): {p}", e.name))?;
+            e.check()
+                .map_err(|p| format!("stats[{i}] ({}): {p}", e.name))?;
         }
         self.stats_total
             .check()
@@ -127,5 +128,75 @@ impl ReportEntry {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::report::ReportBuilder;
+    use crate::http::Method;
+    use crate::stats::{ShardStats, SparseHistogram};
+
+    fn honest() -> WorkerReport {
+        let mut shard = ShardStats::new();
+        let id = shard.entry(Method::Get, "/x");
+        for us in [900, 1_500, 250_000] {
+            shard.record(id, us, 10);
+        }
+        let mut builder = ReportBuilder::new();
+        builder.add(&shard.take_delta());
+        builder.take_report(std::time::SystemTime::now(), Vec::new(), 1)
+    }
+
+    fn lie(f: impl FnOnce(&mut WorkerReport)) -> CheckError {
+        let mut r = honest();
+        f(&mut r);
+        r.check().expect_err("a lie passed")
+    }
+
+    #[test]
+    fn honest_reports_pass() {
+        let r = honest();
+        assert_eq!(r.check(), Ok(()));
+        assert_eq!(r.request_count(), 3);
+    }
+
+    #[test]
+    fn lies_are_refused_naming_the_field() {
+        let e = lie(|r| r.stats[0].response_times = vec![(100, 1 << 63), (200, 1 << 63)]);
+        assert!(e.contains("response_times"), "{e}");
+        assert!(lie(|r| r.stats[0].num_requests = u64::MAX).contains("2^40"));
+        assert!(lie(|r| r.stats[0].num_failures = 4).contains("failures"));
+        assert!(lie(|r| r.stats[0].num_none_requests = 4).contains("untimed"));
+        assert!(lie(|r| r.stats[0].max_response_time = 1e300).contains("max_response"));
+        assert!(lie(|r| r.stats[0].min_response_time = Some(1e6)).contains("min_response"));
+        assert!(lie(|r| r.stats[0].total_response_time = 1e15).contains("total_response"));
+        assert!(lie(|r| r.stats[0].response_times = vec![(1 << 40, 1)]).contains("bucket"));
+        assert!(lie(|r| r.stats[0].num_reqs_per_sec = vec![(1, 9)]).contains("per-second"));
+        let e = lie(|r| {
+            let mut h = SparseHistogram::default();
+            h.push(500, 1);
+            h.push(400, 1);
+            r.stats[0].hdr = Some(h);
+        });
+        assert!(e.contains("hdr"), "{e}");
+        let e = lie(|r| {
+            let mut h = SparseHistogram::default();
+            h.push(500, 2);
+            h.push(600, 2);
+            r.stats[0].hdr = Some(h);
+        });
+        assert!(e.contains("hdr counts"), "{e}");
+        assert!(lie(|r| r.stats_total.num_failures = 9).contains("stats_total"));
+        assert!(lie(|r| r.errors.push(crate::cluster::report::ReportError {
+            method: "GET".into(),
+            name: "/x".into(),
+            error: "boom".into(),
+            occurrences: u64::MAX,
+            first_seen: None,
+            last_seen: None,
+        }))
+        .contains("occurrences"));
     }
 }

@@ -253,7 +253,13 @@ mod size_tests {
     #[test]
     #[ignore = "prints report sizes"]
     fn measure_report_sizes() {
-        for (spread, step) in [(100, 997), (1_000, 97), (2_000, 997), (5_000, 997), (23_000, 157)] {
+        for (spread, step) in [
+            (100, 997),
+            (1_000, 97),
+            (2_000, 997),
+            (5_000, 997),
+            (23_000, 157),
+        ] {
             let bytes = report_bytes(1_000, spread, step);
             println!("1000 names x {spread} buckets (step {step} us): {bytes} bytes");
         }

@@ -325,9 +325,10 @@ impl Worker<'_> {
             }
             MasterMessage::Heartbeat | MasterMessage::Ack { .. } => {}
             MasterMessage::Other(kind) => {
-                self.warnings.warn("unknown message type", Instant::now(), || {
-                    format!("dropped a message of unknown type `{kind}` from the master")
-                })
+                self.warnings
+                    .warn("unknown message type", Instant::now(), || {
+                        format!("dropped a message of unknown type `{kind}` from the master")
+                    })
             }
         }
         Ok(None)

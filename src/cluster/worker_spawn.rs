@@ -155,7 +155,8 @@ impl Worker<'_> {
         // keeps `environment.host`.
         let host = host.or(self.engine_host.as_deref());
         // The worker's own URLs win over the master's host.
-        let own_urls = matches!(&self.cfg.workload, Workload::Raw { targets } if !targets.is_empty());
+        let own_urls =
+            matches!(&self.cfg.workload, Workload::Raw { targets } if !targets.is_empty());
         if self.engine.is_some() && (own_urls || host == self.engine_host.as_deref()) {
             return Ok(());
         }

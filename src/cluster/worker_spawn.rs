@@ -153,11 +153,16 @@ impl Worker<'_> {
     fn engine_for(&mut self, host: Option<&str>) -> anyhow::Result<()> {
         // A spawn without a host keeps the current one, as Locust's worker
         // keeps `environment.host`.
-        let host = host.or(self.engine_host.as_deref());
-        // The worker's own URLs win over the master's host.
+        // The worker's own URLs win over the master's host (which then
+        // need not even be a URL).
         let own_urls =
             matches!(&self.cfg.workload, Workload::Raw { targets } if !targets.is_empty());
-        if self.engine.is_some() && (own_urls || host == self.engine_host.as_deref()) {
+        let host = if own_urls {
+            None
+        } else {
+            host.or(self.engine_host.as_deref())
+        };
+        if self.engine.is_some() && host == self.engine_host.as_deref() {
             return Ok(());
         }
         let workload = workload_with_host(&self.cfg.workload, host)?;

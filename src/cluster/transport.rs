@@ -247,7 +247,12 @@ mod size_tests {
         let mut builder = ReportBuilder::new();
         builder.add(&shard.take_delta());
         let report = builder.take_report(std::time::SystemTime::now(), vec![("U".into(), 1)], 1);
-        encode(&WorkerMessage::Stats(Box::new(report)).to_message("host_0123456789abcdef")).len()
+        let bytes =
+            encode(&WorkerMessage::Stats(Box::new(report)).to_message("host_0123456789abcdef"));
+        let started = std::time::Instant::now();
+        assert!(decode(&bytes).is_ok());
+        println!("  decoded in {:?}", started.elapsed());
+        bytes.len()
     }
 
     #[test]

@@ -199,4 +199,30 @@ mod tests {
         }))
         .contains("occurrences"));
     }
+
+    #[test]
+    fn the_largest_reports_that_pass_merge_and_read_without_overflow() {
+        let mut r = honest();
+        let e = &mut r.stats[0];
+        e.num_requests = MAX_REPORT_COUNT;
+        e.num_failures = MAX_REPORT_COUNT;
+        e.max_response_time = MAX_RESPONSE_MS as f64;
+        e.total_response_time = MAX_RESPONSE_MS as f64 * MAX_REPORT_COUNT as f64;
+        e.hdr = None;
+        e.response_times = vec![
+            (1, MAX_REPORT_COUNT / 2),
+            (MAX_RESPONSE_MS, MAX_REPORT_COUNT / 2),
+        ];
+        assert_eq!(r.check(), Ok(()));
+        let mut stats = crate::stats::RunStats::new(true);
+        let now = std::time::SystemTime::now();
+        for _ in 0..100 {
+            let (mut delta, _) = r.to_delta(now);
+            stats.merge(&mut delta);
+            stats.tick(now, 1);
+        }
+        let view = stats.view(now);
+        assert_eq!(stats.total_requests(), 100 * MAX_REPORT_COUNT);
+        assert!(!view.entries.is_empty());
+    }
 }

@@ -168,6 +168,11 @@ pub struct Cli {
     #[arg(long, env = "LOCUSTA_MASTER_PORT", default_value_t = 5557)]
     pub master_port: u16,
 
+    /// Worker: most users a master may ask this worker to run (a spawn over
+    /// it, or over what the open-files limit allows, is refused)
+    #[arg(long, env = "LOCUSTA_MAX_USERS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_users: Option<u32>,
+
     /// Raw mode: http:// URLs (or paths on --host) each user requests in turn.
     /// With -f: the names of the user classes to run (default: all)
     #[arg(value_name = "URL|CLASS")]

@@ -43,6 +43,8 @@ pub struct RunConfig {
     pub autostart: bool,
     /// Dashboard: users added or removed per `+`/`-`.
     pub step: u32,
+    /// `--max-users`: a worker refuses spawns over it.
+    pub max_users: Option<u32>,
 }
 
 /// Where this process sits in a run.
@@ -166,6 +168,7 @@ impl RunConfig {
             headless: cli.headless,
             autostart: cli.autostart,
             step: cli.step,
+            max_users: cli.max_users,
         })
     }
 

@@ -13,16 +13,18 @@
 //! It does not own running users (workers do) or report formats (`report`).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use crossbeam_channel::{unbounded, Sender};
 
+use super::decoder::Decoder;
 use super::network::Network;
 use super::nodes::Nodes;
 use super::transport::{self, RouterSocket};
+use super::warnings::Warnings;
 use crate::config::{Role, RunConfig};
 use crate::engine::{Dispatcher, RunControl, RunState, RunStatus, Snapshot, Topology, Workload};
 use crate::stats::{HistoryPoint, RunStats};
@@ -40,6 +42,13 @@ pub(super) struct Shared {
     pub(super) status: RunStatus,
     pub(super) stats: RunStats,
     pub(super) workers: Vec<crate::engine::WorkerInfo>,
+}
+
+/// The shared state, even if a thread panicked holding it: what is in it
+/// is still the best there is, and a front end that panicked on a poisoned
+/// lock would lose the run's reports too.
+pub(super) fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A [`RunControl`] whose users run on workers.
@@ -63,10 +72,13 @@ impl MasterController {
         };
         let ctx = transport::context();
         let router = RouterSocket::bind(&ctx, bind_host, *bind_port)?;
+        // The endpoint really bound: with port 0 the system chose one.
+        let bound = router
+            .last_endpoint()
+            .unwrap_or_else(|| transport::endpoint(bind_host, *bind_port));
         log::info!(
-            "Starting locusta master {} on {}",
+            "Starting locusta master {} on {bound}",
             env!("CARGO_PKG_VERSION"),
-            transport::endpoint(bind_host, *bind_port)
         );
         let shared = Arc::new(Mutex::new(Shared {
             status: RunStatus {
@@ -98,6 +110,8 @@ impl MasterController {
             last_spawn_timestamp: 0.0,
             redispatch: false,
             warned: HashSet::new(),
+            warnings: Warnings::default(),
+            decoder: Decoder::start().context("cannot start the master's decoding thread")?,
         };
         let thread = std::thread::Builder::new()
             .name("locusta-master".into())
@@ -142,7 +156,7 @@ impl MasterController {
     }
 
     pub fn connected_workers(&self) -> usize {
-        let shared = self.shared.lock().unwrap();
+        let shared = lock(&self.shared);
         shared
             .workers
             .iter()
@@ -184,11 +198,11 @@ impl RunControl for MasterController {
     }
 
     fn status(&self) -> RunStatus {
-        self.shared.lock().unwrap().status
+        lock(&self.shared).status
     }
 
     fn snapshot(&self) -> Snapshot {
-        let shared = self.shared.lock().unwrap();
+        let shared = lock(&self.shared);
         let status = shared.status;
         Snapshot {
             status,
@@ -201,7 +215,7 @@ impl RunControl for MasterController {
     }
 
     fn history(&self) -> Vec<HistoryPoint> {
-        self.shared.lock().unwrap().stats.history().to_vec()
+        lock(&self.shared).stats.history().to_vec()
     }
 }
 

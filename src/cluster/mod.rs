@@ -10,20 +10,26 @@
 //! - `transport`: the ZeroMQ sockets (ROUTER on the master, DEALER with
 //!   identity `hostname_hex` on the worker).
 //! - `nodes`: the master's worker list, liveness and dispatch order.
+//! - `report_checks`: range checks on a report before the master merges it.
+//! - `warnings`: rate-limited warnings about what peers send.
+//! - `decoder`: decodes large messages off the network thread.
 //! - `network`: the master's thread that owns the ROUTER and the run.
 //! - `master`: implements [`crate::engine::RunControl`] over the workers.
 //! - `worker`: runs a local engine as the master says.
 //!
 //! This module does not own running users (`engine`) or reports (`report`).
 
+mod decoder;
 pub mod master;
 mod network;
 pub mod nodes;
 pub mod protocol;
 pub mod report;
 mod report_builder;
+mod report_checks;
 #[doc(hidden)]
 pub mod sim;
 pub mod transport;
 mod values;
+pub mod warnings;
 pub mod worker;

@@ -12,12 +12,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 
-use super::master::{MasterCmd, Shared};
+use super::decoder::Decoder;
+use super::master::{lock, MasterCmd, Shared};
 use super::nodes::{NodeState, Nodes, StopWait};
 use super::protocol::{
-    MasterMessage, Message, PeerVersion, WorkerMessage, LOCUSTA_PROTOCOL, LOCUST_VERSION,
+    decode, MasterMessage, Message, PeerVersion, ProtocolError, WorkerMessage, LOCUSTA_PROTOCOL,
+    LOCUST_VERSION,
 };
+use super::report_checks::{MAX_REPORT_COUNT, MAX_RUN_COUNT};
 use super::transport::RouterSocket;
+use super::warnings::Warnings;
 use crate::engine::{per_shard, ClassSpec, Dispatcher, RunState};
 use crate::stats::{Delta, DeltaException, RunStats, SparseHistogram};
 
@@ -57,7 +61,15 @@ pub(super) struct Network {
     pub(super) redispatch: bool,
     /// Names warned about once (unknown methods in reports).
     pub(super) warned: HashSet<String>,
+    /// What peers send wrong, logged at most once per kind per 5 s.
+    pub(super) warnings: Warnings,
+    pub(super) decoder: Decoder,
 }
+
+/// A peer that has not joined says `client_ready` (a few dozen bytes) or
+/// things that are dropped anyway: anything bigger from it is dropped
+/// unread, so a stranger cannot make the master spend time decoding.
+const MAX_STRANGER_MESSAGE: usize = 64 << 10;
 
 impl Network {
     pub(super) fn run(mut self) {
@@ -71,15 +83,13 @@ impl Network {
             if self.router.poll(wait) {
                 // Bounded, so a flood of reports cannot starve commands.
                 for _ in 0..1000 {
-                    let Some((from, msg)) = self.router.try_recv() else {
+                    let Some((from, payload)) = self.router.try_recv_raw() else {
                         break;
                     };
-                    match msg {
-                        Ok(msg) => self.handle(&from, &msg),
-                        Err(e) => log::warn!("dropped a malformed message from {from}: {e}"),
-                    }
+                    self.receive(&from, payload);
                 }
             }
+            self.take_decoded();
             while let Ok(cmd) = self.commands.try_recv() {
                 if let MasterCmd::Shutdown = cmd {
                     self.quit_workers();
@@ -109,15 +119,15 @@ impl Network {
     }
 
     fn state(&self) -> RunState {
-        self.shared.lock().unwrap().status.state
+        lock(&self.shared).status.state
     }
 
     fn set_state(&self, state: RunState) {
-        self.shared.lock().unwrap().status.state = state;
+        lock(&self.shared).status.state = state;
     }
 
     fn publish(&self) {
-        let mut shared = self.shared.lock().unwrap();
+        let mut shared = lock(&self.shared);
         shared.status.users = self.nodes.user_count();
         shared.status.target_users = self.target;
         shared.status.spawn_rate = self.rate;
@@ -134,7 +144,7 @@ impl Network {
         match cmd {
             MasterCmd::Start { users, rate } if !running => {
                 {
-                    let mut shared = self.shared.lock().unwrap();
+                    let mut shared = lock(&self.shared);
                     if state == RunState::Stopped {
                         shared.stats = RunStats::new(self.keep_window);
                     } else {
@@ -156,7 +166,7 @@ impl Network {
             }
             MasterCmd::Stop if running => self.stop_workers(),
             MasterCmd::Stop => {}
-            MasterCmd::ResetStats => self.shared.lock().unwrap().stats.reset(),
+            MasterCmd::ResetStats => lock(&self.shared).stats.reset(),
             MasterCmd::Shutdown => {}
         }
     }
@@ -287,12 +297,9 @@ impl Network {
         if !missing.is_empty() {
             self.redistribute();
         }
+        self.warnings.flush(now, false);
         let users = self.nodes.user_count();
-        self.shared
-            .lock()
-            .unwrap()
-            .stats
-            .tick(SystemTime::now(), users);
+        lock(&self.shared).stats.tick(SystemTime::now(), users);
     }
 
     fn quit_workers(&mut self) {
@@ -307,21 +314,74 @@ impl Network {
         }
         // Their last reports and `quit` replies; nothing waits on them.
         let deadline = Instant::now() + QUIT_GRACE;
-        while !ids.is_empty() && self.nodes.connected() > 0 && Instant::now() < deadline {
+        while !ids.is_empty()
+            && (self.nodes.connected() > 0 || self.decoder.busy())
+            && Instant::now() < deadline
+        {
             if self.router.poll(POLL) {
-                while let Some((from, Ok(msg))) = self.router.try_recv() {
-                    self.handle(&from, &msg);
+                while let Some((from, payload)) = self.router.try_recv_raw() {
+                    self.receive(&from, payload);
                 }
             }
+            self.take_decoded();
         }
+        self.warnings.flush(Instant::now(), true);
+    }
+
+    /// Decode and handle one message, unless it is too big for a peer
+    /// that has not joined.
+    fn receive(&mut self, from: &str, payload: Result<Vec<u8>, ProtocolError>) {
+        let now = Instant::now();
+        let payload = match payload {
+            Ok(p) => p,
+            Err(e) => return self.malformed(from, &e, now),
+        };
+        if payload.len() > MAX_STRANGER_MESSAGE && self.nodes.get_mut(from).is_none() {
+            let size = payload.len();
+            self.warnings.warn("large message from a stranger", now, || {
+                format!("dropped a message of {size} bytes unread from {from}, which has not joined")
+            });
+            return;
+        }
+        if self.decoder.must_queue(from, payload.len()) {
+            let size = payload.len();
+            if !self.decoder.submit(from, payload) {
+                self.warnings.warn("decoder busy", now, || {
+                    format!("dropped a message of {size} bytes from {from}: too many large messages waiting to be decoded")
+                });
+            }
+            return;
+        }
+        self.decoded(from, decode(&payload), now);
+    }
+
+    fn decoded(&mut self, from: &str, msg: Result<Message, ProtocolError>, now: Instant) {
+        match msg {
+            Ok(msg) => self.handle(from, &msg),
+            Err(e) => self.malformed(from, &e, now),
+        }
+    }
+
+    /// Handle what the decoding thread has finished.
+    fn take_decoded(&mut self) {
+        while let Some((from, msg)) = self.decoder.try_recv() {
+            self.decoded(&from, msg, Instant::now());
+        }
+    }
+
+    fn malformed(&mut self, from: &str, e: &ProtocolError, now: Instant) {
+        self.warnings.warn("malformed message", now, || {
+            format!("dropped a malformed message from {from}: {e}")
+        });
     }
 
     fn handle(&mut self, from: &str, msg: &Message) {
         let parsed = match WorkerMessage::parse(msg) {
             Ok(m) => m,
             Err(e) => {
-                log::warn!("dropped a malformed message from {from}: {e}");
-                return;
+                return self.warnings.warn("bad message", Instant::now(), || {
+                    format!("dropped a malformed message from {from}: {e}")
+                })
             }
         };
         let now = Instant::now();
@@ -343,6 +403,10 @@ impl Network {
             } => {
                 let came_back = node.state == NodeState::Missing;
                 node.state = NodeState::from_heartbeat(&state);
+                // A share of the worker's CPUs, as Locust reads it; a claim
+                // outside 0..=100 is shown clamped, never as 309 digits.
+                let claimed = cpu_percent;
+                let cpu_percent = claimed.clamp(0.0, 100.0);
                 node.cpu_percent = cpu_percent;
                 node.memory_bytes = memory_bytes.unwrap_or(node.memory_bytes);
                 if cpu_percent > CPU_WARNING_PERCENT && !node.cpu_warned {
@@ -352,6 +416,11 @@ impl Network {
                     );
                 }
                 self.send(MasterMessage::Heartbeat, from);
+                if claimed != cpu_percent {
+                    self.warnings.warn("CPU out of range", now, || {
+                        format!("Worker {from} claims {claimed:.3e}% CPU, outside 0 to 100: counted as {cpu_percent:.0}%")
+                    });
+                }
                 if came_back {
                     log::info!("Worker {from} is back (heartbeat, {state})");
                     self.redistribute();
@@ -370,13 +439,21 @@ impl Network {
                 if node.state == NodeState::Stopped {
                     node.users = 0;
                 }
-                self.merge_report(&report);
+                self.merge_report(from, &report, now);
             }
             WorkerMessage::Exception {
                 msg,
                 traceback,
                 count,
             } => {
+                if count > MAX_REPORT_COUNT {
+                    self.warnings.warn("bad report", now, || {
+                        format!(
+                            "dropped an exception from worker {from} claiming {count} occurrences"
+                        )
+                    });
+                    return;
+                }
                 let mut delta: Delta<SparseHistogram> = Delta::empty(SystemTime::now());
                 delta.exceptions.push(DeltaException {
                     message: msg,
@@ -384,7 +461,7 @@ impl Network {
                     count,
                     node: Some(from.into()),
                 });
-                self.shared.lock().unwrap().stats.merge(&mut delta);
+                lock(&self.shared).stats.merge(&mut delta);
             }
             WorkerMessage::ClientStopped => {
                 node.state = NodeState::Stopped;
@@ -408,9 +485,9 @@ impl Network {
                     log::debug!("[{from}] {line}");
                 }
             }
-            WorkerMessage::Other(kind) => {
-                log::warn!("dropped a message of unknown type `{kind}` from {from}")
-            }
+            WorkerMessage::Other(kind) => self.warnings.warn("unknown message type", now, || {
+                format!("dropped a message of unknown type `{kind}` from {from}")
+            }),
         }
     }
 
@@ -470,7 +547,22 @@ impl Network {
         }
     }
 
-    fn merge_report(&mut self, report: &super::report::WorkerReport) {
+    /// Merge a report whose numbers can be true; drop any other whole
+    /// (one rate-limited warning names the worker).
+    fn merge_report(&mut self, from: &str, report: &super::report::WorkerReport, now: Instant) {
+        let checked = report.check().and_then(|()| {
+            let run = lock(&self.shared).stats.total_requests();
+            match run.checked_add(report.request_count()) {
+                Some(n) if n <= MAX_RUN_COUNT => Ok(()),
+                _ => Err(format!("the run's request count ({run}) would pass 2^62")),
+            }
+        });
+        if let Err(problem) = checked {
+            self.warnings.warn("bad report", now, || {
+                format!("dropped a report from worker {from}: {problem}")
+            });
+            return;
+        }
         let (mut delta, unknown) = report.to_delta(SystemTime::now());
         for name in unknown {
             if self.warned.insert(name.clone()) {
@@ -479,6 +571,6 @@ impl Network {
                 );
             }
         }
-        self.shared.lock().unwrap().stats.merge(&mut delta);
+        lock(&self.shared).stats.merge(&mut delta);
     }
 }

@@ -76,10 +76,12 @@ pub fn context() -> zmq::Context {
     zmq::Context::new()
 }
 
-/// Bigger than any real report (a thousand endpoints with full HDR
-/// buckets is a few MiB); a larger message drops the connection in libzmq
-/// before it is read, so a bad peer cannot make us allocate without bound.
-const MAX_MESSAGE_BYTES: i64 = 64 << 20;
+/// Bigger than any real report, measured (`measure_report_sizes`): 1,000
+/// names with 23,000 distinct latencies each (23 million requests in one
+/// report, every HDR bucket from 1 ms to 3.6 s) encode to 17.4 MB; 2,000
+/// each to 6.8 MB. A larger message drops the connection in libzmq before
+/// it is read, so a bad peer cannot make us allocate without bound.
+pub const MAX_MESSAGE_BYTES: i64 = 32 << 20;
 
 fn common_options(socket: &zmq::Socket) -> Result<(), zmq::Error> {
     socket.set_tcp_keepalive(1)?;
@@ -109,6 +111,12 @@ impl RouterSocket {
         Ok(RouterSocket { socket })
     }
 
+    /// The endpoint bound, as libzmq says (`tcp://127.0.0.1:40123`): the
+    /// real port when 0 was asked for.
+    pub fn last_endpoint(&self) -> Option<String> {
+        self.socket.get_last_endpoint().ok()?.ok()
+    }
+
     /// Wait up to `timeout` for something to read.
     pub fn poll(&self, timeout: Duration) -> bool {
         matches!(self.socket.poll(zmq::POLLIN, timeout.as_millis() as i64), Ok(n) if n > 0)
@@ -117,7 +125,14 @@ impl RouterSocket {
     /// One message if one is waiting: `(sender identity, decoded)`. Frames
     /// that are not `[identity, payload]` are an error naming the sender.
     pub fn try_recv(&self) -> Option<(String, Result<Message, ProtocolError>)> {
-        let frames = self.socket.recv_multipart(zmq::DONTWAIT).ok()?;
+        let (identity, payload) = self.try_recv_raw()?;
+        Some((identity, payload.and_then(|p| decode(&p))))
+    }
+
+    /// One message if one is waiting, not decoded yet: the caller may
+    /// refuse to spend time decoding it (a large message from a stranger).
+    pub fn try_recv_raw(&self) -> Option<(String, Result<Vec<u8>, ProtocolError>)> {
+        let mut frames = self.socket.recv_multipart(zmq::DONTWAIT).ok()?;
         let identity = frames
             .first()
             .map(|f| String::from_utf8_lossy(f).into_owned())
@@ -126,7 +141,7 @@ impl RouterSocket {
             let problem = format!("{} frames instead of [identity, payload]", frames.len());
             return Some((identity, Err(ProtocolError::Shape(problem))));
         }
-        Some((identity, decode(&frames[1])))
+        Some((identity, Ok(frames.swap_remove(1))))
     }
 
     /// Send to the worker whose identity is `msg.node_id`.
@@ -208,5 +223,50 @@ mod tests {
         assert_eq!(hex.len(), 32);
         assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(id, new_node_id());
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::super::protocol::WorkerMessage;
+    use super::super::report::ReportBuilder;
+    use super::*;
+    use crate::http::Method;
+    use crate::stats::ShardStats;
+
+    /// A report of `names` names, each with `spread` distinct latencies
+    /// from 1 ms up (one request each), encoded.
+    fn report_bytes(names: usize, spread: u64, step_us: u64) -> usize {
+        let mut shard = ShardStats::new();
+        for n in 0..names {
+            let id = shard.entry(Method::Get, &format!("/api/v1/some/endpoint/{n}"));
+            for i in 0..spread {
+                shard.record(id, 1_000 + i * step_us, 1_000);
+            }
+        }
+        let mut builder = ReportBuilder::new();
+        builder.add(&shard.take_delta());
+        let report = builder.take_report(std::time::SystemTime::now(), vec![("U".into(), 1)], 1);
+        let bytes =
+            encode(&WorkerMessage::Stats(Box::new(report)).to_message("host_0123456789abcdef"));
+        let started = std::time::Instant::now();
+        assert!(decode(&bytes).is_ok());
+        println!("  decoded in {:?}", started.elapsed());
+        bytes.len()
+    }
+
+    #[test]
+    #[ignore = "prints report sizes"]
+    fn measure_report_sizes() {
+        for (spread, step) in [
+            (100, 997),
+            (1_000, 97),
+            (2_000, 997),
+            (5_000, 997),
+            (23_000, 157),
+        ] {
+            let bytes = report_bytes(1_000, spread, step);
+            println!("1000 names x {spread} buckets (step {step} us): {bytes} bytes");
+        }
     }
 }

@@ -22,9 +22,9 @@ use crossbeam_channel::{unbounded, Receiver};
 use super::protocol::{locusta_client_ready, MasterMessage, WorkerMessage};
 use super::report::ReportBuilder;
 use super::transport::{self, DealerSocket};
+use super::warnings::Warnings;
 use crate::config::{Role, RunConfig};
-use crate::engine::{Controller, Dispatcher, RunControl, RunState, Workload};
-use crate::http::Target;
+use crate::engine::{Controller, Dispatcher, RunControl, RunState};
 use crate::stats::StatsDelta;
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -43,6 +43,9 @@ const MASTER_SILENT: Duration = Duration::from_secs(6);
 /// (`MASTER_HEARTBEAT_TIMEOUT`), and so do we.
 const LOCUST_MASTER_SILENT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
+
+#[path = "worker_spawn.rs"]
+mod spawn;
 
 /// Run as a worker until the master says quit or a signal arrives.
 pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
@@ -64,7 +67,9 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
         cfg,
         node_id: transport::new_node_id(),
         engine: None,
-        tap_tx: Some(tap_tx),
+        engine_host: None,
+        tap_tx,
+        warnings: Warnings::default(),
         tap_rx,
         builder: ReportBuilder::new(),
         state: "ready",
@@ -120,8 +125,12 @@ struct Worker<'a> {
     cfg: &'a RunConfig,
     node_id: String,
     engine: Option<Controller>,
-    /// Handed to the engine when it starts.
-    tap_tx: Option<crossbeam_channel::Sender<StatsDelta>>,
+    /// The host `engine` loads (the master's, from a spawn).
+    engine_host: Option<String>,
+    /// Handed to each engine started (a new host starts a new one).
+    tap_tx: crossbeam_channel::Sender<StatsDelta>,
+    /// What the master sends wrong, logged at most once per kind per 5 s.
+    warnings: Warnings,
     tap_rx: Receiver<StatsDelta>,
     builder: ReportBuilder,
     /// Locust's worker state words, sent in heartbeats.
@@ -188,7 +197,9 @@ impl Worker<'_> {
                             anyhow::bail!("the master refused this worker: {reason}")
                         }
                         Ok(other) => log::debug!("ignored {other:?} while joining"),
-                        Err(e) => log::warn!("dropped a malformed message from the master: {e}"),
+                        Err(e) => self.warnings.warn("malformed message", Instant::now(), || {
+                            format!("dropped a malformed message from the master: {e}")
+                        }),
                     }
                 }
             }
@@ -211,7 +222,9 @@ impl Worker<'_> {
                     let parsed = match msg.and_then(|m| MasterMessage::parse(&m)) {
                         Ok(m) => m,
                         Err(e) => {
-                            log::warn!("dropped a malformed message from the master: {e}");
+                            self.warnings.warn("malformed message", Instant::now(), || {
+                                format!("dropped a malformed message from the master: {e}")
+                            });
                             continue;
                         }
                     };
@@ -237,6 +250,7 @@ impl Worker<'_> {
             let now = Instant::now();
             if now >= next_heartbeat {
                 next_heartbeat = now + HEARTBEAT_EVERY;
+                self.warnings.flush(now, false);
                 let (cpu_percent, memory_bytes) = (self.cpu.percent(), rss_bytes());
                 let state = self.state.to_string();
                 self.send(
@@ -287,7 +301,7 @@ impl Worker<'_> {
                     return Ok(None);
                 }
                 self.last_spawn_timestamp = timestamp;
-                self.spawn(socket, user_classes_count, host.as_deref())?;
+                self.spawn(socket, user_classes_count, host.as_deref());
             }
             MasterMessage::Stop => {
                 log::info!("The master asked to stop");
@@ -311,81 +325,13 @@ impl Worker<'_> {
             }
             MasterMessage::Heartbeat | MasterMessage::Ack { .. } => {}
             MasterMessage::Other(kind) => {
-                log::warn!("dropped a message of unknown type `{kind}` from the master")
+                self.warnings
+                    .warn("unknown message type", Instant::now(), || {
+                        format!("dropped a message of unknown type `{kind}` from the master")
+                    })
             }
         }
         Ok(None)
-    }
-
-    /// Hold exactly the users the master asks for.
-    fn spawn(
-        &mut self,
-        socket: &DealerSocket,
-        wanted: Vec<(String, u32)>,
-        host: Option<&str>,
-    ) -> anyhow::Result<()> {
-        if self.engine.is_none() {
-            let workload = workload_with_host(&self.cfg.workload, host)?;
-            let mut engine_cfg = self.cfg.engine_config(self.tap_tx.take());
-            engine_cfg.workload = workload;
-            let engine = Controller::launch(engine_cfg)?;
-            log::info!(
-                "Engine up: {} shard(s) on {}",
-                engine.shards(),
-                engine.io_driver().as_str()
-            );
-            self.engine = Some(engine);
-        }
-        let counts = self.local_counts(&wanted);
-        let total = counts.iter().fold(0u32, |sum, n| sum.saturating_add(*n));
-        if total != self.user_count {
-            let classes: Vec<String> = (self.cfg.classes.iter().zip(&counts))
-                .map(|(c, n)| format!("{}: {n}", c.name))
-                .collect();
-            log::info!("Running {total} users ({})", classes.join(", "));
-        }
-        if let Some(engine) = &self.engine {
-            engine.set_class_counts(counts);
-        }
-        self.state = "running";
-        self.classes_count = wanted;
-        self.user_count = total;
-        self.send(
-            socket,
-            WorkerMessage::SpawningComplete {
-                user_classes_count: self.classes_count.clone(),
-                user_count: total,
-            },
-        );
-        Ok(())
-    }
-
-    /// Users per local class for the master's per-class counts. A master
-    /// that names classes this script lacks gets its total spread by our
-    /// weights, as boomer does (warned once).
-    fn local_counts(&mut self, wanted: &[(String, u32)]) -> Vec<u32> {
-        let classes = &self.cfg.classes;
-        let unknown: Vec<&str> = wanted
-            .iter()
-            .filter(|(name, n)| *n > 0 && !classes.iter().any(|c| &c.name == name))
-            .map(|(name, _)| name.as_str())
-            .collect();
-        if unknown.is_empty() {
-            return classes
-                .iter()
-                .map(|c| wanted.iter().find(|(n, _)| *n == c.name).map_or(0, |w| w.1))
-                .collect();
-        }
-        // Counts come from the master: add without wrapping.
-        let total = wanted.iter().fold(0u32, |sum, w| sum.saturating_add(w.1));
-        if !self.warned_classes {
-            self.warned_classes = true;
-            log::warn!(
-                "The master asks for user classes this worker does not have ({}): running its {total} users by this worker's class weights",
-                unknown.join(", ")
-            );
-        }
-        self.dispatcher.counts(total)
     }
 
     fn stop_users(&mut self) {
@@ -451,36 +397,6 @@ impl Worker<'_> {
     }
 }
 
-/// The workload with the master's host, as a Locust worker takes
-/// `environment.host` from each spawn. Raw URLs given to the worker stay.
-fn workload_with_host(workload: &Workload, host: Option<&str>) -> anyhow::Result<Workload> {
-    let parsed = host
-        .map(Target::parse)
-        .transpose()
-        .with_context(|| format!("the master's host {host:?} is not a URL"))?;
-    Ok(match (workload.clone(), parsed) {
-        (Workload::Raw { targets }, Some(t)) if targets.is_empty() => {
-            Workload::Raw { targets: vec![t] }
-        }
-        (Workload::Raw { targets }, _) if targets.is_empty() => {
-            anyhow::bail!("no URL to load: give this worker a URL or -H, or give the master -H")
-        }
-        (
-            Workload::Script {
-                source,
-                tags,
-                default_host,
-            },
-            parsed,
-        ) => Workload::Script {
-            source,
-            tags,
-            default_host: parsed.or(default_host),
-        },
-        (w, _) => w,
-    })
-}
-
 /// Process CPU use since the previous reading, in % of the CPUs this
 /// process may use. A Python worker is one thread, so Locust reads its
 /// psutil `cpu_percent` against a 90 % threshold; a locusta worker spans
@@ -505,7 +421,8 @@ impl CpuMeter {
         let cpu = now.1.saturating_sub(self.last.1).as_secs_f64();
         self.last = now;
         if wall > 0.0 {
-            100.0 * cpu / wall / self.cpus
+            // Clock granularity can put a saturated process a hair over.
+            (100.0 * cpu / wall / self.cpus).min(100.0)
         } else {
             0.0
         }

@@ -140,3 +140,37 @@ pub fn worker_sent(stderr: &str) -> (u64, u64) {
     // [hh, mm, ss, ms, requests, failures]
     (nums[nums.len() - 2], nums[nums.len() - 1])
 }
+
+/// `locusta --master --headless` on `port` with CSVs at `csv`.
+pub fn master_cmd(port: u16, host: &str, args: &[&str], csv: &Path) -> Command {
+    let mut c = crate::common::locusta();
+    c.args(["--master", "--headless", "--only-summary", "-H", host])
+        .args(["--master-bind-port", &port.to_string()])
+        .args(["--csv", csv.to_str().unwrap()])
+        .args(args);
+    c
+}
+
+/// `locusta --worker --shards 1` joining the master on `port`.
+pub fn worker_cmd(port: u16) -> Command {
+    let mut c = crate::common::locusta();
+    c.args([
+        "--worker",
+        "--shards",
+        "1",
+        "--master-port",
+        &port.to_string(),
+    ]);
+    c
+}
+
+/// The Aggregated request count of `<csv>_stats.csv`.
+pub fn csv_total(csv: &Path) -> u64 {
+    let stats = csv.with_file_name(format!(
+        "{}_stats.csv",
+        csv.file_name().unwrap().to_str().unwrap()
+    ));
+    crate::common::aggregated(&stats)["Request Count"]
+        .parse()
+        .unwrap()
+}

@@ -14,6 +14,8 @@
 //! - `client`: `self.client` and the response object (helper B);
 //!   `client_request` builds, sends and records one request.
 //! - `json`: `locusta.json` and Lua <-> JSON (helper B).
+//! - `limits`: what a script may cost (time without yielding, body size,
+//!   Lua heap) and `locusta.quit`'s exit code.
 
 use std::path::PathBuf;
 
@@ -24,6 +26,8 @@ pub struct ScriptSource {
     /// Shown in error messages and tracebacks (`shop.lua:12: …`).
     pub path: PathBuf,
     pub text: String,
+    /// What each Lua state running it may cost (from the flags).
+    pub limits: ScriptLimits,
 }
 
 impl ScriptSource {
@@ -34,6 +38,7 @@ impl ScriptSource {
         Ok(ScriptSource {
             path: PathBuf::from(path),
             text,
+            limits: ScriptLimits::default(),
         })
     }
 }
@@ -78,4 +83,7 @@ pub mod client_cookies;
 mod client_request;
 pub mod client_response;
 pub mod json;
+pub mod limits;
 pub mod runtime;
+
+pub use limits::{quit_requested, ScriptLimits};

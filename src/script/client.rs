@@ -97,9 +97,11 @@ impl Shared {
             // keeps across a wait (its calls' userdata, their futures)
             // ages into the old generation; Lua's own major trigger
             // (heap growth) cannot see what those hold outside its heap.
-            // Measured: 1,000 users with constant(1) grew ~0.7 KB per
-            // request without this, flat with it; a full collection every
-            // 8 MB of responses costs ~1 % on a no-think-time loop.
+            // Measured (debug build, 1 shard): 1,000 users with
+            // constant(1) grew ~0.7 KB per request without this and stay
+            // flat from ~20 s with it. The cost on a no-think-time loop
+            // (a full collection per ~8 MB of responses, small heap) is
+            // not measured yet: see benches/README.md.
             self.since_full.set(0);
             self.outside_heap.set(0);
             return lua.gc_collect();

@@ -26,8 +26,9 @@ pub struct ScriptSource {
     /// Shown in error messages and tracebacks (`shop.lua:12: …`).
     pub path: PathBuf,
     pub text: String,
-    /// What each Lua state running it may cost (from the flags).
-    pub limits: ScriptLimits,
+    /// What each Lua state running it may cost (from the flags); shared,
+    /// so the workload every shard gets a copy of stays small.
+    pub limits: std::sync::Arc<ScriptLimits>,
 }
 
 impl ScriptSource {
@@ -38,7 +39,7 @@ impl ScriptSource {
         Ok(ScriptSource {
             path: PathBuf::from(path),
             text,
-            limits: ScriptLimits::default(),
+            limits: Default::default(),
         })
     }
 }

@@ -169,7 +169,7 @@ fn build(
         Rc::new(ClientCtx {
             stats: stats.clone(),
             cfg,
-            limits: src.limits,
+            limits: *src.limits,
             nested: nested.clone(),
         }),
     )?;

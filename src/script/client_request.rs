@@ -27,84 +27,21 @@
 //! length check of the [`REQUEST_LISTENERS`](super::client::REQUEST_LISTENERS)
 //! table.
 
-use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use mlua::{AnyUserData, Function, Lua, Table, UserDataRef, Value};
 
 use super::client::{err, Client, Dest, Shared};
 use super::client_cookies::now_unix;
-use super::client_response::{headers, push_header, Response};
-use crate::http::{write_request, Connection, HttpError, Method, ResponseInfo, ResponseSink};
+use super::client_response::{headers, Response};
+use super::client_sink::OverflowHit;
+pub(super) use super::client_sink::Sink;
+use crate::http::{write_request, Connection, HttpError, Method, ResponseInfo};
 use crate::stats::Failure;
 
 /// A sink's body buffer above this is freed after use instead of kept.
 const KEEP_BODY_CAPACITY: usize = 256 * 1024;
-
-/// Collects the response's headers and body into reusable buffers, and
-/// holds the request target while the request is in flight.
-#[derive(Default)]
-pub(super) struct Sink {
-    heads: Vec<u8>,
-    body: Vec<u8>,
-    path: String,
-    /// `--max-body-size`, set per request.
-    limit: usize,
-    over: Rc<Overflow>,
-}
-
-impl ResponseSink for Sink {
-    fn header(&mut self, name: &str, value: &[u8]) {
-        push_header(&mut self.heads, name, value);
-    }
-    fn body(&mut self, data: &[u8]) {
-        if self.over.hit.get() {
-            return;
-        }
-        if self.body.len().saturating_add(data.len()) > self.limit {
-            // Free what was collected now: the exchange is abandoned.
-            self.body = Vec::new();
-            self.over.trip();
-            return;
-        }
-        self.body.extend_from_slice(data);
-    }
-}
-
-/// Set by the sink when the body passes the limit; wakes the request so it
-/// abandons the exchange instead of reading an endless body.
-#[derive(Default)]
-pub(super) struct Overflow {
-    hit: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Overflow {
-    fn trip(&self) {
-        self.hit.set(true);
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
-    }
-}
-
-/// Resolves once the sink's body passed the limit.
-struct OverflowHit<'a>(&'a Overflow);
-
-impl Future for OverflowHit<'_> {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0.hit.get() {
-            return Poll::Ready(());
-        }
-        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
 
 /// Whether a header name could change the request's framing or is not a
 /// header name at all.

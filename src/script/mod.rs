@@ -83,6 +83,7 @@ pub mod client;
 pub mod client_cookies;
 mod client_request;
 pub mod client_response;
+mod client_sink;
 pub mod json;
 pub mod limits;
 pub mod runtime;

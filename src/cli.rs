@@ -177,6 +177,26 @@ pub struct Cli {
     /// With -f: the names of the user classes to run (default: all)
     #[arg(value_name = "URL|CLASS")]
     pub urls: Vec<String>,
+
+    /// Lua code running this long without yielding gets an error (recorded as an exception; the user goes on)
+    #[arg(long, env = "LOCUSTA_MAX_BLOCKING_TIME", default_value = "5s", value_parser = parse_positive_duration)]
+    pub max_blocking_time: std::time::Duration,
+
+    /// Lua mode: a response body larger than this fails the request (`body larger than 64 MiB`)
+    #[arg(long, env = "LOCUSTA_MAX_BODY_SIZE", default_value = "64MiB", value_parser = crate::script::limits::parse_size)]
+    pub max_body_size: usize,
+
+    /// Lua heap limit per shard; past it scripts get Lua's `not enough memory` error (default: half the RAM shared by the shards, at least 256 MiB)
+    #[arg(long, env = "LOCUSTA_LUA_MEMORY_LIMIT", value_parser = crate::script::limits::parse_size)]
+    pub lua_memory_limit: Option<usize>,
+}
+
+/// A duration above zero (a zero bound would interrupt everything).
+fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match parse_duration_secs(s)? {
+        d if d.is_zero() => Err(format!("'{s}' must be above zero")),
+        d => Ok(d),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -194,8 +194,19 @@ type WorkloadParts = (Workload, Vec<ClassSpec>, Vec<ClassInfo>, String);
 
 /// `-f script.lua [Class ...]`: load and check the script now, so a broken
 /// script stops the run before anything starts.
-fn script_workload(cli: &Cli, source: ScriptSource) -> Result<WorkloadParts, ConfigError> {
+fn script_workload(cli: &Cli, mut source: ScriptSource) -> Result<WorkloadParts, ConfigError> {
     let path = source.path.display().to_string();
+    source.limits = std::sync::Arc::new(crate::script::ScriptLimits {
+        max_blocking: cli.max_blocking_time,
+        max_body: cli.max_body_size,
+        lua_memory: Some(cli.lua_memory_limit.unwrap_or_else(|| {
+            crate::script::limits::default_lua_memory(
+                cli.shards
+                    .map(|s| s as usize)
+                    .unwrap_or_else(crate::engine::allowed_cpu_count),
+            )
+        })),
+    });
     if let Some(url) = cli.urls.iter().find(|u| cli::is_url(u)) {
         return Err(ConfigError::UrlWithScript(url.clone()));
     }

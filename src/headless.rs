@@ -45,6 +45,10 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
             log::info!("Got a stop signal: stopping and writing reports");
             break;
         }
+        if let Some(code) = crate::script::quit_requested() {
+            log::info!("The script called locusta.quit({code}): stopping and writing reports");
+            break;
+        }
         if cfg.run_time.is_some_and(|t| started.elapsed() >= t) {
             log::info!("--run-time limit reached, shutting down");
             break;
@@ -64,7 +68,9 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
     }
 
     stop_and_wait(cfg, controller);
-    finish(cfg, controller, csv.as_mut())
+    let code = finish(cfg, controller, csv.as_mut())?;
+    // locusta.quit(n) / os.exit(n) chose the exit status.
+    Ok(crate::script::quit_requested().unwrap_or(code))
 }
 
 /// `--csv PREFIX`: create the four files (with their headers) now.

@@ -181,6 +181,7 @@ fn demo_config(
     let shop = ScriptSource {
         path: "lua/examples/shop.lua".into(),
         text: include_str!("../lua/examples/shop.lua").to_string(),
+        limits: Default::default(),
     };
     let cfg = RunConfig::from_cli_with_script(&cli, Some(shop))?;
     report::eprint_line(&format!(

@@ -223,6 +223,7 @@ fn load_errors_name_the_file_and_line() {
             stats,
             client: ClientConfig::default(),
             default_host: None,
+            run_stop: None,
         },
     )
     .err()

@@ -62,12 +62,20 @@ local INTERRUPT = setmetatable({}, {
 })
 local INTERRUPT_WAIT = setmetatable({}, { __tostring = getmetatable(INTERRUPT).__tostring })
 
+-- Raised by locusta.quit() / os.exit(): not an error of the script; the
+-- handlers pass it through and report() ignores it (lua/prelude/guard.lua).
+local QUIT = setmetatable({}, {
+  __tostring = function()
+    return "locusta.quit() called"
+  end,
+})
+
 local last_traceback = "" -- set by on_error, read right after xpcall returns
 
 -- xpcall message handler: the message with the script's file:line, and the
 -- Lua traceback (cut at the task runner, whose frames are noise).
 local function on_error(e)
-  if e == INTERRUPT or e == INTERRUPT_WAIT then
+  if e == INTERRUPT or e == INTERRUPT_WAIT or e == QUIT then
     return e
   end
   local msg
@@ -102,6 +110,9 @@ local function on_error(e)
 end
 
 local function report(err)
+  if err == QUIT then
+    return
+  end
   if err == INTERRUPT or err == INTERRUPT_WAIT then
     record_exception(tostring(INTERRUPT), last_traceback)
   else
@@ -120,6 +131,7 @@ P.fail = fail
 P.fail_at = fail_at
 P.INTERRUPT = INTERRUPT
 P.INTERRUPT_WAIT = INTERRUPT_WAIT
+P.QUIT = QUIT
 P.on_error = on_error
 P.report = report
 P.clear_traceback = clear_traceback

@@ -16,7 +16,12 @@ local new_client = N.new_client -- (class index, 0-based) -> client userdata
 
 local describe, script_where = P.describe, P.script_where
 local on_error, report, clear_traceback = P.on_error, P.report, P.clear_traceback
-local INTERRUPT, INTERRUPT_WAIT = P.INTERRUPT, P.INTERRUPT_WAIT
+local INTERRUPT, INTERRUPT_WAIT, QUIT = P.INTERRUPT, P.INTERRUPT_WAIT, P.QUIT
+
+-- A wait_time that raises or returns no usable number: the exception is
+-- recorded and the user waits this long instead of not at all (no wait
+-- would run the user's tasks back to back, many times the intended rate).
+local BAD_WAIT_FALLBACK = 1
 
 local constant_waits = I.constant_waits -- locusta.constant's functions -> seconds
 
@@ -53,13 +58,23 @@ local function do_wait(inst, user, stop)
   end
   local ok, secs = xpcall(wt, on_error, owner)
   if not ok then
+    if secs == QUIT then
+      return
+    end
     report(secs)
-    return zero_wait()
+    return wait_native(stop, BAD_WAIT_FALLBACK)
   end
-  if type(secs) ~= "number" then
+  if type(secs) ~= "number" or secs ~= secs then
     clear_traceback()
-    report((script_where(1) or "wait_time") .. ": wait_time returned " .. describe(secs) .. ", not a number of seconds")
-    return zero_wait()
+    report(
+      (script_where(1) or "wait_time")
+        .. ": wait_time returned "
+        .. describe(secs)
+        .. ", not a number of seconds (waited "
+        .. BAD_WAIT_FALLBACK
+        .. " s instead)"
+    )
+    return wait_native(stop, BAD_WAIT_FALLBACK)
   end
   if secs > 0 then
     wait_native(stop, secs)
@@ -97,6 +112,9 @@ end
 run_node = function(node, inst, user, stop, is_root)
   local ok, err = call_hook(inst, "on_start")
   if not ok then
+    if err == QUIT then
+      return STOP
+    end
     if not is_root and (err == INTERRUPT or err == INTERRUPT_WAIT) then
       return finish(inst, interrupt_result(err))
     end
@@ -144,6 +162,9 @@ run_node = function(node, inst, user, stop, is_root)
     else
       local ok2, err2 = xpcall(task.fn, on_error, inst)
       if not ok2 then
+        if err2 == QUIT then
+          return STOP
+        end
         if err2 == INTERRUPT or err2 == INTERRUPT_WAIT then
           if not is_root then
             return finish(inst, interrupt_result(err2))

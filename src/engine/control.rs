@@ -48,6 +48,9 @@ pub(crate) struct Control {
     pub stop_timeout: Duration,
     /// A copy of every merged shard delta goes here (cluster workers).
     pub delta_tap: Option<Sender<StatsDelta>>,
+    /// Tells shards stuck in Lua code that the run must end (their command
+    /// channel is not read while Lua runs).
+    pub run_stop: std::sync::Arc<crate::script::limits::RunStop>,
 }
 
 struct Ramp {
@@ -116,6 +119,7 @@ impl Control {
                             ramp.current = 0.0;
                             ramp.sent.iter_mut().for_each(|s| s.clear());
                             stopped_shards.iter_mut().for_each(|s| *s = false);
+                            self.run_stop.stop_within(self.stop_timeout);
                             for tx in &self.shards {
                                 let _ = tx.send(ShardCmd::Stop { grace: self.stop_timeout });
                             }
@@ -127,6 +131,7 @@ impl Control {
                         self.reset(epoch);
                     }
                     Ok(ControlCmd::Shutdown) | Err(_) => {
+                        self.run_stop.stop_within(Duration::ZERO);
                         for tx in &self.shards {
                             let _ = tx.send(ShardCmd::Shutdown);
                         }
@@ -182,6 +187,7 @@ impl Control {
                 self.reset(*epoch);
             }
             self.status.lock().unwrap().started_at = Some(Instant::now());
+            self.run_stop.clear();
             for tx in &self.shards {
                 let _ = tx.send(ShardCmd::TestStart);
             }

@@ -210,6 +210,7 @@ impl Controller {
         let (ready_tx, ready_rx) = unbounded();
         let mut shard_txs = Vec::new();
         let mut threads = Vec::new();
+        let run_stop = crate::script::limits::RunStop::new();
         for index in 0..cfg.shards {
             let (tx, rx) = unbounded();
             let spec = ShardSpec {
@@ -220,6 +221,7 @@ impl Controller {
                 client: cfg.client,
                 workload: cfg.workload.clone(),
                 classes: cfg.classes.iter().map(|c| c.name.clone()).collect(),
+                run_stop: run_stop.clone(),
             };
             threads.push(spawn_shard(spec, rx, report_tx.clone(), ready_tx.clone())?);
             shard_txs.push(tx);
@@ -258,6 +260,7 @@ impl Controller {
             status: status.clone(),
             stop_timeout: cfg.stop_timeout,
             delta_tap: cfg.delta_tap.clone(),
+            run_stop,
         };
         threads.push(
             std::thread::Builder::new()

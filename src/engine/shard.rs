@@ -66,6 +66,8 @@ pub(crate) struct ShardSpec {
     pub workload: Workload,
     /// Class names in the order `SetUsers` counts them.
     pub classes: Vec<String>,
+    /// The run's stop deadline, read by the Lua watchdog.
+    pub run_stop: std::sync::Arc<crate::script::limits::RunStop>,
 }
 
 /// io_uring with completions deferred to when the shard waits for them
@@ -174,6 +176,7 @@ fn build_workload(
                 stats: stats.clone(),
                 client: spec.client,
                 default_host: default_host.clone(),
+                run_stop: Some(spec.run_stop.clone()),
             };
             ShardScript::load(source, tags, &spec.classes, ctx)
                 .map(|s| ShardWorkload::Script(Rc::new(s)))

@@ -15,6 +15,14 @@
 //! response; bytes are the body length. A transport error is not a Lua
 //! error: `r.ok == false`, `r.status == 0`, `r.error == "connection refused"`.
 //!
+//! Bounds: a body larger than `--max-body-size` stops being collected and
+//! the exchange is abandoned at once (the connection is dropped) and
+//! recorded as `body larger than 64 MiB`; header names and values that
+//! would change the request's framing (`:`, CR, LF, NUL) are refused with
+//! a Lua error before anything is sent; so is a request from inside a
+//! coroutine the script created (it would suspend the wrong coroutine and
+//! never be recorded).
+//!
 //! The `request` event: per request the cost of "no listeners" is one
 //! length check of the [`REQUEST_LISTENERS`](super::client::REQUEST_LISTENERS)
 //! table.
@@ -26,29 +34,27 @@ use mlua::{AnyUserData, Function, Lua, Table, UserDataRef, Value};
 
 use super::client::{err, Client, Dest, Shared};
 use super::client_cookies::now_unix;
-use super::client_response::{headers, push_header, Response};
-use crate::http::{write_request, Connection, HttpError, Method, ResponseInfo, ResponseSink};
+use super::client_response::{headers, Response};
+use super::client_sink::OverflowHit;
+pub(super) use super::client_sink::Sink;
+use crate::http::{write_request, Connection, HttpError, Method, ResponseInfo};
 use crate::stats::Failure;
 
 /// A sink's body buffer above this is freed after use instead of kept.
 const KEEP_BODY_CAPACITY: usize = 256 * 1024;
 
-/// Collects the response's headers and body into reusable buffers, and
-/// holds the request target while the request is in flight.
-#[derive(Default)]
-pub(super) struct Sink {
-    heads: Vec<u8>,
-    body: Vec<u8>,
-    path: String,
+/// Whether a header name could change the request's framing or is not a
+/// header name at all.
+fn bad_header_name(name: &str) -> bool {
+    name.is_empty()
+        || name
+            .bytes()
+            .any(|b| matches!(b, b':' | b'\r' | b'\n' | 0 | b' ' | b'\t'))
 }
 
-impl ResponseSink for Sink {
-    fn header(&mut self, name: &str, value: &[u8]) {
-        push_header(&mut self.heads, name, value);
-    }
-    fn body(&mut self, data: &[u8]) {
-        self.body.extend_from_slice(data);
-    }
+/// Whether a header value would end the header line early.
+fn bad_header_value(value: &str) -> bool {
+    value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }
 
 /// Request headers as text + spans (name start, name end, value end).
@@ -175,6 +181,13 @@ fn add_headers(sc: &mut Scratch, t: &Table, skip_upto: usize) -> mlua::Result<()
         let name = k
             .to_str()
             .map_err(|_| err("header name is not valid UTF-8"))?;
+        if bad_header_name(&name) {
+            return Err(err(format!(
+                "header name {:?} is not allowed: names must be non-empty, without ':', \
+                 spaces, CR, LF or NUL",
+                &*name
+            )));
+        }
         if skip_upto > 0 && sc.has(&name, skip_upto) {
             continue;
         }
@@ -182,10 +195,20 @@ fn add_headers(sc: &mut Scratch, t: &Table, skip_upto: usize) -> mlua::Result<()
         sc.text.push_str(&name);
         let b = sc.text.len();
         match &v {
-            Value::String(s) => sc.text.push_str(
-                &s.to_str()
-                    .map_err(|_| err(format!("header {}: value is not valid UTF-8", &*name)))?,
-            ),
+            Value::String(s) => {
+                let value = s
+                    .to_str()
+                    .map_err(|_| err(format!("header {}: value is not valid UTF-8", &*name)))?;
+                if bad_header_value(&value) {
+                    sc.text.truncate(a);
+                    return Err(err(format!(
+                        "header {}: the value contains CR, LF or NUL, which would end the \
+                         header line (value {:?})",
+                        &*name, &*value
+                    )));
+                }
+                sc.text.push_str(&value);
+            }
             Value::Integer(i) => {
                 let _ = write!(sc.text, "{i}");
             }
@@ -220,8 +243,12 @@ pub(super) async fn request(
     b: Value,
 ) -> mlua::Result<AnyUserData> {
     let (lua, client) = (&lua, &*client);
-    let (path, mut opts, cb) = parse_call(method, path, a, b)?;
     let shared = &*client.shared;
+    if shared.ctx.nested.get() > 0 {
+        let what = format!("client:{}", method.as_str().to_ascii_lowercase());
+        return Err(crate::script::runtime::nested_error(&what));
+    }
+    let (path, mut opts, cb) = parse_call(method, path, a, b)?;
     let timeout = opts.timeout.unwrap_or(shared.ctx.cfg.request_timeout);
     let catch_response = opts.catch_response;
     let name = opts.name.take();
@@ -229,11 +256,19 @@ pub(super) async fn request(
     let name = name.unwrap_or(path);
 
     let started = Instant::now();
-    let result = conn
-        .send_buffered_at(started, timeout, method == Method::Head, &mut sink)
-        .await;
+    let over = sink.over.clone();
+    let result = {
+        let send = conn.send_buffered_at(started, timeout, method == Method::Head, &mut sink);
+        monoio::select! {
+            r = send => Some(r),
+            _ = OverflowHit(&over) => None,
+        }
+    };
     let elapsed_us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
-    dest.conn.borrow_mut().get_or_insert(conn);
+    if result.is_some() {
+        dest.conn.borrow_mut().get_or_insert(conn);
+    }
+    // else: abandoned mid-body, the connection goes with it (dropped here).
 
     let ud = respond(lua, client, method, result, elapsed_us, &dest, sink)?;
     if cb.is_none() && shared.listeners.raw_len() == 0 {
@@ -368,6 +403,8 @@ fn prepare(
     sink.heads.clear();
     sink.body.clear();
     sink.path.clear();
+    sink.limit = shared.ctx.limits.max_body;
+    sink.over.hit.set(false);
     sink.path.push_str(&target);
     Ok((dest, conn, sink))
 }
@@ -378,17 +415,23 @@ fn respond(
     lua: &Lua,
     client: &Client,
     method: Method,
-    result: Result<ResponseInfo, HttpError>,
+    result: Option<Result<ResponseInfo, HttpError>>,
     elapsed_us: u64,
     dest: &Dest,
     mut sink: Sink,
 ) -> mlua::Result<AnyUserData> {
     let shared = &*client.shared;
+    let too_large = sink.over.hit.get().then_some(sink.limit);
     let (status, error, body_len) = match result {
-        Ok(info) => (info.status, None, info.body_len),
-        Err(e) => (0, Some(e), 0),
+        Some(Ok(info)) => (info.status, None, info.body_len),
+        Some(Err(e)) if too_large.is_none() => (0, Some(e), 0),
+        // Abandoned (or timed out) past the limit: the limit is the cause.
+        Some(Err(_)) | None => (0, None, 0),
     };
-    if error.is_none() {
+    if too_large.is_some() {
+        sink.body.clear();
+    }
+    if error.is_none() && too_large.is_none() {
         let mut jar = None;
         for (name, value) in headers(&sink.heads) {
             if name == b"set-cookie" {
@@ -400,7 +443,7 @@ fn respond(
         sink.heads.clear();
         sink.body.clear();
     }
-    let response = Response::new(
+    let mut response = Response::new(
         method,
         status,
         error,
@@ -411,6 +454,7 @@ fn respond(
         &sink.body,
         dest.url_prefix.clone(),
     );
+    response.too_large = too_large;
     if sink.body.capacity() > KEEP_BODY_CAPACITY {
         sink.body = Vec::new();
     }

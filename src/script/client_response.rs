@@ -92,6 +92,9 @@ pub struct Response {
     pub(crate) url_prefix: Rc<str>,
     pub(crate) mark: RefCell<Mark>,
     pub(crate) recorded: Cell<bool>,
+    /// `Some(limit)`: the body passed `--max-body-size` (a failure that
+    /// `r:success()` cannot undo, like a transport error).
+    pub(crate) too_large: Option<usize>,
     headers_cache: RefCell<Option<Table>>,
     body_cache: RefCell<Option<mlua::LuaString>>,
 }
@@ -132,6 +135,7 @@ impl Response {
             url_prefix,
             mark: RefCell::new(Mark::None),
             recorded: Cell::new(false),
+            too_large: None,
             headers_cache: RefCell::new(None),
             body_cache: RefCell::new(None),
         }
@@ -150,6 +154,15 @@ impl Response {
         if let Some(e) = self.error {
             return Some(Failure::Http(e));
         }
+        if let Some(limit) = self.too_large {
+            return Some(Failure::Message(
+                format!(
+                    "body larger than {}",
+                    crate::script::limits::format_size(limit)
+                )
+                .into(),
+            ));
+        }
         match &*self.mark.borrow() {
             Mark::Failure(msg) => Some(Failure::Message(msg.clone())),
             Mark::Success => None,
@@ -160,6 +173,7 @@ impl Response {
 
     fn ok(&self) -> bool {
         self.error.is_none()
+            && self.too_large.is_none()
             && (200..400).contains(&self.status)
             && !matches!(*self.mark.borrow(), Mark::Failure(_))
     }

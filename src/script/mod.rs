@@ -14,6 +14,8 @@
 //! - `client`: `self.client` and the response object (helper B);
 //!   `client_request` builds, sends and records one request.
 //! - `json`: `locusta.json` and Lua <-> JSON (helper B).
+//! - `limits`: what a script may cost (time without yielding, body size,
+//!   Lua heap) and `locusta.quit`'s exit code.
 
 use std::path::PathBuf;
 
@@ -24,6 +26,9 @@ pub struct ScriptSource {
     /// Shown in error messages and tracebacks (`shop.lua:12: …`).
     pub path: PathBuf,
     pub text: String,
+    /// What each Lua state running it may cost (from the flags); shared,
+    /// so the workload every shard gets a copy of stays small.
+    pub limits: std::sync::Arc<ScriptLimits>,
 }
 
 impl ScriptSource {
@@ -34,6 +39,7 @@ impl ScriptSource {
         Ok(ScriptSource {
             path: PathBuf::from(path),
             text,
+            limits: Default::default(),
         })
     }
 }
@@ -77,5 +83,9 @@ pub mod client;
 pub mod client_cookies;
 mod client_request;
 pub mod client_response;
+mod client_sink;
 pub mod json;
+pub mod limits;
 pub mod runtime;
+
+pub use limits::{quit_requested, ScriptLimits};

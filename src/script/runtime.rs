@@ -17,15 +17,18 @@
 //!   shard's `StopWatch`, polled every [`STOP_POLL`]).
 //! - `pause`: yields for users whose tasks never suspend.
 //! - `errors`: error messages, tracebacks, load-time error locations.
+//! - `watchdog`: Lua code that runs too long without yielding gets an error.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mlua::{Function, Lua, Value};
 
+use super::limits::RunStop;
 use super::{ClassInfo, ScriptError, ScriptSource, TagFilter};
 use crate::engine::StopSignal;
 use crate::http::{ClientConfig, Target};
@@ -35,11 +38,14 @@ mod errors;
 mod pause;
 mod state;
 mod stop;
+mod watchdog;
 
 pub use errors::error_text;
 use errors::{load_error, split_traceback};
+pub(crate) use state::nested_error;
 use state::State;
 use stop::{stop_ptr, StopHandle};
+use watchdog::{Watchdog, Watched};
 
 /// Registry key of the `request` event's listeners (a sequence of
 /// functions; the client calls them per request only when non-empty).
@@ -52,7 +58,8 @@ pub const STOP_POLL: Duration = Duration::from_millis(50);
 /// classes (main thread, at startup, before any shard starts).
 pub fn inspect(src: &ScriptSource, tags: &TagFilter) -> Result<Vec<ClassInfo>, ScriptError> {
     let stats = Rc::new(RefCell::new(ShardStats::new()));
-    let state = State::new(src, 0, stats, ClientConfig::default())?;
+    let dog = Watchdog::new(src.limits.max_blocking, None);
+    let state = State::new(src, 0, stats, ClientConfig::default(), dog)?;
     state.finalize(src, tags)
 }
 
@@ -64,6 +71,10 @@ pub struct ShardContext {
     pub client: ClientConfig,
     /// From `-H`; a class's `host = "http://..."` overrides it.
     pub default_host: Option<Target>,
+    /// The run's stop deadline, set by the control thread: past it, Lua
+    /// code that does not yield is interrupted (`None` in tests that stop
+    /// users themselves).
+    pub run_stop: Option<Arc<RunStop>>,
 }
 
 /// One Lua state per shard (`!Send`; created on the shard thread). Keep it
@@ -75,6 +86,7 @@ pub struct ShardScript {
     stats: Rc<RefCell<ShardStats>>,
     shard: usize,
     classes: Vec<ClassInfo>,
+    dog: Rc<Watchdog>,
 }
 
 impl ShardScript {
@@ -86,7 +98,8 @@ impl ShardScript {
         classes: &[String],
         ctx: ShardContext,
     ) -> Result<ShardScript, ScriptError> {
-        let state = State::new(src, ctx.shard, ctx.stats.clone(), ctx.client)?;
+        let dog = Watchdog::new(src.limits.max_blocking, ctx.run_stop.clone());
+        let state = State::new(src, ctx.shard, ctx.stats.clone(), ctx.client, dog)?;
         let all = state.finalize(src, tags)?;
         let names: Vec<String> = if classes.is_empty() {
             all.iter().map(|c| c.name.clone()).collect()
@@ -136,6 +149,7 @@ impl ShardScript {
             stats: ctx.stats,
             shard: ctx.shard,
             classes: selected,
+            dog: state.dog,
         })
     }
 
@@ -160,7 +174,11 @@ impl ShardScript {
                 return Box::pin(std::future::ready(()));
             }
         };
-        let call = self.run_user.call_async::<Value>((class, ptr, handle));
+        let call = Watched {
+            inner: Box::pin(self.run_user.call_async::<Value>((class, ptr, handle))),
+            dog: self.dog.clone(),
+            user: Some(stop.clone()),
+        };
         Box::pin(async move {
             let _keep = stop;
             if let Err(e) = call.await {
@@ -184,7 +202,12 @@ impl ShardScript {
         if self.shard != 0 {
             return;
         }
-        if let Err(e) = self.fire.call_async::<()>(which).await {
+        let call = Watched {
+            inner: Box::pin(self.fire.call_async::<()>(which)),
+            dog: self.dog.clone(),
+            user: None,
+        };
+        if let Err(e) = call.await {
             record_error(&self.stats, &e);
         }
     }
@@ -192,6 +215,7 @@ impl ShardScript {
     /// Run a chunk in this state and describe its result (tests, debugging).
     #[doc(hidden)]
     pub fn eval(&self, code: &str) -> String {
+        self.dog.restart();
         match self.lua.load(code).set_name("=eval").eval::<Value>() {
             Ok(v) => match v.to_string() {
                 Ok(s) => s,

@@ -73,6 +73,7 @@ pub fn load_on(src: &ScriptSource, filter: &TagFilter, classes: &[&str], shard: 
             stats: stats.clone(),
             client: ClientConfig::default(),
             default_host: None,
+            run_stop: None,
         },
     )
     .unwrap_or_else(|e| panic!("load failed: {e}"));
@@ -101,6 +102,7 @@ pub fn load_error(name: &str, text: &str) -> String {
             stats,
             client: ClientConfig::default(),
             default_host: None,
+            run_stop: None,
         },
     )
     .err()

@@ -188,6 +188,8 @@ pub fn env_with(cfg: ClientConfig) -> Env {
     let ctx = Rc::new(ClientCtx {
         stats: stats.clone(),
         cfg,
+        limits: Default::default(),
+        nested: Default::default(),
     });
     client::install(&lua, &module, ctx).unwrap();
     json::install(&lua, &module).unwrap();

@@ -172,6 +172,35 @@ pub struct Cli {
     /// With -f: the names of the user classes to run (default: all)
     #[arg(value_name = "URL|CLASS")]
     pub urls: Vec<String>,
+
+    /// Reset the statistics once spawning completes (as Locust's --reset-stats)
+    #[arg(long, env = "LOCUSTA_RESET_STATS")]
+    pub reset_stats: bool,
+
+    /// Write log lines to FILE (appended; parent directories created) instead of stderr
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_LOGFILE")]
+    pub logfile: Option<String>,
+
+    /// Print the user classes' and tasks' execution ratios (use -u for fixed_count classes), then exit
+    #[arg(long)]
+    pub show_task_ratio: bool,
+
+    /// As --show-task-ratio, as Locust's JSON
+    #[arg(long)]
+    pub show_task_ratio_json: bool,
+
+    /// Accepted for Locust compatibility: shards already use every CPU (see --shards)
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LOCUSTA_PROCESSES",
+        allow_negative_numbers = true
+    )]
+    pub processes: Option<i32>,
+
+    /// Print the periodic stats table (headless runs do by default; --only-summary wins)
+    #[arg(long, env = "LOCUSTA_PRINT_STATS")]
+    pub print_stats: bool,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -58,10 +58,12 @@ fn main() -> ExitCode {
     let describe_only =
         parsed.cli.list || parsed.cli.show_task_ratio || parsed.cli.show_task_ratio_json;
     // -l and --show-task-ratio run nothing: no resource check for them.
-    if let Err(e) = (!describe_only)
-        .then(|| fit_to_machine(&cfg))
-        .unwrap_or(Ok(()))
-    {
+    let fits = if describe_only {
+        Ok(())
+    } else {
+        fit_to_machine(&cfg)
+    };
+    if let Err(e) = fits {
         report::eprint_line(&format!("error: {e}"));
         return ExitCode::from(USAGE);
     }

@@ -189,6 +189,35 @@ pub struct Cli {
     /// Lua heap limit per shard; past it scripts get Lua's `not enough memory` error (default: half the RAM shared by the shards, at least 256 MiB)
     #[arg(long, env = "LOCUSTA_LUA_MEMORY_LIMIT", value_parser = crate::script::limits::parse_size)]
     pub lua_memory_limit: Option<usize>,
+
+    /// Reset the statistics once spawning completes (as Locust's --reset-stats)
+    #[arg(long, env = "LOCUSTA_RESET_STATS")]
+    pub reset_stats: bool,
+
+    /// Write log lines to FILE (appended; parent directories created) instead of stderr
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_LOGFILE")]
+    pub logfile: Option<String>,
+
+    /// Print the user classes' and tasks' execution ratios (use -u for fixed_count classes), then exit
+    #[arg(long)]
+    pub show_task_ratio: bool,
+
+    /// As --show-task-ratio, as Locust's JSON
+    #[arg(long)]
+    pub show_task_ratio_json: bool,
+
+    /// Accepted for Locust compatibility: shards already use every CPU (see --shards)
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LOCUSTA_PROCESSES",
+        allow_negative_numbers = true
+    )]
+    pub processes: Option<i32>,
+
+    /// Print the periodic stats table (headless runs do by default; --only-summary wins)
+    #[arg(long, env = "LOCUSTA_PRINT_STATS")]
+    pub print_stats: bool,
 }
 
 /// A duration above zero (a zero bound would interrupt everything).

@@ -45,6 +45,11 @@ pub struct RunConfig {
     pub step: u32,
     /// `--max-users`: a worker refuses spawns over it.
     pub max_users: Option<u32>,
+    /// `--reset-stats`: reset the statistics once spawning completes.
+    pub reset_stats: bool,
+    /// Print the periodic table: headless unless `--only-summary`, or
+    /// `--print-stats` (Locust's rule).
+    pub print_stats: bool,
 }
 
 /// Where this process sits in a run.
@@ -92,6 +97,10 @@ pub enum ConfigError {
     PathWithoutHost(String),
     #[error("--users must be at least 1")]
     NoUsers,
+    #[error("'--csv-full-history' requires '--csv'.")]
+    FullHistoryWithoutCsv,
+    #[error("no user class has tasks left after --tags/--exclude-tags ({0})")]
+    NoTasksLeft(String),
 }
 
 impl RunConfig {
@@ -112,6 +121,9 @@ impl RunConfig {
     ) -> Result<RunConfig, ConfigError> {
         if cli.users == 0 {
             return Err(ConfigError::NoUsers);
+        }
+        if cli.csv_full_history && cli.csv_prefix.is_none() {
+            return Err(ConfigError::FullHistoryWithoutCsv);
         }
         let (workload, classes, script_classes, target_label) = match script {
             Some(source) => script_workload(cli, source)?,
@@ -169,6 +181,8 @@ impl RunConfig {
             autostart: cli.autostart,
             step: cli.step,
             max_users: cli.max_users,
+            reset_stats: cli.reset_stats,
+            print_stats: !cli.only_summary && (cli.print_stats || !cli.worker),
         })
     }
 
@@ -235,9 +249,26 @@ fn script_workload(cli: &Cli, mut source: ScriptSource) -> Result<WorkloadParts,
         }
         picked
     };
+    // As Locust, tags filter only the classes that run; a selected class
+    // left without tasks is dropped with Locust's warning, and only a run
+    // with no class left is refused.
+    let (selected, empty): (Vec<ClassInfo>, Vec<ClassInfo>) =
+        selected.into_iter().partition(|c| !c.tasks.is_empty());
+    for c in &empty {
+        log::warn!(
+            "{} had no tasks left after filtering: it will not run",
+            c.name
+        );
+    }
+    if selected.is_empty() && !cli.list {
+        // --show-task-ratio has nothing to show either: refused too.
+        let names: Vec<&str> = empty.iter().map(|c| c.name.as_str()).collect();
+        return Err(ConfigError::NoTasksLeft(names.join(", ")));
+    }
     let default_host = cli.host.as_deref().map(Target::parse).transpose()?;
     // A master runs no users; a worker may get the host from its master.
-    if !cli.list && !cli.master && !cli.worker && default_host.is_none() {
+    let describe_only = cli.list || cli.show_task_ratio || cli.show_task_ratio_json;
+    if !describe_only && !cli.master && !cli.worker && default_host.is_none() {
         if let Some(c) = selected.iter().find(|c| c.host.is_none()) {
             return Err(ConfigError::NoHost(c.name.clone()));
         }
@@ -321,7 +352,8 @@ pub fn parse_run_time(s: &str) -> Result<Duration, String> {
             num.push(c);
             continue;
         }
-        let (rank, mult) = match c.to_ascii_lowercase() {
+        // Lower case only, as Locust's parse_timespan: `2S` is refused.
+        let (rank, mult) = match c {
             'h' => (1, 3600),
             'm' => (2, 60),
             's' => (3, 1),
@@ -376,7 +408,9 @@ mod tests {
         assert_eq!(parse_run_time("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_run_time("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_run_time("1h30m20s"), Ok(Duration::from_secs(5420)));
-        for bad in ["", "abc", "5x", "m", "30s5m", "1h1h", "5m3"] {
+        for bad in [
+            "", "abc", "5x", "m", "30s5m", "1h1h", "5m3", "2S", "1H", "5M",
+        ] {
             assert!(parse_run_time(bad).is_err(), "{bad}");
         }
     }

@@ -115,9 +115,17 @@ fn ticker(
     done: &AtomicBool,
 ) -> anyhow::Result<Option<CsvWriter>> {
     let mut next_csv = Instant::now() + CSV_EVERY;
+    let mut was_running = false;
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(POLL);
         let status = control.status();
+        // --reset-stats: as Locust's UI runs, at every completed ramp.
+        let now_running = status.state == RunState::Running;
+        if cfg.reset_stats && now_running && !was_running {
+            log::info!("Resetting stats");
+            control.reset_stats();
+        }
+        was_running = now_running;
         let running = matches!(
             status.state,
             RunState::Spawning | RunState::Running | RunState::Stopping

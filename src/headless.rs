@@ -39,6 +39,7 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
     }
     let mut next_csv = started + CSV_EVERY;
     let mut next_print = started + PRINT_EVERY;
+    let mut reset_pending = cfg.reset_stats;
     loop {
         std::thread::sleep(POLL);
         if interrupted.load(Ordering::Relaxed) {
@@ -53,6 +54,12 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
             log::info!("--run-time limit reached, shutting down");
             break;
         }
+        // Locust's --reset-stats: once, when the ramp first completes.
+        if reset_pending && controller.status().state == RunState::Running {
+            reset_pending = false;
+            log::info!("Resetting stats");
+            controller.reset_stats();
+        }
         let now = Instant::now();
         if now >= next_csv {
             next_csv += CSV_EVERY;
@@ -60,7 +67,7 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
                 write_csv(csv, controller, false)?;
             }
         }
-        if !cfg.only_summary && now >= next_print {
+        if cfg.print_stats && now >= next_print {
             next_print += PRINT_EVERY;
             let snap = controller.snapshot();
             report::print(&format!("{}\n", report::request_table(&snap.stats, true)));
@@ -73,15 +80,28 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
     Ok(crate::script::quit_requested().unwrap_or(code))
 }
 
-/// `--csv PREFIX`: create the four files (with their headers) now.
+/// `--csv PREFIX`: create the four files (with their headers) now, and
+/// the prefix's directory first when missing, as Locust does.
 pub(crate) fn open_csv(cfg: &RunConfig) -> anyhow::Result<Option<CsvWriter>> {
     Ok(match &cfg.csv_prefix {
-        Some(prefix) => Some(
+        Some(prefix) => Some({
+            create_parent_dir(prefix)
+                .with_context(|| format!("cannot create the directory for --csv {prefix}"))?;
+
             CsvWriter::create(prefix, cfg.csv_full_history)
-                .with_context(|| format!("cannot create the CSV files for --csv {prefix}"))?,
-        ),
+                .with_context(|| format!("cannot create the CSV files for --csv {prefix}"))?
+        }),
         None => None,
     })
+}
+
+/// Create the directory part of `path` (`out/run` -> `out`) when missing.
+/// `path` is a prefix or a file name, not a directory itself.
+pub fn create_parent_dir(path: &str) -> std::io::Result<()> {
+    match std::path::Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir),
+        _ => Ok(()),
+    }
 }
 
 /// Stop every user and wait (stop timeout + 5 s at most) for the run to
@@ -106,6 +126,10 @@ pub(crate) fn finish(
     if let Some(csv) = csv {
         write_csv(csv, controller, true)?;
     }
+    let failed = snap.stats.aggregated.num_failures > 0 || !snap.stats.exceptions.is_empty();
+    let code = if failed { cfg.exit_code_on_error } else { 0 };
+    // Locust's line, logged before its final tables.
+    log::info!("Shutting down (exit code {code})");
     report::print(&format!("{}\n", report::request_table(&snap.stats, false)));
     report::print(&format!("{}\n", report::percentile_table(&snap.stats)));
     let failures = report::failures_table(&snap.stats);
@@ -116,8 +140,7 @@ pub(crate) fn finish(
     if !exceptions.is_empty() {
         report::print(&format!("{exceptions}\n"));
     }
-    let failed = snap.stats.aggregated.num_failures > 0 || !snap.stats.exceptions.is_empty();
-    Ok(if failed { cfg.exit_code_on_error } else { 0 })
+    Ok(code)
 }
 
 /// Append a history row and rewrite the stats, failures and exceptions

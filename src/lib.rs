@@ -19,3 +19,4 @@ pub mod limits;
 pub mod report;
 pub mod script;
 pub mod stats;
+pub mod task_ratio;

@@ -11,7 +11,7 @@ use locusta::config::{Role, RunConfig};
 use locusta::demo::DemoTarget;
 use locusta::engine::{Controller, RunControl, Workload};
 use locusta::script::ScriptSource;
-use locusta::{dashboard, headless, limits, report};
+use locusta::{dashboard, headless, limits, report, task_ratio};
 
 /// Exit status for usage errors, as clap and Locust use.
 const USAGE: u8 = 2;
@@ -24,7 +24,16 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    init_logging(parsed.cli.loglevel);
+    if let Err(e) = init_logging(parsed.cli.loglevel, parsed.cli.logfile.as_deref()) {
+        report::eprint_line(&format!("error: {e:#}"));
+        return ExitCode::FAILURE;
+    }
+    if let Some(n) = parsed.cli.processes {
+        log::warn!(
+            "--processes {n} is ignored: locusta runs one shard per CPU in a single process \
+             already (set their number with --shards)"
+        );
+    }
     let demo = if parsed.cli.demo {
         match DemoTarget::start() {
             Ok(t) => Some(t),
@@ -46,7 +55,15 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    if let Err(e) = fit_to_machine(&cfg) {
+    let describe_only =
+        parsed.cli.list || parsed.cli.show_task_ratio || parsed.cli.show_task_ratio_json;
+    // -l and --show-task-ratio run nothing: no resource check for them.
+    let fits = if describe_only {
+        Ok(())
+    } else {
+        fit_to_machine(&cfg)
+    };
+    if let Err(e) = fits {
         report::eprint_line(&format!("error: {e}"));
         return ExitCode::from(USAGE);
     }
@@ -68,8 +85,23 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
         report::print(&list_classes(cfg));
         return Ok(0);
     }
+    if parsed.cli.show_task_ratio || parsed.cli.show_task_ratio_json {
+        // Locust's -u only when given: without it, one user per weight.
+        let users = parsed.is_set("users").then_some(cfg.users);
+        let (classes, infos) = (&cfg.classes, &cfg.script_classes);
+        report::print(&if parsed.cli.show_task_ratio {
+            task_ratio::text(classes, infos, users)
+        } else {
+            task_ratio::json(classes, infos, users)
+        });
+        return Ok(0);
+    }
     match &cfg.role {
-        Role::Worker { .. } => locusta::cluster::worker::run(cfg),
+        Role::Worker { .. } => {
+            let code = locusta::cluster::worker::run(cfg)?;
+            log::info!("Shutting down (exit code {code})");
+            Ok(code)
+        }
         Role::Master { .. } => {
             let master = MasterController::launch(cfg)?;
             if let Role::Master {
@@ -214,10 +246,13 @@ fn list_classes(cfg: &RunConfig) -> String {
     out
 }
 
-/// Locust-like log lines on stderr: `[HH:MM:SS.mmm] LEVEL/locusta: message`.
-struct StderrLogger;
+/// Locust-like log lines: `[HH:MM:SS.mmm] LEVEL/locusta: message`, on
+/// stderr or, with `--logfile`, appended to that file instead.
+struct Logger {
+    file: Option<std::sync::Mutex<std::fs::File>>,
+}
 
-impl log::Log for StderrLogger {
+impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata) -> bool {
         m.level() <= log::max_level() && m.target().starts_with("locusta")
     }
@@ -233,22 +268,47 @@ impl log::Log for StderrLogger {
             log::Level::Warn => "WARNING",
             l => l.as_str(),
         };
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "[{:02}:{:02}:{:02}.{:03}] {level}/locusta: {}",
+        let line = format!(
+            "[{:02}:{:02}:{:02}.{:03}] {level}/locusta: {}\n",
             secs / 3600,
             secs / 60 % 60,
             secs % 60,
             now.subsec_millis(),
             r.args()
         );
+        // One write per line, so lines from threads never interleave.
+        let _ = match &self.file {
+            Some(f) => match f.lock() {
+                Ok(mut f) => f.write_all(line.as_bytes()),
+                Err(_) => Ok(()),
+            },
+            None => std::io::stderr().lock().write_all(line.as_bytes()),
+        };
     }
     fn flush(&self) {}
 }
 
-fn init_logging(level: log::LevelFilter) {
-    static LOGGER: StderrLogger = StderrLogger;
-    if log::set_logger(&LOGGER).is_ok() {
+/// Install the logger; `logfile`: Locust's `--logfile`, parent directories
+/// created as Locust does.
+fn init_logging(level: log::LevelFilter, logfile: Option<&str>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let file = match logfile {
+        Some(path) => {
+            headless::create_parent_dir(path)
+                .with_context(|| format!("cannot create the directory for --logfile {path}"))?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open --logfile {path}"))?;
+            Some(std::sync::Mutex::new(f))
+        }
+        None => None,
+    };
+    // Leaked once: the logger lives as long as the process.
+    let logger: &'static Logger = Box::leak(Box::new(Logger { file }));
+    if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }
+    Ok(())
 }

@@ -214,10 +214,10 @@ function I.finalize(include_list, exclude_list)
     if host ~= nil and type(host) ~= "string" then
       fail_at(info.where, "class " .. name .. ": host must be a string (got " .. describe(host) .. ")")
     end
+    -- A class the tags leave without tasks is listed with none: only the
+    -- classes that run must have tasks (the caller drops the empty ones,
+    -- and I.select refuses them), as Locust filters only selected classes.
     local node = compile(cls, {}, include, exclude, {})
-    if node.n == 0 then
-      fail_at(info.where, "class " .. name .. " has no tasks left after --tags/--exclude-tags")
-    end
     info.node = node
     out[i] = {
       name = name,
@@ -247,6 +247,9 @@ function I.select(names)
         all[#all + 1] = meta[cls].name
       end
       error("unknown user class " .. describe(name) .. " (the script has: " .. concat(all, ", ") .. ")", 0)
+    end
+    if found.node.n == 0 then
+      fail_at(found.where, "class " .. name .. " has no tasks left after --tags/--exclude-tags")
     end
     selected[i] = found
   end

@@ -219,6 +219,10 @@ impl Control {
             status.state = RunState::Spawning;
         }
         log::info!("Ramping to {users} users at a rate of {rate:.2} per second");
+        if log::log_enabled!(log::Level::Debug) {
+            let counts = ramp.dispatcher.counts(users);
+            log::debug!("Ramping to {}", format_class_counts(&self.classes, &counts));
+        }
         // Like Locust, the first user of a ramp starts at once, the next
         // after 1/rate seconds.
         let target = f64::from(users);
@@ -245,8 +249,15 @@ impl Control {
         let users = ramp.current.floor() as u32;
         let counts = ramp.dispatcher.counts(users);
         let rows = per_shard(&counts, self.shards.len());
-        for ((tx, sent), want) in self.shards.iter().zip(ramp.sent.iter_mut()).zip(rows) {
+        for (shard, ((tx, sent), want)) in self
+            .shards
+            .iter()
+            .zip(ramp.sent.iter_mut())
+            .zip(rows)
+            .enumerate()
+        {
             if *sent != want {
+                log::debug!("shard {shard}: hold {want:?} users per class (ramp at {users})");
                 *sent = want.clone();
                 let _ = tx.send(ShardCmd::SetUsers(want));
             }
@@ -261,7 +272,10 @@ impl Control {
             users,
         );
         if done {
-            log::info!("All users spawned: {users} users");
+            log::info!(
+                "All users spawned: {}",
+                format_class_counts(&self.classes, &counts)
+            );
         }
     }
 
@@ -269,5 +283,47 @@ impl Control {
         let mut status = self.status.lock().unwrap();
         status.state = state;
         status.users = users;
+    }
+}
+
+/// Locust's `_format_user_classes_count_for_log`: a JSON object of users
+/// per class, sorted by name, then the total:
+/// `{"Admin": 2, "Shop": 9} (11 total users)`.
+pub(crate) fn format_class_counts(classes: &[ClassSpec], counts: &[u32]) -> String {
+    let mut pairs: Vec<(&str, u32)> = classes
+        .iter()
+        .zip(counts.iter().copied().chain(std::iter::repeat(0)))
+        .map(|(c, n)| (c.name.as_str(), n))
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    let total = pairs
+        .iter()
+        .fold(0u32, |sum, (_, n)| sum.saturating_add(*n));
+    let body: Vec<String> = pairs
+        .iter()
+        .map(|(name, n)| {
+            let name = serde_json::to_string(name).unwrap_or_else(|_| "\"?\"".into());
+            format!("{name}: {n}")
+        })
+        .collect();
+    format!("{{{}}} ({total} total users)", body.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_counts_read_as_locusts() {
+        let spec = |name: &str| ClassSpec {
+            name: name.into(),
+            weight: 1,
+            fixed_count: None,
+        };
+        let classes = [spec("Shop"), spec("Browse"), spec("Admin")];
+        assert_eq!(
+            format_class_counts(&classes, &[9, 3, 2]),
+            r#"{"Admin": 2, "Browse": 3, "Shop": 9} (14 total users)"#
+        );
     }
 }

@@ -56,25 +56,28 @@ pub(crate) struct Population {
     spawned: usize,
     shard: usize,
     shards: usize,
+    /// Class names, for `-L DEBUG` lines.
+    names: Vec<String>,
 }
 
 impl Population {
     pub fn new(
         workload: ShardWorkload,
         stats: Rc<RefCell<ShardStats>>,
-        classes: usize,
+        names: Vec<String>,
         shard: usize,
         shards: usize,
     ) -> Self {
         Population {
             workload,
             stats,
-            active: vec![Vec::new(); classes],
+            active: vec![Vec::new(); names.len()],
             retiring: Vec::new(),
             live: Rc::new(Cell::new(0)),
             spawned: 0,
             shard,
             shards,
+            names,
         }
     }
 
@@ -122,11 +125,23 @@ impl Population {
         let live = LiveGuard::new(self.live.clone());
         let user = self.workload.user(class, stop.clone(), &self.stats, first);
         let forced = stop.forced();
+        // Per user, never per request: these lines cost nothing unless
+        // -L DEBUG is on (checked once here, not in the user's loop).
+        let debug = log::log_enabled!(log::Level::Debug).then(|| {
+            let class = self.names.get(class).map_or("?", |n| n.as_str());
+            format!("shard {}: user {first} ({class})", self.shard)
+        });
+        if let Some(who) = &debug {
+            log::debug!("{who} started");
+        }
         monoio::spawn(async move {
             let _live = live;
-            monoio::select! {
-                _ = user => {},
-                _ = forced => {},
+            let how = monoio::select! {
+                _ = user => "ended",
+                _ = forced => "cancelled",
+            };
+            if let Some(who) = debug {
+                log::debug!("{who} stopped ({how})");
             }
         });
         self.active[class].push(stop);

@@ -204,7 +204,7 @@ async fn shard_loop(
     let mut users = Population::new(
         workload,
         stats.clone(),
-        spec.classes.len(),
+        spec.classes.clone(),
         spec.index,
         spec.shards,
     );

@@ -158,7 +158,9 @@ impl Connection {
 
     /// Drop the TCP connection; the next `send` reconnects.
     pub fn close(&mut self) {
-        self.stream = None;
+        if self.stream.take().is_some() {
+            log::debug!("connection to {} closed by the user", self.addr);
+        }
     }
 
     /// Whether a kept-alive TCP connection is open.
@@ -214,8 +216,15 @@ impl Connection {
                 // part of this one, which every request would otherwise
                 // carry (and mlua copies per call).
                 match Box::pin(self.connect(deadline.as_mut(), timed_out)).await {
-                    Ok(stream) => self.stream = Some(stream),
-                    Err(e) => return (request, Err(e)),
+                    Ok(stream) => {
+                        // Per connection, not per request (-L DEBUG).
+                        log::debug!("connection to {} opened", self.addr);
+                        self.stream = Some(stream);
+                    }
+                    Err(e) => {
+                        log::debug!("connect to {} failed: {e}", self.addr);
+                        return (request, Err(e));
+                    }
                 }
             }
             let (req, result, got_bytes) = self
@@ -227,6 +236,7 @@ impl Connection {
                 Err(e) => {
                     // After any error the stream's state is unknown: drop it.
                     self.stream = None;
+                    log::debug!("connection to {} closed: {e}", self.addr);
                     let idle_closed = matches!(
                         e,
                         HttpError::ClosedBeforeResponse | HttpError::ConnectionReset
@@ -353,6 +363,7 @@ impl Connection {
         let result = result.map(|leftover| {
             if leftover || !parser.keep_alive() {
                 self.stream = None;
+                log::debug!("connection to {} closed: not kept alive", self.addr);
             }
             ResponseInfo {
                 status: parser.status(),

@@ -68,6 +68,13 @@ fn two_workers_share_the_users_and_the_master_counts_what_they_sent() {
     assert!(m.wait(LIMIT).success(), "{}", m.logs());
     assert!(w1.wait(LIMIT).success(), "{}", w1.logs());
     assert!(w2.wait(LIMIT).success(), "{}", w2.logs());
+    // Locust's line, per class, as a local run logs it.
+    assert!(
+        m.stderr()
+            .contains(r#"All users spawned: {"raw": 6} (6 total users) on 2 workers"#),
+        "{}",
+        m.logs()
+    );
     for w in [&w1, &w2] {
         assert!(
             w.stderr().contains("Running 3 users (raw: 3)"),

@@ -203,9 +203,10 @@ impl Network {
                 let user_count = self.target;
                 self.send(MasterMessage::SpawningComplete { user_count }, &id);
             }
+            let counts = self.dispatcher.counts(self.target);
             log::info!(
-                "All users spawned: {} users on {} workers",
-                self.target,
+                "All users spawned: {} on {} workers",
+                crate::engine::format_class_counts(&self.classes, &counts),
                 self.nodes.connected()
             );
         } else {

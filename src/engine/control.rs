@@ -289,7 +289,7 @@ impl Control {
 /// Locust's `_format_user_classes_count_for_log`: a JSON object of users
 /// per class, sorted by name, then the total:
 /// `{"Admin": 2, "Shop": 9} (11 total users)`.
-pub(crate) fn format_class_counts(classes: &[ClassSpec], counts: &[u32]) -> String {
+pub fn format_class_counts(classes: &[ClassSpec], counts: &[u32]) -> String {
     let mut pairs: Vec<(&str, u32)> = classes
         .iter()
         .zip(counts.iter().copied().chain(std::iter::repeat(0)))

@@ -22,6 +22,7 @@ use crate::cli::IoMode;
 use crate::http::{ClientConfig, Target};
 use crate::script::{ScriptSource, TagFilter};
 use crate::stats::{HistoryPoint, RunStats, StatsDelta, StatsView};
+pub use control::format_class_counts;
 use control::{Control, ControlCmd};
 pub use dispatch::{per_shard, ClassSpec, Dispatcher};
 pub use shard::build_uring_runtime;

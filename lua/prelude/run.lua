@@ -13,6 +13,7 @@ local stopping = N.stopping -- (stop) -> bool: graceful stop asked (a C function
 local wait_native = N.wait -- async (stop, seconds): returns early on graceful stop
 local yield_native = N.yield -- async (): let the shard's other tasks run once
 local new_client = N.new_client -- (class index, 0-based) -> client userdata
+local now = N.now -- () -> seconds: stamps a new instance for constant_pacing
 
 local describe, script_where = P.describe, P.script_where
 local on_error, report, clear_traceback = P.on_error, P.report, P.clear_traceback
@@ -154,7 +155,11 @@ run_node = function(node, inst, user, stop, is_root)
     local result
     local child = task.node
     if child then
-      local sub = setmetatable({ user = user, client = user.client, parent = inst }, child.inst_mt)
+      -- _cp_*: constant_pacing's clock starts at creation, as Locust's.
+      local sub = setmetatable(
+        { user = user, client = user.client, parent = inst, _cp_last_run = now(), _cp_last_wait = 0 },
+        child.inst_mt
+      )
       result = run_node(child, sub, user, stop, false)
       if result == STOP then
         return finish(inst, STOP)
@@ -196,7 +201,7 @@ function I.run_user(idx, stop, keepalive)
   if stopping(stop) then
     return
   end
-  local user = setmetatable({}, info.inst_mt)
+  local user = setmetatable({ _cp_last_run = now(), _cp_last_wait = 0 }, info.inst_mt)
   user.client = new_client(idx)
   run_node(info.node, user, user, stop, true)
   return keepalive

@@ -18,6 +18,7 @@ local now = N.now -- () -> seconds: stamps a new instance for constant_pacing
 local describe, script_where = P.describe, P.script_where
 local on_error, report, clear_traceback = P.on_error, P.report, P.clear_traceback
 local INTERRUPT, INTERRUPT_WAIT, QUIT = P.INTERRUPT, P.INTERRUPT_WAIT, P.QUIT
+local markov_next = P.markov_next -- (state) -> next state's index (lua/prelude/markov.lua)
 
 -- A wait_time that raises or returns no usable number: the exception is
 -- recorded and the user waits this long instead of not at all (no wait
@@ -125,6 +126,7 @@ run_node = function(node, inst, user, stop, is_root)
     return is_root and STOP or nil
   end
   local tasks, n, cum, total, sequential = node.tasks, node.n, node.cum, node.total, node.sequential
+  local markov, cur = node.markov, node.start -- a Markov chain: its current state
   local i = 0
   while true do
     if stopping(stop) then
@@ -137,6 +139,10 @@ run_node = function(node, inst, user, stop, is_root)
         i = 1
       end
       task = tasks[i]
+    elseif markov then
+      -- As Locust's get_next_task: run the current state, move on first.
+      task = tasks[cur]
+      cur = markov_next(task)
     elseif n == 1 then
       task = tasks[1]
     else

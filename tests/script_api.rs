@@ -93,3 +93,47 @@ end)
         }
     }
 }
+
+#[test]
+fn locust_port_example_runs_against_the_shop() {
+    let target = locusta::demo::DemoTarget::start().unwrap();
+    let dir = temp_dir("api-port");
+    let prefix = dir.join("port");
+    let out = run_bounded(
+        locusta().args([
+            "-f",
+            "lua/examples/locust_port.lua",
+            "-H",
+            &target.base_url(),
+            "--headless",
+            "--only-summary",
+            "-u",
+            "12",
+            "-r",
+            "50",
+            "-t",
+            "3s",
+            "--exit-code-on-error",
+            "0",
+            "--csv",
+            prefix.to_str().unwrap(),
+        ]),
+        Duration::from_secs(40),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.contains("Exceptions") && !stdout.contains("Traceback"),
+        "the port raised: {stdout}"
+    );
+    let names: Vec<String> = csv_rows(&dir.join("port_stats.csv"))[1..]
+        .iter()
+        .map(|r| format!("{} {}", r[0], r[1]))
+        .collect();
+    // Shopper's login (data=form), the Markov chain's home page, the named
+    // product pages shared by both classes.
+    for want in ["POST /api/login", "GET /", "GET /api/products/:id", "GET /api/products"] {
+        assert!(names.iter().any(|n| n == want), "no {want}: {names:?}");
+    }
+}

@@ -38,7 +38,9 @@ fn pacing_first_interval_is_the_period_not_period_plus_task_time() {
     let log: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
     let seen = log.clone();
     let server = TestServer::start(move |path| {
-        seen.lock().unwrap().push((Instant::now(), path.to_string()));
+        seen.lock()
+            .unwrap()
+            .push((Instant::now(), path.to_string()));
         ok("")
     });
     let dir = temp_dir("api-pacing");
@@ -133,7 +135,12 @@ fn locust_port_example_runs_against_the_shop() {
         .collect();
     // Shopper's login (data=form), the Markov chain's home page, the named
     // product pages shared by both classes.
-    for want in ["POST /api/login", "GET /", "GET /api/products/:id", "GET /api/products"] {
+    for want in [
+        "POST /api/login",
+        "GET /",
+        "GET /api/products/:id",
+        "GET /api/products",
+    ] {
         assert!(names.iter().any(|n| n == want), "no {want}: {names:?}");
     }
 }

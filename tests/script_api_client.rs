@@ -28,7 +28,11 @@ fn params_are_url_encoded_and_appended_to_the_query() {
         "#,
         &c,
     );
-    let paths: Vec<String> = srv.requests().iter().map(|r| r.path().to_string()).collect();
+    let paths: Vec<String> = srv
+        .requests()
+        .iter()
+        .map(|r| r.path().to_string())
+        .collect();
     assert_eq!(
         paths,
         [
@@ -75,7 +79,11 @@ fn data_table_is_a_form_and_data_string_a_raw_body() {
     );
     assert_eq!(reqs[0].header("content-length").as_deref(), Some("25"));
     assert_eq!(reqs[1].body, b"plain text");
-    assert!(reqs[1].headers("content-type").is_empty(), "{}", reqs[1].head);
+    assert!(
+        reqs[1].headers("content-type").is_empty(),
+        "{}",
+        reqs[1].head
+    );
     assert_eq!(reqs[2].body, b"a=1");
     assert_eq!(reqs[2].headers("content-type"), ["text/x-mine"]);
 }
@@ -187,19 +195,55 @@ fn hostile_options_are_lua_errors_before_anything_is_sent() {
     let c = env.client(Some(&srv.url("")));
     for (code, want) in [
         (r#"c:get("/", { params = 5 })"#, "params must be a table"),
-        (r#"c:get("/", { params = { a = {} , b = function() end } })"#, "params.b must be a string"),
-        (r#"c:get("/", { params = { [true] = 1 } })"#, "keys must be strings"),
-        (r#"c:get("/", { params = { 7 } })"#, "item 1 must be a {key, value} pair"),
-        (r#"c:post("/", { data = 5 })"#, "data must be a table (form) or a string"),
-        (r#"c:post("/", { data = "x", body = "y" })"#, "data and body exclude each other"),
-        (r#"c:post("/", { data = { a = 1 }, json = {} })"#, "data and json exclude each other"),
-        (r#"c:get("/", { auth = { "only-user" } })"#, "auth must be { user, password }"),
+        (
+            r#"c:get("/", { params = { a = {} , b = function() end } })"#,
+            "params.b must be a string",
+        ),
+        (
+            r#"c:get("/", { params = { [true] = 1 } })"#,
+            "keys must be strings",
+        ),
+        (
+            r#"c:get("/", { params = { 7 } })"#,
+            "item 1 must be a {key, value} pair",
+        ),
+        (
+            r#"c:post("/", { data = 5 })"#,
+            "data must be a table (form) or a string",
+        ),
+        (
+            r#"c:post("/", { data = "x", body = "y" })"#,
+            "data and body exclude each other",
+        ),
+        (
+            r#"c:post("/", { data = { a = 1 }, json = {} })"#,
+            "data and json exclude each other",
+        ),
+        (
+            r#"c:get("/", { auth = { "only-user" } })"#,
+            "auth must be { user, password }",
+        ),
         (r#"c:get("/", { auth = "bob:x" })"#, "auth must be a table"),
-        (r#"c:get("/", { cookies = { a = "1; evil=2" } })"#, "would break the Cookie header"),
-        (r#"c:get("/", { cookies = { ["a=b"] = "1" } })"#, "would break the Cookie header"),
-        (r#"c:get("/", { cookies = { a = "x\r\nX-Injected: 1" } })"#, "would break the Cookie header"),
-        (r#"c:get("/", { allow_redirects = "yes" })"#, "allow_redirects must be a boolean"),
-        (r#"c:get("/", { follow = true })"#, "unknown request option 'follow'"),
+        (
+            r#"c:get("/", { cookies = { a = "1; evil=2" } })"#,
+            "would break the Cookie header",
+        ),
+        (
+            r#"c:get("/", { cookies = { ["a=b"] = "1" } })"#,
+            "would break the Cookie header",
+        ),
+        (
+            r#"c:get("/", { cookies = { a = "x\r\nX-Injected: 1" } })"#,
+            "would break the Cookie header",
+        ),
+        (
+            r#"c:get("/", { allow_redirects = "yes" })"#,
+            "allow_redirects must be a boolean",
+        ),
+        (
+            r#"c:get("/", { follow = true })"#,
+            "unknown request option 'follow'",
+        ),
     ] {
         let e = env
             .run(&format!("local c = ...\n{code}"), &c)
@@ -209,6 +253,9 @@ fn hostile_options_are_lua_errors_before_anything_is_sent() {
     assert!(srv.requests().is_empty(), "nothing may be sent");
     assert!(rows(&env.delta()).is_empty());
     // The client still works afterwards.
-    env.ok(r#"local c = ... ; assert(c:get("/fine").status == 200)"#, &c);
+    env.ok(
+        r#"local c = ... ; assert(c:get("/fine").status == 200)"#,
+        &c,
+    );
     assert_eq!(rows(&env.delta()), [(Method::Get, "/fine".into(), 1, 0)]);
 }

@@ -181,13 +181,26 @@ fn binary_exits_2_on_a_bad_chain_and_warns_about_unreachable_states() {
     )
     .unwrap();
     let out = common::run_bounded(
-        common::locusta().args(["-f", bad.to_str().unwrap(), "--headless", "-u", "1", "-t", "1s", "-H", "http://127.0.0.1:9"]),
+        common::locusta().args([
+            "-f",
+            bad.to_str().unwrap(),
+            "--headless",
+            "-u",
+            "1",
+            "-t",
+            "1s",
+            "-H",
+            "http://127.0.0.1:9",
+        ]),
         Duration::from_secs(30),
     );
     let stderr = common::text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("dead.lua:3: "), "{stderr}");
-    assert!(stderr.contains("does not define any transitions"), "{stderr}");
+    assert!(
+        stderr.contains("does not define any transitions"),
+        "{stderr}"
+    );
 
     let warn = dir.join("island.lua");
     std::fs::write(

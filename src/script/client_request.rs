@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use mlua::{AnyUserData, Function, Lua, Table, UserDataRef, Value};
 
 use super::client::{err, Client, Dest, Shared};
-use super::client_options::{self, Extra};
 use super::client_cookies::now_unix;
+use super::client_options::{self, Extra};
 use super::client_response::{headers, Response};
 use super::client_sink::OverflowHit;
 pub(super) use super::client_sink::Sink;
@@ -156,12 +156,10 @@ impl Opts {
                     )));
                 }
                 (k, v) if client_options::owns(k) => client_options::parse(&mut o.extra, k, v)?,
-                (other, _) => {
-                    return Err(err(format!(
-                        "unknown request option '{other}' (known: name, headers, json, body, timeout, \
+                (other, _) => return Err(err(format!(
+                    "unknown request option '{other}' (known: name, headers, json, body, timeout, \
                          catch_response, params, data, auth, cookies, allow_redirects)"
-                    )))
-                }
+                ))),
             }
         }
         if o.json.is_some() && o.body.is_some() {
@@ -390,7 +388,8 @@ fn prepare(
         }
         let jar = client.cookies.borrow();
         let once = extra.map_or(&[][..], |x| &x.cookies[..]);
-        if !(jar.is_empty() && once.is_empty()) && !sc.has("cookie", all) {
+        let any_cookie = !jar.is_empty() || !once.is_empty();
+        if any_cookie && !sc.has("cookie", all) {
             let a = sc.text.len();
             sc.text.push_str("Cookie");
             let b = sc.text.len();

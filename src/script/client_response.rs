@@ -232,7 +232,10 @@ impl Response {
             .strip_prefix(&format!("HTTP {}", self.status))
             .unwrap_or("")
             .trim();
-        Some(format!("{} {kind} Error: {reason} for url: {url}", self.status))
+        Some(format!(
+            "{} {kind} Error: {reason} for url: {url}",
+            self.status
+        ))
     }
 
     fn check_not_recorded(&self, what: &str) -> mlua::Result<()> {

@@ -350,7 +350,10 @@ fn warn_once(msg: &str) {
     use std::sync::Mutex;
     static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
-    if seen.get_or_insert_with(HashSet::new).insert(msg.to_string()) {
+    if seen
+        .get_or_insert_with(HashSet::new)
+        .insert(msg.to_string())
+    {
         log::warn!("{msg}");
     }
 }

@@ -9,6 +9,8 @@
 --   lua/locusta.lua           =[locusta]           module table, user classes (this file)
 --   lua/prelude/wait.lua      =[locusta/wait]      wait times, locusta.sleep
 --   lua/prelude/events.lua    =[locusta/events]    locusta.events, I.fire
+--   lua/prelude/guard.lua     =[locusta/guard]     (see that file)
+--   lua/prelude/markov.lua    =[locusta/markov]    locusta.markov: Markov task sets
 --   lua/prelude/finalize.lua  =[locusta/finalize]  tags, weights, checks: I.finalize, I.select
 --   lua/prelude/run.lua       =[locusta/run]       the task loop: I.run_user
 --
@@ -193,6 +195,8 @@ local function new_spec(kind, what, def)
   meta[def] = info
   return setmetatable(def, TaskSetMeta)
 end
+
+P.new_spec = new_spec -- for locusta.markov (lua/prelude/markov.lua)
 
 function M.taskset(def)
   return new_spec("taskset", "locusta.taskset", def)

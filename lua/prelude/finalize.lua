@@ -56,13 +56,16 @@ local function passes(tags, include, exclude)
   return true
 end
 
+-- Default names of unnamed task sets, by kind.
+local PREFIX = { sequence = "sequence@", markov = "markov@" }
+
 local function default_name(holder, target)
   if type(target) == "table" then
     local n = rawget(target, "name")
     if type(n) == "string" then
       return n
     end
-    return (meta[target].kind == "sequence" and "sequence@" or "taskset@") .. (meta[target].where or "?")
+    return (PREFIX[meta[target].kind] or "taskset@") .. (meta[target].where or "?")
   end
   local names = {}
   for k, v in pairs(holder) do
@@ -87,7 +90,7 @@ local function holder_name(holder)
   if type(n) == "string" then
     return n
   end
-  return (info.kind == "sequence" and "sequence@" or "taskset@") .. (info.where or "?")
+  return (PREFIX[info.kind] or "taskset@") .. (info.where or "?")
 end
 
 local function check_fields(holder, info)
@@ -114,6 +117,17 @@ local function compile(holder, inherited, include, exclude, visiting)
     fail_at(info.where, holder_name(holder) .. " contains itself (task sets cannot nest in a cycle)")
   end
   check_fields(holder, info)
+  if info.kind == "markov" then
+    -- The whole chain is one task for --tags (states cannot have tags).
+    local base = union(inherited, info.tags)
+    if not passes(base, include, exclude) then
+      return { n = 0 }
+    end
+    visiting[holder] = true
+    local node = P.compile_markov(holder, info, holder_name(holder), compile, base, include, exclude, visiting)
+    visiting[holder] = nil
+    return node
+  end
   if #info.tasks == 0 then
     if info.kind == "user" then
       fail_at(

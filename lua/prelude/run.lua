@@ -13,10 +13,12 @@ local stopping = N.stopping -- (stop) -> bool: graceful stop asked (a C function
 local wait_native = N.wait -- async (stop, seconds): returns early on graceful stop
 local yield_native = N.yield -- async (): let the shard's other tasks run once
 local new_client = N.new_client -- (class index, 0-based) -> client userdata
+local now = N.now -- () -> seconds: stamps a new instance for constant_pacing
 
 local describe, script_where = P.describe, P.script_where
 local on_error, report, clear_traceback = P.on_error, P.report, P.clear_traceback
 local INTERRUPT, INTERRUPT_WAIT, QUIT = P.INTERRUPT, P.INTERRUPT_WAIT, P.QUIT
+local markov_next = P.markov_next -- (state) -> next state's index (lua/prelude/markov.lua)
 
 -- A wait_time that raises or returns no usable number: the exception is
 -- recorded and the user waits this long instead of not at all (no wait
@@ -124,6 +126,7 @@ run_node = function(node, inst, user, stop, is_root)
     return is_root and STOP or nil
   end
   local tasks, n, cum, total, sequential = node.tasks, node.n, node.cum, node.total, node.sequential
+  local markov, cur = node.markov, node.start -- a Markov chain: its current state
   local i = 0
   while true do
     if stopping(stop) then
@@ -136,6 +139,10 @@ run_node = function(node, inst, user, stop, is_root)
         i = 1
       end
       task = tasks[i]
+    elseif markov then
+      -- As Locust's get_next_task: run the current state, move on first.
+      task = tasks[cur]
+      cur = markov_next(task)
     elseif n == 1 then
       task = tasks[1]
     else
@@ -154,7 +161,11 @@ run_node = function(node, inst, user, stop, is_root)
     local result
     local child = task.node
     if child then
-      local sub = setmetatable({ user = user, client = user.client, parent = inst }, child.inst_mt)
+      -- _cp_*: constant_pacing's clock starts at creation, as Locust's.
+      local sub = setmetatable(
+        { user = user, client = user.client, parent = inst, _cp_last_run = now(), _cp_last_wait = 0 },
+        child.inst_mt
+      )
       result = run_node(child, sub, user, stop, false)
       if result == STOP then
         return finish(inst, STOP)
@@ -196,7 +207,7 @@ function I.run_user(idx, stop, keepalive)
   if stopping(stop) then
     return
   end
-  local user = setmetatable({}, info.inst_mt)
+  local user = setmetatable({ _cp_last_run = now(), _cp_last_wait = 0 }, info.inst_mt)
   user.client = new_client(idx)
   run_node(info.node, user, user, stop, true)
   return keepalive

@@ -45,20 +45,18 @@ function M.constant(s)
 end
 
 -- Wait so that each task starts `s` seconds after the previous one (the
--- wait is max(0, s - the task's run time)). Per user (or task set instance).
+-- wait is max(0, s - the task's run time)). Per user (or task set
+-- instance). As Locust (wait_time.py), the clock starts when the instance
+-- is created (run.lua stamps `_cp_last_run` then), so the first wait is
+-- the period minus on_start and the first task, like every later one.
 local function pacing(s)
   return function(self)
     local t = now()
-    local last = rawget(self, "_cp_last_run")
-    local wait
-    if last == nil then
-      wait = s
-    else
-      local run_time = t - last - rawget(self, "_cp_last_wait")
-      wait = s - run_time
-      if wait < 0 then
-        wait = 0
-      end
+    local last = rawget(self, "_cp_last_run") or t
+    local run_time = t - last - (rawget(self, "_cp_last_wait") or 0)
+    local wait = s - run_time
+    if wait < 0 then
+      wait = 0
     end
     self._cp_last_run = t
     self._cp_last_wait = wait

@@ -34,6 +34,7 @@ use mlua::{AnyUserData, Function, Lua, Table, UserDataRef, Value};
 
 use super::client::{err, Client, Dest, Shared};
 use super::client_cookies::now_unix;
+use super::client_options::{self, Extra};
 use super::client_response::{headers, Response};
 use super::client_sink::OverflowHit;
 pub(super) use super::client_sink::Sink;
@@ -102,6 +103,8 @@ struct Opts {
     body: Option<mlua::LuaString>,
     timeout: Option<Duration>,
     catch_response: bool,
+    /// params, data, auth, cookies, allow_redirects (`client_options`).
+    extra: Option<Box<Extra>>,
 }
 
 impl Opts {
@@ -152,15 +155,18 @@ impl Opts {
                         v.type_name()
                     )));
                 }
-                (other, _) => {
-                    return Err(err(format!(
-                        "unknown request option '{other}' (known: name, headers, json, body, timeout, catch_response)"
-                    )))
-                }
+                (k, v) if client_options::owns(k) => client_options::parse(&mut o.extra, k, v)?,
+                (other, _) => return Err(err(format!(
+                    "unknown request option '{other}' (known: name, headers, json, body, timeout, \
+                         catch_response, params, data, auth, cookies, allow_redirects)"
+                ))),
             }
         }
         if o.json.is_some() && o.body.is_some() {
             return Err(err("request options json and body exclude each other"));
+        }
+        if let Some(x) = &mut o.extra {
+            client_options::check(x, &mut o.body, o.json.is_some())?;
         }
         Ok(o)
     }
@@ -251,7 +257,11 @@ pub(super) async fn request(
     let (path, mut opts, cb) = parse_call(method, path, a, b)?;
     let timeout = opts.timeout.unwrap_or(shared.ctx.cfg.request_timeout);
     let catch_response = opts.catch_response;
-    let name = opts.name.take();
+    // Locust names an entry by the path with its query (`path_url`).
+    let name = match (opts.name.take(), &opts.extra) {
+        (None, Some(x)) => client_options::name_with_query(lua, &path, x)?,
+        (name, _) => name,
+    };
     let (dest, mut conn, mut sink) = prepare(lua, client, method, &path, opts)?;
     let name = name.unwrap_or(path);
 
@@ -335,7 +345,11 @@ fn prepare(
             method.as_str().to_ascii_lowercase()
         ))
     })?;
-    let (dest, target) = client.resolve(&path_str)?;
+    let (dest, mut target) = client.resolve(&path_str)?;
+    let extra = opts.extra.as_deref();
+    if let Some(q) = extra.and_then(|x| x.query.as_deref()) {
+        target = client_options::add_query(&target, q).into();
+    }
     let json_body = match &opts.json {
         Some(v) => Some(super::json::to_json(lua, v)?),
         None => None,
@@ -350,8 +364,13 @@ fn prepare(
     let built = (|| -> mlua::Result<()> {
         let mut sc = shared.scratch.borrow_mut();
         sc.clear();
+        // requests applies auth after the headers: it wins over both.
+        if let Some(a) = extra.and_then(|x| x.auth.as_deref()) {
+            sc.push("Authorization", a);
+        }
+        let auth = sc.spans.len();
         if let Some(h) = &opts.headers {
-            add_headers(&mut sc, h, 0)?;
+            add_headers(&mut sc, h, auth)?;
         }
         let given = sc.spans.len();
         if let Some(d) = &*client.headers.borrow() {
@@ -363,18 +382,29 @@ fn prepare(
         if json_body.is_some() && !sc.has("content-type", all) {
             sc.push("Content-Type", "application/json");
         }
+        let form = extra.and_then(|x| x.form.as_deref());
+        if form.is_some() && !sc.has("content-type", all) {
+            sc.push("Content-Type", "application/x-www-form-urlencoded");
+        }
         let jar = client.cookies.borrow();
-        if !jar.is_empty() && !sc.has("cookie", all) {
+        let once = extra.map_or(&[][..], |x| &x.cookies[..]);
+        let any_cookie = !jar.is_empty() || !once.is_empty();
+        if any_cookie && !sc.has("cookie", all) {
             let a = sc.text.len();
             sc.text.push_str("Cookie");
             let b = sc.text.len();
-            jar.write_header(&mut sc.text);
+            if once.is_empty() {
+                jar.write_header(&mut sc.text);
+            } else {
+                client_options::write_cookies(&jar, once, &mut sc.text);
+            }
             let c = sc.text.len();
             sc.spans.push((a, b, c));
         }
         let body_str;
         let body: &[u8] = match (&json_body, &opts.body) {
             (Some(j), _) => j,
+            (None, None) if form.is_some() => form.unwrap_or("").as_bytes(),
             (None, Some(s)) => {
                 body_str = s.as_bytes();
                 &body_str

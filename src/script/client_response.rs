@@ -212,6 +212,32 @@ impl Response {
         Ok(s)
     }
 
+    /// `r:raise_for_status()`'s error, as requests words it
+    /// (`404 Client Error: Not Found for url: …`); a transport error or an
+    /// over-limit body raises too (requests would have raised earlier).
+    fn status_error(&self) -> Option<String> {
+        let url = format!("{}{}", self.url_prefix, self.path());
+        if self.error.is_some() || self.too_large.is_some() {
+            let why = self.failure().map(|f| f.to_string()).unwrap_or_default();
+            return Some(format!("{why} for url: {url}"));
+        }
+        let kind = match self.status {
+            400..=499 => "Client",
+            500..=599 => "Server",
+            _ => return None,
+        };
+        // "HTTP 404 Not Found" -> "Not Found" (the one reason table).
+        let text = Failure::Status(self.status).to_string();
+        let reason = text
+            .strip_prefix(&format!("HTTP {}", self.status))
+            .unwrap_or("")
+            .trim();
+        Some(format!(
+            "{} {kind} Error: {reason} for url: {url}",
+            self.status
+        ))
+    }
+
     fn check_not_recorded(&self, what: &str) -> mlua::Result<()> {
         if self.recorded.get() {
             return Err(mlua::Error::runtime(format!(
@@ -236,6 +262,8 @@ impl UserData for Response {
         fields.add_field_method_get("error", |_, r| Ok(r.failure().map(|f| f.to_string())));
         fields.add_field_method_get("url", |_, r| Ok(format!("{}{}", r.url_prefix, r.path())));
         fields.add_field_method_get("request_type", |_, r| Ok(r.method.as_str()));
+        // Bytes of body received (Locust's `response_length`).
+        fields.add_field_method_get("content_length", |_, r| Ok(r.body_len));
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
@@ -256,6 +284,10 @@ impl UserData for Response {
                     strip_runtime(&e)
                 ))
             })
+        });
+        methods.add_method("raise_for_status", |_, r, ()| match r.status_error() {
+            Some(msg) => Err(mlua::Error::runtime(msg)),
+            None => Ok(()),
         });
         methods.add_method("success", |_, r, ()| {
             r.check_not_recorded("success")?;

@@ -81,6 +81,7 @@ pub enum ScriptError {
 
 pub mod client;
 pub mod client_cookies;
+mod client_options;
 mod client_request;
 pub mod client_response;
 mod client_sink;

@@ -42,6 +42,10 @@ const PRELUDE: &[(&str, &str)] = &[
         include_str!("../../../lua/prelude/guard.lua"),
     ),
     (
+        "=[locusta/markov]",
+        include_str!("../../../lua/prelude/markov.lua"),
+    ),
+    (
         "=[locusta/finalize]",
         include_str!("../../../lua/prelude/finalize.lua"),
     ),
@@ -270,6 +274,13 @@ fn build(
             Ok(())
         })?,
     )?;
+    native.set(
+        "warn",
+        lua.create_function(|_, msg: mlua::LuaString| {
+            warn_once(&msg.to_string_lossy());
+            Ok(())
+        })?,
+    )?;
     let epoch = Instant::now();
     native.set(
         "now",
@@ -330,6 +341,21 @@ type BoxedCall = std::pin::Pin<Box<dyn std::future::Future<Output = mlua::Result
 /// at ~1 KB per wait with 1,000 users in think time.
 fn boxed(f: impl std::future::Future<Output = mlua::Result<()>> + 'static) -> BoxedCall {
     Box::pin(f)
+}
+
+/// A load-time warning from the prelude (e.g. unreachable Markov states):
+/// logged once per process, though every shard's state loads the script.
+fn warn_once(msg: &str) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen
+        .get_or_insert_with(HashSet::new)
+        .insert(msg.to_string())
+    {
+        log::warn!("{msg}");
+    }
 }
 
 /// The error of an async call made inside a coroutine the script created.

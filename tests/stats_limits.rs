@@ -1,0 +1,154 @@
+//! The stats tables' bounds through the real binary on 127.0.0.1: a run
+//! where every failure and every script error has its own text keeps at
+//! most the capped rows plus their `(other)` rows, with exact totals; and
+//! the history CSV has one row per second of the run, even when the
+//! process is stalled, and none at 0 users after the stop.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use locusta::stats::{MAX_EXCEPTIONS, MAX_FAILURES};
+
+/// Each task: one request failed with a message of its own, then an error
+/// raised with a message of its own.
+const FLOOD: &str = r#"
+local locusta = require "locusta"
+local n = 0
+local Flood = locusta.user { wait_time = locusta.constant(0) }
+Flood:task(1, function(self)
+  n = n + 1
+  local id = n
+  self.client:get("/x", { catch_response = true }, function(r)
+    r:failure("bad answer " .. id)
+  end)
+  error("task failed " .. id)
+end)
+"#;
+
+/// The first cell of each record of a CSV file whose later cells may hold
+/// quoted commas and newlines (tracebacks), header excluded.
+fn first_cells(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split("\r\n")
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split(',').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn distinct_failures_and_errors_are_capped_with_exact_totals() {
+    let server = TestServer::start(|_| ok("x"));
+    let dir = temp_dir("stats-caps");
+    let script = dir.join("flood.lua");
+    std::fs::write(&script, FLOOD).unwrap();
+    let prefix = dir.join("run");
+    // The final tables (a thousand failure rows) would fill a pipe nobody
+    // reads while the run is bounded: stdout goes nowhere.
+    let child = locusta()
+        .args(["-f", script.to_str().unwrap(), "-H", &server.url("")])
+        .args(["--headless", "--only-summary", "-u", "4", "-r", "100"])
+        .args([
+            "-t",
+            "4s",
+            "--shards",
+            "2",
+            "--csv",
+            prefix.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let agg = aggregated(&dir.join("run_stats.csv"));
+    let requests: u64 = agg["Request Count"].parse().unwrap();
+    assert_eq!(
+        agg["Failure Count"], agg["Request Count"],
+        "every request failed"
+    );
+    assert!(
+        requests > 2 * MAX_FAILURES as u64,
+        "only {requests} requests: too few to pass the cap"
+    );
+
+    let failures = csv_rows(&dir.join("run_failures.csv"));
+    let rows = &failures[1..];
+    // One named row, so at most one fold row.
+    assert!(
+        rows.len() <= MAX_FAILURES + 1,
+        "{} failure rows",
+        rows.len()
+    );
+    let other: Vec<_> = rows.iter().filter(|r| r[2] == "(other)").collect();
+    assert_eq!(other.len(), 1, "one (other) row for GET /x");
+    assert_eq!(&other[0][..2], ["GET", "/x"]);
+    let occurrences: u64 = rows.iter().map(|r| r[3].parse::<u64>().unwrap()).sum();
+    assert_eq!(occurrences, requests, "failure rows add up to the failures");
+
+    let counts = first_cells(&dir.join("run_exceptions.csv"));
+    assert!(
+        counts.len() <= MAX_EXCEPTIONS + 1,
+        "{} exception rows",
+        counts.len()
+    );
+    let errors: u64 = counts.iter().map(|c| c.parse::<u64>().unwrap()).sum();
+    // A task cut by the stop after its request raises nothing.
+    assert!(
+        errors <= requests && errors + 4 >= requests,
+        "{errors} errors for {requests} tasks"
+    );
+    let exceptions = std::fs::read_to_string(dir.join("run_exceptions.csv")).unwrap();
+    assert!(exceptions.contains("\r\n") && exceptions.contains(",(other),"));
+}
+
+#[test]
+fn history_has_one_row_per_second_across_a_stall_and_none_after_the_stop() {
+    let server = TestServer::start(|_| ok("x"));
+    let dir = temp_dir("stats-history");
+    let prefix = dir.join("h");
+    let child = locusta()
+        .args(["--headless", "--only-summary", "-u", "2", "-r", "10"])
+        .args([
+            "-t",
+            "7s",
+            "--csv",
+            prefix.to_str().unwrap(),
+            &server.url("/"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2_000));
+    // Stall the whole process for 3 s, as a master blocked on a huge
+    // message or a swapped-out box would be.
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(3_000));
+    unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+    let out = wait_bounded(child, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let history = csv_rows(&dir.join("h_stats_history.csv"));
+    let rows = &history[1..];
+    assert!(rows.len() >= 3, "{rows:?}");
+    let stamps: Vec<u64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "timestamps must rise, one row per second: {stamps:?}"
+    );
+    assert!(
+        rows.iter().all(|r| r[1] != "0"),
+        "no row at 0 users: {rows:?}"
+    );
+    // Consecutive rows of a running second never repeat the totals of the
+    // one before (a stale row), since requests keep arriving.
+    for w in rows.windows(2) {
+        assert_ne!(w[0][17], w[1][17], "repeated row: {:?} / {:?}", w[0], w[1]);
+    }
+}

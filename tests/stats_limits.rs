@@ -1,16 +1,24 @@
 //! The stats tables' bounds through the real binary on 127.0.0.1: a run
 //! where every failure and every script error has its own text keeps at
-//! most the capped rows plus their `(other)` rows, with exact totals; and
-//! the history CSV has one row per second of the run, even when the
-//! process is stalled, and none at 0 users after the stop.
+//! most the capped rows plus their `(other)` rows, with exact totals, and
+//! so does a master fed by a hostile worker; and the history CSV has one
+//! row per second of the run, even when the process is stalled, and none
+//! at 0 users after the stop.
 
+#[path = "common/cluster.rs"]
+mod cluster_common;
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
+use cluster_common::*;
 use common::*;
-use locusta::stats::{MAX_EXCEPTIONS, MAX_FAILURES};
+use locusta::cluster::protocol::{MasterMessage, WorkerMessage};
+use locusta::cluster::report::ReportBuilder;
+use locusta::cluster::sim::SimWorker;
+use locusta::http::Method;
+use locusta::stats::{Failure, ShardStats, MAX_EXCEPTIONS, MAX_FAILURES};
 
 /// Each task: one request failed with a message of its own, then an error
 /// raised with a message of its own.
@@ -151,4 +159,110 @@ fn history_has_one_row_per_second_across_a_stall_and_none_after_the_stop() {
     for w in rows.windows(2) {
         assert_ne!(w[0][17], w[1][17], "repeated row: {:?} / {:?}", w[0], w[1]);
     }
+}
+
+/// Distinct failure texts and script errors a hostile worker claims: three
+/// times the caps.
+const CLAIMED_FAILURES: u64 = 3 * MAX_FAILURES as u64;
+const CLAIMED_ERRORS: u64 = 3 * MAX_EXCEPTIONS as u64;
+
+/// A registered worker (this process, the real protocol) that answers the
+/// first spawn with reports full of distinct failures and one `exception`
+/// message per distinct error, then behaves until the master says quit.
+fn hostile_worker(port: u16) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let ctx = zmq::Context::new();
+        let sim = SimWorker::connect(&ctx, "127.0.0.1", port).unwrap();
+        assert!(sim.join(Duration::from_secs(10)), "no ack");
+        let mut reported = false;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            sim.send(WorkerMessage::Heartbeat {
+                state: "running".into(),
+                cpu_percent: 1.0,
+                memory_bytes: None,
+            });
+            match sim.recv(Duration::from_millis(500)) {
+                Some(MasterMessage::Spawn {
+                    user_classes_count, ..
+                }) if !reported => {
+                    // One report per thousand texts, each a size a real
+                    // worker's report can have.
+                    for batch in 0..CLAIMED_FAILURES / 1_000 {
+                        let mut shard = ShardStats::new();
+                        let id = shard.entry(Method::Get, "/x");
+                        for i in 0..1_000 {
+                            let text = format!("error {}", batch * 1_000 + i);
+                            shard.record_failure(id, 100, 0, Failure::Message(text.into()));
+                        }
+                        let mut builder = ReportBuilder::new();
+                        builder.add(&shard.take_delta());
+                        let counts = user_classes_count.clone();
+                        let report = builder.take_report(SystemTime::now(), counts, 1);
+                        sim.send(WorkerMessage::Stats(Box::new(report)));
+                    }
+                    for i in 0..CLAIMED_ERRORS {
+                        sim.send(WorkerMessage::Exception {
+                            msg: format!("boom {i}"),
+                            traceback: "tb".into(),
+                            count: 2,
+                        });
+                    }
+                    reported = true;
+                }
+                Some(MasterMessage::Stop) => sim.send(WorkerMessage::ClientStopped),
+                Some(MasterMessage::Quit) => return sim.send(WorkerMessage::Quit),
+                _ => {}
+            }
+        }
+        panic!("the master never said quit");
+    })
+}
+
+#[test]
+fn a_master_keeps_the_caps_against_a_worker_claiming_distinct_failures() {
+    let dir = temp_dir("stats-hostile");
+    let csv = dir.join("run");
+    let port = free_port();
+    let mut cmd = locusta();
+    cmd.args(["--master", "--headless", "--only-summary"])
+        .args([
+            "-H",
+            "http://127.0.0.1:9",
+            "--master-bind-port",
+            &port.to_string(),
+        ])
+        .args(["-u", "1", "-r", "100", "-t", "3s", "--expect-workers", "1"])
+        .args(["--csv", csv.to_str().unwrap()]);
+    let mut master = Proc::spawn(&dir, "master", &mut cmd);
+    let worker = hostile_worker(port);
+    assert_eq!(
+        master.wait(Duration::from_secs(40)).code(),
+        Some(1),
+        "{}",
+        master.logs()
+    );
+    worker.join().unwrap();
+
+    let failures = csv_rows(&dir.join("run_failures.csv"));
+    let rows = &failures[1..];
+    assert!(
+        rows.len() <= MAX_FAILURES + 1,
+        "{} failure rows",
+        rows.len()
+    );
+    let occurrences: u64 = rows.iter().map(|r| r[3].parse::<u64>().unwrap()).sum();
+    assert_eq!(occurrences, CLAIMED_FAILURES, "totals stay exact");
+    assert!(rows.iter().any(|r| r[2] == "(other)"));
+    let agg = aggregated(&dir.join("run_stats.csv"));
+    assert_eq!(agg["Failure Count"], CLAIMED_FAILURES.to_string());
+
+    let counts = first_cells(&dir.join("run_exceptions.csv"));
+    assert!(
+        counts.len() <= MAX_EXCEPTIONS + 1,
+        "{} exception rows",
+        counts.len()
+    );
+    let errors: u64 = counts.iter().map(|c| c.parse::<u64>().unwrap()).sum();
+    assert_eq!(errors, 2 * CLAIMED_ERRORS);
 }

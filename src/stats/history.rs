@@ -71,7 +71,9 @@ impl History {
         self.requests = self.requests.saturating_add(requests);
         self.failures = self.failures.saturating_add(failures);
         self.seconds += seconds;
-        latencies.add_to(&mut self.second);
+        if !latencies.is_empty() {
+            latencies.add_to(&mut self.second);
+        }
         let (p50_ms, p95_ms) = if self.second.is_empty() {
             (0.0, 0.0)
         } else {

@@ -154,11 +154,6 @@ fn history_has_one_row_per_second_across_a_stall_and_none_after_the_stop() {
         rows.iter().all(|r| r[1] != "0"),
         "no row at 0 users: {rows:?}"
     );
-    // Consecutive rows of a running second never repeat the totals of the
-    // one before (a stale row), since requests keep arriving.
-    for w in rows.windows(2) {
-        assert_ne!(w[0][17], w[1][17], "repeated row: {:?} / {:?}", w[0], w[1]);
-    }
 }
 
 /// Distinct failure texts and script errors a hostile worker claims: three

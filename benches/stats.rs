@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use locusta::http::Method;
-use locusta::stats::{RunStats, ShardStats, StatsDelta};
+use locusta::stats::{new_histogram, Latencies, PagedHistogram, RunStats, ShardStats, StatsDelta};
 
 const NAMES: [&str; 10] = [
     "/",
@@ -49,6 +49,43 @@ fn shard_record(c: &mut Criterion) {
             i += 1;
             shard.record(black_box(id), latency_us(i), 512);
         })
+    });
+}
+
+/// The paged histogram a shard records into, next to the dense one it
+/// replaced (same values, same run, so machine load hits both alike).
+fn histogram_record(c: &mut Criterion) {
+    let mut paged = PagedHistogram::new();
+    let mut i = 0u64;
+    c.bench_function("PagedHistogram::record", |b| {
+        b.iter(|| {
+            i += 1;
+            paged.record(black_box(latency_us(i)));
+        })
+    });
+    let mut dense = new_histogram();
+    c.bench_function(
+        "Histogram<u64>::saturating_record (dense, reference)",
+        |b| {
+            b.iter(|| {
+                i += 1;
+                dense.saturating_record(black_box(latency_us(i)));
+            })
+        },
+    );
+    // Merging one name's second (10k requests over 100 µs – 100 ms).
+    let mut paged = PagedHistogram::new();
+    let mut dense = new_histogram();
+    for i in 0..10_000 {
+        paged.record(latency_us(i));
+        dense.saturating_record(latency_us(i));
+    }
+    let mut into = new_histogram();
+    c.bench_function("PagedHistogram::add_to (10k requests)", |b| {
+        b.iter(|| paged.add_to(black_box(&mut into)))
+    });
+    c.bench_function("Histogram<u64>::add (10k requests, reference)", |b| {
+        b.iter(|| dense.add_to(black_box(&mut into)))
     });
 }
 
@@ -99,6 +136,7 @@ fn run_tick_and_view(c: &mut Criterion) {
 criterion_group!(
     benches,
     shard_record,
+    histogram_record,
     shard_entry,
     run_merge,
     run_tick_and_view

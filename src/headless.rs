@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -21,6 +21,10 @@ use crate::report::{self, CsvWriter};
 
 const POLL: Duration = Duration::from_millis(50);
 const CSV_EVERY: Duration = Duration::from_secs(1);
+/// When the run's second had not closed yet at a CSV write, the next write
+/// comes this much later (then every second again), so writes fall just
+/// after the stats' ticks and every second gets its history row.
+const CSV_RETRY: Duration = Duration::from_millis(250);
 const PRINT_EVERY: Duration = Duration::from_secs(2);
 
 /// Run to completion; returns the process exit code.
@@ -64,7 +68,9 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
         if now >= next_csv {
             next_csv += CSV_EVERY;
             if let Some(csv) = csv.as_mut() {
-                write_csv(csv, controller, false)?;
+                if !write_csv(csv, controller, false)? {
+                    next_csv = now + CSV_RETRY;
+                }
             }
         }
         if cfg.print_stats && now >= next_print {
@@ -143,19 +149,21 @@ pub(crate) fn finish(
     Ok(code)
 }
 
-/// Append a history row and rewrite the stats, failures and exceptions
-/// files (`last`: the final write, for error messages).
+/// Append the history rows of the latest closed second (if not written
+/// yet) and rewrite the stats, failures and exceptions files (`last`: the
+/// final write, for error messages). Returns whether a new second was
+/// there to write (see `CsvWriter::append_history`).
 pub(crate) fn write_csv(
     csv: &mut CsvWriter,
     controller: &dyn RunControl,
     last: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let snap = controller.snapshot();
-    let now = SystemTime::now();
     let what = if last { "final" } else { "periodic" };
-    csv.append_history(&snap.stats, snap.status.users, now)
+    let new_second = csv
+        .append_history(&snap.stats)
         .with_context(|| format!("writing the {what} stats history CSV"))?;
     csv.write_snapshot(&snap.stats)
         .with_context(|| format!("writing the {what} stats CSV"))?;
-    Ok(())
+    Ok(new_second)
 }

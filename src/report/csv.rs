@@ -7,6 +7,12 @@
 //! rewritten in place. It does not own when to write (the front end calls
 //! it every second and at the end) nor computing any number (`stats`).
 //!
+//! History: one row (set of rows with `--csv-full-history`) per second the
+//! run's stats closed, stamped with that second and its user count, never
+//! two for the same second, none for seconds without users (Locust writes
+//! none before the start nor after the stop); a second the front end was
+//! too stalled to write stays a gap rather than a repeat of the next one.
+//!
 //! Differences from Locust, on purpose: times are milliseconds with up to 3
 //! decimals (µs precision) instead of whole ms, and rates use up to 6
 //! decimals instead of Python's `str(float)`; both parse as numbers
@@ -14,7 +20,7 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::stats::{EntryRow, StatsView};
 
@@ -259,6 +265,9 @@ fn with_path(path: &str, e: io::Error) -> io::Error {
 /// The four open `--csv` files of a run.
 pub struct CsvWriter {
     full_history: bool,
+    /// Unix second of the last history second handled (written, or skipped
+    /// for having no users).
+    history_second: Option<u64>,
     stats: CsvFile,
     history: CsvFile,
     failures: CsvFile,
@@ -272,6 +281,7 @@ impl CsvWriter {
     pub fn create(prefix: &str, full_history: bool) -> io::Result<Self> {
         Ok(CsvWriter {
             full_history,
+            history_second: None,
             stats: CsvFile::create(format!("{prefix}_stats.csv"), STATS_HEADER)?,
             history: CsvFile::create(format!("{prefix}_stats_history.csv"), HISTORY_HEADER)?,
             failures: CsvFile::create(format!("{prefix}_failures.csv"), FAILURES_HEADER)?,
@@ -279,15 +289,25 @@ impl CsvWriter {
         })
     }
 
-    /// Append this second's history rows.
-    pub fn append_history(
-        &mut self,
-        view: &StatsView,
-        user_count: u32,
-        now: SystemTime,
-    ) -> io::Result<()> {
-        self.history
-            .append(&history_rows(view, user_count, now, self.full_history))
+    /// Append the history rows of the view's latest closed second, once:
+    /// with its time and user count, and only if it had users. Returns
+    /// `false` when no second closed since the last call (the rows would
+    /// repeat the previous ones): the caller may try again shortly.
+    pub fn append_history(&mut self, view: &StatsView) -> io::Result<bool> {
+        let Some(second) = view.last_second else {
+            return Ok(false);
+        };
+        if self.history_second.is_some_and(|s| s >= second.unix_time) {
+            return Ok(false);
+        }
+        self.history_second = Some(second.unix_time);
+        if second.user_count == 0 {
+            return Ok(true);
+        }
+        let at = UNIX_EPOCH + Duration::from_secs(second.unix_time);
+        let rows = history_rows(view, second.user_count, at, self.full_history);
+        self.history.append(&rows)?;
+        Ok(true)
     }
 
     /// Rewrite the stats, failures and exceptions files with `view`.
@@ -302,7 +322,7 @@ impl CsvWriter {
 mod tests {
     use super::*;
     use crate::report::test_view::sample_view;
-    use std::time::Duration;
+    use crate::stats::HistoryPoint;
 
     #[test]
     fn headers_are_locusts_character_for_character() {
@@ -425,20 +445,74 @@ mod tests {
         assert_eq!(decimal(1234.5678, 3), "1234.568");
     }
 
-    #[test]
-    fn writer_creates_rewrites_and_appends() {
-        let dir = std::env::temp_dir().join(format!("locusta-csv-test-{}", std::process::id()));
+    fn second(unix_time: u64, user_count: u32) -> HistoryPoint {
+        HistoryPoint {
+            unix_time,
+            user_count,
+            rps: 1.0,
+            fail_per_sec: 0.0,
+            p50_ms: 1.0,
+            p95_ms: 2.0,
+        }
+    }
+
+    fn temp_prefix(name: &str) -> (std::path::PathBuf, String) {
+        let dir = std::env::temp_dir().join(format!("locusta-csv-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let prefix = dir.join("run").to_string_lossy().into_owned();
+        (dir, prefix)
+    }
+
+    #[test]
+    fn history_has_one_row_per_closed_second_with_users() {
+        let (dir, prefix) = temp_prefix("history");
+        let mut w = CsvWriter::create(&prefix, false).unwrap();
+        let mut view = sample_view();
+        let mut wrote = Vec::new();
+        // Before the first tick, then a 0-user second before the start.
+        for (last, users) in [(None, 0), (Some(99), 0), (Some(100), 5), (Some(100), 5)] {
+            view.last_second = last.map(|t| second(t, users));
+            wrote.push(w.append_history(&view).unwrap());
+        }
+        // A stall: 101..=103 were never seen; 104 is written, then the
+        // repeated calls a catching-up timer makes write nothing.
+        for t in [104, 104, 104, 103, 105] {
+            view.last_second = Some(second(t, 7));
+            wrote.push(w.append_history(&view).unwrap());
+        }
+        // After the stop: the user count is 0 again.
+        view.last_second = Some(second(106, 0));
+        wrote.push(w.append_history(&view).unwrap());
+        assert_eq!(
+            wrote,
+            [false, true, true, false, true, false, false, false, true, true]
+        );
+        let text = std::fs::read_to_string(format!("{prefix}_stats_history.csv")).unwrap();
+        let stamps: Vec<(&str, &str)> = text
+            .split("\r\n")
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let mut cells = l.split(',');
+                (cells.next().unwrap(), cells.next().unwrap())
+            })
+            .collect();
+        assert_eq!(stamps, [("100", "5"), ("104", "7"), ("105", "7")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn writer_creates_rewrites_and_appends() {
+        let (dir, prefix) = temp_prefix("test");
         let mut w = CsvWriter::create(&prefix, false).unwrap();
         let read =
             |suffix: &str| std::fs::read_to_string(format!("{prefix}_{suffix}.csv")).unwrap();
         assert_eq!(read("stats_history"), format!("{HISTORY_HEADER}\r\n"));
         assert_eq!(read("stats"), format!("{STATS_HEADER}\r\n"));
-        let view = sample_view();
+        let mut view = sample_view();
         for s in 0..3 {
-            w.append_history(&view, 1, UNIX_EPOCH + Duration::from_secs(s))
-                .unwrap();
+            view.last_second = Some(second(100 + s, 1));
+            assert!(w.append_history(&view).unwrap());
             w.write_snapshot(&view).unwrap();
         }
         assert_eq!(read("stats"), stats_csv(&view));

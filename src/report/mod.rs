@@ -114,6 +114,7 @@ pub(crate) mod test_view {
             }],
             start_time: at(0),
             last_request: Some(at(4)),
+            last_second: None,
         }
     }
 }

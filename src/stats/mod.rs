@@ -2,10 +2,11 @@
 //! shards send every second, the run's merged table and its history.
 //!
 //! Flow: each shard records into its own [`ShardStats`] (no locks, no
-//! allocation once warm) and sends a [`StatsDelta`] every report tick; the
-//! control thread folds it into [`RunStats`] with `merge`, returns it to the
-//! shard for [`ShardStats::recycle`], and calls `tick` once per second to
-//! close a window. Front ends read a [`StatsView`]: plain numbers in
+//! allocation once warm; latencies in a [`PagedHistogram`]) and sends a
+//! [`StatsDelta`] every report tick; the control thread folds it into
+//! [`RunStats`] with `merge`, returns it to the shard for
+//! [`ShardStats::recycle`], and calls `tick` once per second to close a
+//! window. Front ends read a [`StatsView`]: plain numbers in
 //! milliseconds, the same ones in every report.
 //!
 //! Latency is in microseconds in `hdrhistogram::Histogram<u64>` (1 µs to
@@ -16,16 +17,21 @@
 //! deciding what failed (`http`, scripts) or formatting (`report`).
 
 mod failure;
+mod history;
+mod paged;
 mod run;
 mod shard;
 mod sparse;
 mod view;
 
 pub use failure::Failure;
-pub use run::{HistoryPoint, RunStats, HISTORY_CAP, WINDOW_SECONDS};
+pub use history::{HistoryPoint, HISTORY_CAP};
+pub use paged::PagedHistogram;
+pub use run::{RunStats, WINDOW_SECONDS};
 pub use shard::{
-    new_histogram, Delta, DeltaEntry, DeltaException, DeltaFailure, EntryCounts, EntryId,
-    Latencies, ShardStats, StatsDelta, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG, MAX_NAMES, OTHER_NAME,
+    new_histogram, other_failure, Delta, DeltaEntry, DeltaException, DeltaFailure, EntryCounts,
+    EntryId, Latencies, ShardStats, StatsDelta, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG, MAX_EXCEPTIONS,
+    MAX_FAILURES, MAX_NAMES, OTHER_FAILURE, OTHER_NAME,
 };
 pub use sparse::{SparseError, SparseHistogram};
 pub use view::{

@@ -18,7 +18,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use super::failure::Failure;
-use super::shard::{new_histogram, Delta, EntryCounts, FastMap, Latencies, MAX_NAMES, OTHER_NAME};
+use super::history::{History, HistoryPoint};
+use super::shard::{
+    new_histogram, other_failure, Delta, EntryCounts, FastMap, Latencies, MAX_EXCEPTIONS,
+    MAX_FAILURES, MAX_NAMES, OTHER_FAILURE, OTHER_NAME,
+};
 use super::view::{percentiles_ms, us_to_ms, EntryRow, ExceptionRow, FailureRow, StatsView};
 use crate::http::Method;
 
@@ -26,29 +30,12 @@ use crate::http::Method;
 /// (Locust's `current_rps` spans about 10 s).
 pub const WINDOW_SECONDS: usize = 10;
 
-/// Per-second history points kept: 24 h. Older points are dropped in
-/// chunks of a tenth so trimming stays amortized O(1).
-pub const HISTORY_CAP: usize = 86_400;
-
 /// A window shorter than this (two ticks at the same instant) is counted as
 /// this long, so rates stay finite.
 const MIN_WINDOW_SECONDS: f64 = 0.001;
 
 /// Exceptions are shown where they ran; a single process is Locust's "local".
 const LOCAL_NODE: &str = "local";
-
-/// One closed second of the whole run (charts and the history CSV).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct HistoryPoint {
-    /// Unix seconds at the tick that closed the window.
-    pub unix_time: u64,
-    pub user_count: u32,
-    pub rps: f64,
-    pub fail_per_sec: f64,
-    /// p50 and p95 of the requests merged in that window; 0 if none.
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct WindowCounts {
@@ -210,14 +197,24 @@ pub struct RunStats {
     /// Requests of the open window (history p50/p95, current percentiles).
     aggregated_second: Histogram<u64>,
     failures: HashMap<(Method, Arc<str>, Failure), FailureRecord>,
+    /// [`MAX_FAILURES`]: distinct failure rows before a name's new errors
+    /// fold into its `(other)` row (a cluster master merges what workers
+    /// claim here, so this is also the bound against a hostile worker).
+    failure_cap: usize,
     /// (message, traceback) → count and the nodes it happened on.
     exceptions: HashMap<(String, String), ExceptionTally>,
+    /// [`MAX_EXCEPTIONS`], as `failure_cap`.
+    exception_cap: usize,
     total_exceptions: u64,
     /// Length of each closed window, same ring slots as the rows'.
     window_seconds: [f64; WINDOW_SECONDS],
     windows_closed: u64,
     last_tick: Option<SystemTime>,
-    history: Vec<HistoryPoint>,
+    /// Users running at the last tick: a window's user count is the most
+    /// users at either end of it, so the second in which a run stopped
+    /// still shows the users that made its requests.
+    users_at_last_tick: u32,
+    history: History,
     pool: Vec<Histogram<u64>>,
 }
 
@@ -242,12 +239,15 @@ impl RunStats {
             aggregated: RunRow::new(None, "Aggregated".into(), keep_window),
             aggregated_second: new_histogram(),
             failures: HashMap::new(),
+            failure_cap: MAX_FAILURES,
             exceptions: HashMap::new(),
+            exception_cap: MAX_EXCEPTIONS,
             total_exceptions: 0,
             window_seconds: [0.0; WINDOW_SECONDS],
             windows_closed: 0,
             last_tick: None,
-            history: Vec::new(),
+            users_at_last_tick: 0,
+            history: History::new(),
             pool: Vec::new(),
         }
     }
@@ -299,7 +299,10 @@ impl RunStats {
             // Key by the row's name, so a name folded into "(other)" here
             // has its failures folded too.
             let i = self.row_index(f.method, &f.name);
-            let key = (f.method, self.rows[i].name.clone(), f.failure);
+            let mut key = (f.method, self.rows[i].name.clone(), f.failure);
+            if self.failures.len() >= self.failure_cap && !self.failures.contains_key(&key) {
+                key.2 = other_failure();
+            }
             let record = self.failures.entry(key).or_insert(FailureRecord {
                 occurrences: 0,
                 first_seen: seen,
@@ -310,7 +313,11 @@ impl RunStats {
             record.last_seen = record.last_seen.max(seen);
         }
         for e in delta.exceptions.drain(..) {
-            let (count, nodes) = self.exceptions.entry((e.message, e.traceback)).or_default();
+            let mut key = (e.message, e.traceback);
+            if self.exceptions.len() >= self.exception_cap && !self.exceptions.contains_key(&key) {
+                key = (OTHER_FAILURE.to_string(), String::new());
+            }
+            let (count, nodes) = self.exceptions.entry(key).or_default();
             *count = count.saturating_add(e.count);
             nodes.insert(e.node.unwrap_or_else(|| LOCAL_NODE.into()));
             self.total_exceptions = self.total_exceptions.saturating_add(e.count);
@@ -318,31 +325,25 @@ impl RunStats {
     }
 
     /// Close the one-second window: record a history point and roll the
-    /// "current" rates and percentiles. Call once per second.
+    /// "current" rates and percentiles. Call once per second, with the
+    /// users running now.
     pub fn tick(&mut self, now: SystemTime, user_count: u32) {
         let since = self.last_tick.unwrap_or(self.start_time);
         let seconds = now
             .duration_since(since)
             .map_or(0.0, |d| d.as_secs_f64())
             .max(MIN_WINDOW_SECONDS);
-        let second = &self.aggregated_second;
-        let (p50_ms, p95_ms) = if second.is_empty() {
-            (0.0, 0.0)
-        } else {
-            let p50 = second.value_at_quantile(0.5);
-            (us_to_ms(p50), us_to_ms(second.value_at_quantile(0.95)))
-        };
-        if self.history.len() >= HISTORY_CAP {
-            self.history.drain(..HISTORY_CAP / 10);
-        }
-        self.history.push(HistoryPoint {
-            unix_time: unix_seconds(now),
-            user_count,
-            rps: self.aggregated.open.requests as f64 / seconds,
-            fail_per_sec: self.aggregated.open.failures as f64 / seconds,
-            p50_ms,
-            p95_ms,
-        });
+        let open = &self.aggregated.open;
+        let counts = (open.requests, open.failures);
+        let users = user_count.max(self.users_at_last_tick);
+        self.users_at_last_tick = user_count;
+        self.history.push(
+            unix_seconds(now),
+            users,
+            seconds,
+            counts,
+            &self.aggregated_second,
+        );
 
         let slot = (self.windows_closed % WINDOW_SECONDS as u64) as usize;
         for row in &mut self.rows {
@@ -391,6 +392,7 @@ impl RunStats {
         self.window_seconds = [0.0; WINDOW_SECONDS];
         self.windows_closed = 0;
         self.last_tick = None;
+        self.users_at_last_tick = 0;
         self.history.clear();
     }
 
@@ -451,6 +453,7 @@ impl RunStats {
             exceptions,
             start_time: self.start_time,
             last_request,
+            last_second: self.history.points().last().copied(),
         }
     }
 
@@ -518,7 +521,7 @@ impl RunStats {
 
     /// Per-second points since the start or last reset, oldest first.
     pub fn history(&self) -> &[HistoryPoint] {
-        &self.history
+        self.history.points()
     }
 
     pub fn total_requests(&self) -> u64 {

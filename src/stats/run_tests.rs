@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::http::HttpError;
-use crate::stats::shard::{ShardStats, StatsDelta};
+use crate::stats::shard::{DeltaException, DeltaFailure, ShardStats, StatsDelta};
+use crate::stats::HISTORY_CAP;
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
@@ -338,4 +339,119 @@ fn history_is_capped() {
         run.history().last().unwrap().unix_time,
         1_700_000_000 + HISTORY_CAP as u64 + 5
     );
+}
+
+#[test]
+fn failure_rows_are_capped_at_merge_with_exact_totals() {
+    let mut run = RunStats::new_at(false, at(0));
+    run.failure_cap = 3;
+    run.exception_cap = 2;
+    // What a hostile worker could send: many rows in one delta.
+    let mut d: Delta<crate::stats::SparseHistogram> = Delta::empty(at(1));
+    for i in 0..10u64 {
+        d.failures.push(DeltaFailure {
+            method: Method::Get,
+            name: "/a".into(),
+            failure: Failure::Message(format!("e{i}").into()),
+            count: i + 1,
+        });
+        d.exceptions.push(DeltaException {
+            message: format!("x{i}"),
+            traceback: String::new(),
+            count: 1,
+            node: Some("w1".into()),
+        });
+    }
+    d.failures.push(DeltaFailure {
+        method: Method::Post,
+        name: "/b".into(),
+        failure: Failure::Status(500),
+        count: 4,
+    });
+    run.merge(&mut d);
+    // A later delta: a known key keeps its row, a new one folds.
+    let mut later: Delta<crate::stats::SparseHistogram> = Delta::empty(at(2));
+    for (error, count) in [("e0", 100), ("new", 1_000)] {
+        later.failures.push(DeltaFailure {
+            method: Method::Get,
+            name: "/a".into(),
+            failure: Failure::Message(error.into()),
+            count,
+        });
+    }
+    run.merge(&mut later);
+    let v = run.view(at(3));
+    let rows: Vec<_> = v
+        .failures
+        .iter()
+        .map(|f| (f.method, f.name.as_str(), f.error.as_str(), f.occurrences))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                Method::Get,
+                "/a",
+                "(other)",
+                4 + 5 + 6 + 7 + 8 + 9 + 10 + 1_000
+            ),
+            (Method::Get, "/a", "e0", 101),
+            (Method::Post, "/b", "(other)", 4),
+            (Method::Get, "/a", "e2", 3),
+            (Method::Get, "/a", "e1", 2),
+        ]
+    );
+    assert_eq!(
+        v.failures.iter().map(|f| f.occurrences).sum::<u64>(),
+        (1..=10).sum::<u64>() + 4 + 1_100
+    );
+    let exceptions: Vec<_> = v
+        .exceptions
+        .iter()
+        .map(|e| (e.message.as_str(), e.count))
+        .collect();
+    assert_eq!(exceptions, [("(other)", 8), ("x0", 1), ("x1", 1)]);
+    assert_eq!(run.total_exceptions(), 10);
+    assert_eq!(v.exceptions[0].nodes, ["w1"]);
+}
+
+#[test]
+fn history_has_one_point_per_second_and_the_view_shows_the_last() {
+    let mut run = RunStats::new_at(false, at(0));
+    assert_eq!(run.view(at(0)).last_second, None);
+    let t = |ms: u64| at(0) + Duration::from_millis(ms);
+    run.merge(&mut delta("/a", 10, 1_000, t(900)));
+    run.tick(t(1_000), 4);
+    run.merge(&mut delta("/a", 30, 1_500, t(1_900)));
+    run.tick(t(2_100), 4);
+    // A prompt tick after a late one, in the same second: one point.
+    run.merge(&mut delta("/a", 10, 1_000, t(2_900)));
+    run.tick(t(2_950), 5);
+    // A stall: nothing until second 5.
+    run.tick(t(5_200), 5);
+    let stamps: Vec<_> = run.history().iter().map(|p| p.unix_time).collect();
+    let base = 1_700_000_000;
+    assert_eq!(stamps, [base + 1, base + 2, base + 5]);
+    let second = run.history()[1];
+    assert_eq!(second.user_count, 5);
+    assert!((second.rps - 40.0 / 1.95).abs() < 1e-9, "{}", second.rps);
+    assert_eq!(second.p50_ms, 1.5);
+    assert_eq!(run.history()[0].rps, 10.0);
+    assert_eq!(run.view(t(5_300)).last_second, Some(run.history()[2]));
+}
+
+#[test]
+fn a_seconds_user_count_is_the_most_users_at_its_ends() {
+    let mut run = RunStats::new_at(false, at(0));
+    run.tick(at(1), 0); // before the start
+    run.tick(at(2), 3); // users spawned during this second
+    run.merge(&mut delta("/a", 5, 1_000, at(3)));
+    run.tick(at(3), 0); // stopped just before the tick: its requests ran at 3 users
+    run.tick(at(4), 0); // after the stop
+    let users: Vec<_> = run.history().iter().map(|p| p.user_count).collect();
+    assert_eq!(users, [0, 3, 3, 0]);
+    assert_eq!(run.history()[2].rps, 5.0);
+    run.reset_at(at(5));
+    run.tick(at(6), 0);
+    assert_eq!(run.history()[0].user_count, 0, "reset forgets the users");
 }

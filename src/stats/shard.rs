@@ -7,10 +7,18 @@
 //! It does not own merging, rates or percentiles (see `run` and `view`).
 //!
 //! Name cap: a script that puts ids in request names (`/item/1234`) would
-//! create a histogram (~190 KiB) per id. Past [`MAX_NAMES`] distinct
-//! names, new names are folded into one [`OTHER_NAME`] entry per method (the
-//! run's table applies the same cap). Locust has no cap; its fix for such
-//! scripts is grouping with `name=`, which works here too.
+//! create a row (and a cumulative histogram in the run) per id. Past
+//! [`MAX_NAMES`] distinct names, new names are folded into one
+//! [`OTHER_NAME`] entry per method (the run's table applies the same cap).
+//! Locust has no cap; its fix for such scripts is grouping with `name=`,
+//! which works here too. Failures and exceptions are capped the same way
+//! (see [`MAX_FAILURES`], [`MAX_EXCEPTIONS`]): a script that puts an id in
+//! its failure message, or a server that answers with a new error text
+//! each time, gets one counted `(other)` row instead of a table per request.
+//!
+//! Memory: a row's histogram is a [`PagedHistogram`], which holds memory
+//! only for the latency ranges it saw (~15 KiB for a name spread over
+//! 1–10 ms, against ~190 KiB for a dense one).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -20,6 +28,7 @@ use std::time::SystemTime;
 use hdrhistogram::Histogram;
 
 use super::failure::Failure;
+use super::paged::PagedHistogram;
 use crate::http::Method;
 
 /// Index of a `(method, name)` row in one shard's table. Stable for the
@@ -33,6 +42,24 @@ pub const MAX_NAMES: usize = 1_000;
 
 /// The name new names are folded into past the cap.
 pub const OTHER_NAME: &str = "(other)";
+
+/// Distinct `(method, name, error)` failure rows a table keeps (a shard's
+/// per delta, the run's for the whole run); the rest of a name's failures
+/// are counted in its [`OTHER_FAILURE`] row.
+pub const MAX_FAILURES: usize = 1_000;
+
+/// Distinct `(message, traceback)` exception rows a table keeps; the rest
+/// are counted in one row whose message is [`OTHER_FAILURE`].
+pub const MAX_EXCEPTIONS: usize = 200;
+
+/// The error text (and exception message) of the fold rows.
+pub const OTHER_FAILURE: &str = "(other)";
+
+/// The fold row's key: a plain message, so a fold row that comes from a
+/// cluster worker (as text) is the same row as ours.
+pub fn other_failure() -> Failure {
+    Failure::Message(OTHER_FAILURE.into())
+}
 
 /// Latencies are recorded in microseconds, from 1 µs to one hour.
 pub const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
@@ -144,7 +171,7 @@ impl EntryCounts {
     }
 }
 
-/// Latencies a delta row carries: a shard's dense HDR histogram, or the
+/// Latencies a delta row carries: a shard's paged histogram, or the
 /// sparse buckets a cluster worker sends (see `sparse`).
 pub trait Latencies {
     /// `into += self`, bucket for bucket.
@@ -171,7 +198,7 @@ impl Latencies for Histogram<u64> {
 
 /// One `(method, name)` row of a delta.
 #[derive(Clone, Debug)]
-pub struct DeltaEntry<L = Histogram<u64>> {
+pub struct DeltaEntry<L = PagedHistogram> {
     pub method: Method,
     pub name: Arc<str>,
     /// Latencies in µs; cleared once merged.
@@ -201,7 +228,7 @@ pub struct DeltaException {
 /// Everything one shard (or one cluster worker) counted since its previous
 /// delta. Only rows with at least one request are present.
 #[derive(Clone, Debug)]
-pub struct Delta<L = Histogram<u64>> {
+pub struct Delta<L = PagedHistogram> {
     /// When the shard took it: the merge uses it as the time of the last
     /// request and of the failures it brings (at most one tick late).
     pub taken_at: SystemTime,
@@ -210,8 +237,8 @@ pub struct Delta<L = Histogram<u64>> {
     pub exceptions: Vec<DeltaException>,
 }
 
-/// What a shard sends: rows with dense histograms.
-pub type StatsDelta = Delta<Histogram<u64>>;
+/// What a shard sends: rows with paged histograms.
+pub type StatsDelta = Delta<PagedHistogram>;
 
 impl<L> Delta<L> {
     /// An empty delta taken at `taken_at`.
@@ -235,7 +262,7 @@ struct ShardEntry {
     name: Arc<str>,
     /// Taken from the pool on the first request after each delta, so idle
     /// rows hold no histogram.
-    histogram: Option<Histogram<u64>>,
+    histogram: Option<PagedHistogram>,
     counts: EntryCounts,
 }
 
@@ -249,10 +276,16 @@ pub struct ShardStats {
     named_entries: usize,
     name_cap: usize,
     failures: FastMap<(EntryId, Failure), u64>,
+    /// [`MAX_FAILURES`] (smaller in tests).
+    failure_cap: usize,
     /// message → traceback → count: two-level so lookups borrow `&str`.
     exceptions: HashMap<String, HashMap<String, u64>>,
+    /// Distinct `(message, traceback)` keys in `exceptions`.
+    exception_rows: usize,
+    /// [`MAX_EXCEPTIONS`] (smaller in tests).
+    exception_cap: usize,
     /// Reset histograms ready for reuse.
-    pool: Vec<Histogram<u64>>,
+    pool: Vec<PagedHistogram>,
     /// The vectors of the last recycled delta, kept for their capacity.
     spare_delta: Option<StatsDelta>,
     histograms_created: u64,
@@ -271,6 +304,12 @@ impl ShardStats {
 
     /// A table that folds names past `name_cap` (tests use a small cap).
     pub fn with_name_cap(name_cap: usize) -> Self {
+        Self::with_caps(name_cap, MAX_FAILURES, MAX_EXCEPTIONS)
+    }
+
+    /// A table with its own caps on names, failure rows per delta and
+    /// exception rows per delta (tests use small ones).
+    pub fn with_caps(name_cap: usize, failure_cap: usize, exception_cap: usize) -> Self {
         ShardStats {
             ids: Default::default(),
             other_ids: [None; Method::ALL.len()],
@@ -278,7 +317,10 @@ impl ShardStats {
             named_entries: 0,
             name_cap,
             failures: FastMap::default(),
+            failure_cap,
             exceptions: HashMap::new(),
+            exception_rows: 0,
+            exception_cap,
             pool: Vec::new(),
             spare_delta: None,
             histograms_created: 0,
@@ -329,7 +371,7 @@ impl ShardStats {
             Some(h) => h,
             slot => slot.insert(take_histogram(&mut self.pool, &mut self.histograms_created)),
         };
-        histogram.saturating_record(latency_us);
+        histogram.record(latency_us);
         entry.counts.count(latency_us, bytes);
     }
 
@@ -338,26 +380,54 @@ impl ShardStats {
     /// `(id, failure)`.
     pub fn record_failure(&mut self, id: EntryId, latency_us: u64, bytes: u64, failure: Failure) {
         self.record(id, latency_us, bytes);
-        self.entries[id as usize].counts.failures += 1;
-        *self.failures.entry((id, failure)).or_insert(0) += 1;
+        let counts = &mut self.entries[id as usize].counts;
+        counts.failures = counts.failures.saturating_add(1);
+        let count = if self.failures.len() < self.failure_cap {
+            self.failures.entry((id, failure)).or_insert(0)
+        } else {
+            self.capped_failure(id, failure)
+        };
+        *count = count.saturating_add(1);
+    }
+
+    /// The counter of `(id, failure)` once the table is full: its own if it
+    /// has one, else the name's fold row.
+    #[cold]
+    fn capped_failure(&mut self, id: EntryId, failure: Failure) -> &mut u64 {
+        let mut key = (id, failure);
+        if !self.failures.contains_key(&key) {
+            key.1 = other_failure();
+        }
+        self.failures.entry(key).or_insert(0)
     }
 
     /// Count one error raised by a script task, keyed by `(message, traceback)`.
+    /// Past [`MAX_EXCEPTIONS`] distinct keys in one delta, new keys are
+    /// counted in the `(other)` row.
     pub fn record_exception(&mut self, message: &str, traceback: &str) {
         if let Some(count) = self
             .exceptions
             .get_mut(message)
             .and_then(|t| t.get_mut(traceback))
         {
-            *count += 1;
+            *count = count.saturating_add(1);
             return;
         }
-        *self
+        let (message, traceback) = if self.exception_rows < self.exception_cap {
+            (message, traceback)
+        } else {
+            (OTHER_FAILURE, "")
+        };
+        let count = self
             .exceptions
             .entry(message.to_string())
             .or_default()
             .entry(traceback.to_string())
-            .or_insert(0) += 1;
+            .or_insert_with(|| {
+                self.exception_rows += 1;
+                0
+            });
+        *count = count.saturating_add(1);
     }
 
     /// Everything counted since the last take; the table is empty afterwards
@@ -394,6 +464,7 @@ impl ShardStats {
                 count,
             });
         }
+        self.exception_rows = 0;
         for (message, tracebacks) in self.exceptions.drain() {
             for (traceback, count) in tracebacks {
                 delta.exceptions.push(DeltaException {
@@ -414,7 +485,7 @@ impl ShardStats {
         for entry in delta.entries.drain(..) {
             let mut histogram = entry.histogram;
             if !histogram.is_empty() {
-                histogram.reset();
+                histogram.clear();
             }
             self.pool.push(histogram);
         }
@@ -435,157 +506,13 @@ impl ShardStats {
     }
 }
 
-fn take_histogram(pool: &mut Vec<Histogram<u64>>, created: &mut u64) -> Histogram<u64> {
+fn take_histogram(pool: &mut Vec<PagedHistogram>, created: &mut u64) -> PagedHistogram {
     pool.pop().unwrap_or_else(|| {
         *created += 1;
-        new_histogram()
+        PagedHistogram::new()
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::http::HttpError;
-
-    #[test]
-    fn entry_ids_are_stable_and_per_method() {
-        let mut s = ShardStats::new();
-        let a = s.entry(Method::Get, "/a");
-        let b = s.entry(Method::Post, "/a");
-        assert_ne!(a, b);
-        assert_eq!(s.entry(Method::Get, "/a"), a);
-        assert_eq!(s.entry(Method::Post, "/a"), b);
-        assert_eq!(s.entry_count(), 2);
-    }
-
-    #[test]
-    fn names_past_the_cap_fold_into_other_per_method() {
-        let mut s = ShardStats::with_name_cap(2);
-        let a = s.entry(Method::Get, "/a");
-        let b = s.entry(Method::Get, "/b");
-        let c = s.entry(Method::Get, "/c");
-        let d = s.entry(Method::Get, "/d");
-        let p = s.entry(Method::Post, "/e");
-        assert!(a != b && b != c);
-        assert_eq!(c, d, "both folded into the GET fold row");
-        assert_ne!(c, p, "one fold row per method");
-        assert_eq!(s.entry(Method::Get, "/a"), a, "known names keep their row");
-        s.record(c, 10, 0);
-        s.record(d, 20, 0);
-        let delta = s.take_delta();
-        let other = delta
-            .entries
-            .iter()
-            .find(|e| e.method == Method::Get)
-            .unwrap();
-        assert_eq!(&*other.name, OTHER_NAME);
-        assert_eq!(other.counts.requests, 2);
-    }
-
-    #[test]
-    fn take_delta_carries_counts_and_empties_the_table() {
-        let mut s = ShardStats::new();
-        let a = s.entry(Method::Get, "/a");
-        let idle = s.entry(Method::Get, "/idle");
-        s.record(a, 100, 10);
-        s.record(a, 300, 30);
-        s.record_failure(a, 50, 0, Failure::Status(500));
-        s.record_exception("boom", "tb");
-        s.record_exception("boom", "tb");
-        let delta = s.take_delta();
-        assert_eq!(delta.entries.len(), 1, "idle rows are not sent");
-        let e = &delta.entries[0];
-        assert_eq!(
-            e.counts,
-            EntryCounts {
-                requests: 3,
-                failures: 1,
-                total_us: 450,
-                min_us: 50,
-                max_us: 300,
-                bytes: 40
-            }
-        );
-        assert_eq!(e.histogram.len(), 3);
-        assert_eq!(delta.failures.len(), 1);
-        assert_eq!(delta.failures[0].count, 1);
-        assert_eq!(delta.exceptions.len(), 1);
-        assert_eq!(delta.exceptions[0].count, 2);
-        let _ = idle;
-        assert!(s.take_delta().is_empty());
-    }
-
-    #[test]
-    fn failures_are_keyed_by_entry_and_failure() {
-        let mut s = ShardStats::new();
-        let a = s.entry(Method::Get, "/a");
-        let b = s.entry(Method::Get, "/b");
-        let refused = Failure::Http(HttpError::ConnectionRefused);
-        s.record_failure(a, 1, 0, refused.clone());
-        s.record_failure(a, 1, 0, refused.clone());
-        s.record_failure(a, 1, 0, Failure::Status(503));
-        s.record_failure(b, 1, 0, refused.clone());
-        let mut got: Vec<_> = s
-            .take_delta()
-            .failures
-            .into_iter()
-            .map(|f| (f.name.to_string(), f.failure.to_string(), f.count))
-            .collect();
-        got.sort();
-        assert_eq!(
-            got,
-            vec![
-                ("/a".into(), "HTTP 503 Service Unavailable".into(), 1),
-                ("/a".into(), "connection refused".into(), 2),
-                ("/b".into(), "connection refused".into(), 1),
-            ]
-        );
-    }
-
-    #[test]
-    fn recycle_reuses_histograms_after_warm_up() {
-        let mut s = ShardStats::new();
-        let ids: Vec<_> = (0..5)
-            .map(|i| s.entry(Method::Get, &format!("/{i}")))
-            .collect();
-        let mut warm = 0;
-        for round in 0..20 {
-            for &id in &ids {
-                s.record(id, 1000 + round, 1);
-            }
-            let mut delta = s.take_delta();
-            // What the control thread does: merge resets, then it comes back.
-            for e in &mut delta.entries {
-                e.histogram.reset();
-            }
-            let entries_cap = delta.entries.capacity();
-            s.recycle(delta);
-            if round == 0 {
-                warm = s.histograms_created();
-                assert_eq!(warm, 5);
-            }
-            assert_eq!(
-                s.histograms_created(),
-                warm,
-                "round {round} allocated a histogram"
-            );
-            assert_eq!(
-                s.spare_delta.as_ref().unwrap().entries.capacity(),
-                entries_cap
-            );
-        }
-    }
-
-    #[test]
-    fn recycling_an_unmerged_delta_resets_its_histograms() {
-        let mut s = ShardStats::new();
-        let a = s.entry(Method::Get, "/a");
-        s.record(a, 5, 0);
-        let delta = s.take_delta();
-        s.recycle(delta);
-        s.record(a, 7, 0);
-        let delta = s.take_delta();
-        assert_eq!(delta.entries[0].histogram.len(), 1);
-        assert_eq!(delta.entries[0].histogram.max(), 7);
-    }
-}
+#[path = "shard_tests.rs"]
+mod tests;

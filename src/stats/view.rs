@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use hdrhistogram::Histogram;
 
+use super::history::HistoryPoint;
 use crate::http::Method;
 
 /// Locust's `PERCENTILES_TO_REPORT`.
@@ -103,6 +104,10 @@ pub struct StatsView {
     /// Creation of the stats or their last reset.
     pub start_time: SystemTime,
     pub last_request: Option<SystemTime>,
+    /// The latest closed second of the history (`None` before the first
+    /// tick): the history CSV writes one row per such second, with its
+    /// time and user count.
+    pub last_second: Option<HistoryPoint>,
 }
 
 /// Microseconds as fractional milliseconds.

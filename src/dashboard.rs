@@ -139,9 +139,14 @@ fn ticker(
         if now >= next_csv {
             next_csv = (next_csv + CSV_EVERY).max(now);
             if let (Some(csv), true) = (csv.as_mut(), running) {
-                if let Err(e) = headless::write_csv(csv, control, false) {
-                    quit.store(true, Ordering::SeqCst);
-                    return Err(e);
+                match headless::write_csv(csv, control, false) {
+                    // No second closed yet: try again just after the tick.
+                    Ok(false) => next_csv = now + headless::CSV_RETRY,
+                    Ok(true) => {}
+                    Err(e) => {
+                        quit.store(true, Ordering::SeqCst);
+                        return Err(e);
+                    }
                 }
             }
         }

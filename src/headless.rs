@@ -24,7 +24,7 @@ const CSV_EVERY: Duration = Duration::from_secs(1);
 /// When the run's second had not closed yet at a CSV write, the next write
 /// comes this much later (then every second again), so writes fall just
 /// after the stats' ticks and every second gets its history row.
-const CSV_RETRY: Duration = Duration::from_millis(250);
+pub(crate) const CSV_RETRY: Duration = Duration::from_millis(250);
 const PRINT_EVERY: Duration = Duration::from_secs(2);
 
 /// Run to completion; returns the process exit code.

@@ -84,11 +84,11 @@ pub(crate) fn open_csv(cfg: &RunConfig) -> anyhow::Result<Option<CsvWriter>> {
     })
 }
 
-/// Stop every user and wait (stop timeout + 5 s at most) for the run to
-/// reach Stopped.
+/// Stop every user and wait (stop timeout + killed users' on_stop bound +
+/// 5 s at most) for the run to reach Stopped.
 pub(crate) fn stop_and_wait(cfg: &RunConfig, controller: &dyn RunControl) {
     controller.stop();
-    let grace = cfg.stop_timeout + Duration::from_secs(5);
+    let grace = cfg.stop_timeout + crate::engine::ON_STOP_LIMIT + Duration::from_secs(5);
     if !controller.wait_for(RunState::Stopped, grace) {
         log::warn!("users did not stop within {grace:?}; reporting what arrived");
     }

@@ -35,6 +35,7 @@ use mlua::{
 
 use super::client_cookies::CookieJar;
 use super::client_request::{request, Scratch, Sink};
+use super::runtime::kill_point;
 use crate::http::{Connection, Method, Target};
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -353,7 +354,8 @@ impl UserData for Client {
             methods.add_async_method(
                 name,
                 move |lua, this: UserDataRef<Client>, (path, a, b): (Value, Value, Value)| {
-                    Box::pin(request(lua, this, method, path, a, b))
+                    // A kill interrupts the request (the user's on_stop runs next).
+                    Box::pin(kill_point(&lua.clone(), request(lua, this, method, path, a, b)))
                 },
             );
         }
@@ -361,7 +363,10 @@ impl UserData for Client {
             "request",
             |lua, this: UserDataRef<Client>, (m, path, a, b): (Value, Value, Value, Value)| {
                 let call: LocalBoxFuture<mlua::Result<AnyUserData>> = match method_of(&m) {
-                    Ok(method) => Box::pin(request(lua, this, method, path, a, b)),
+                    Ok(method) => Box::pin(kill_point(
+                        &lua.clone(),
+                        request(lua, this, method, path, a, b),
+                    )),
                     Err(e) => Box::pin(std::future::ready(Err(e))),
                 };
                 call

@@ -36,6 +36,7 @@ use mlua::{
 use super::client_cookies::CookieJar;
 use super::client_request::{request, Scratch, Sink};
 use super::runtime::kill_point;
+use crate::engine::ConnectBackoff;
 use crate::http::{Connection, Method, Target};
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -189,6 +190,8 @@ pub(super) struct Dest {
     /// `None` while a request uses it (or before the first one).
     /// Boxed: it is moved out and back per request.
     pub(super) conn: RefCell<Option<Box<Connection>>>,
+    /// Pauses after failed connects (see `client_request::connect_backoff`).
+    pub(super) backoff: RefCell<ConnectBackoff>,
 }
 
 impl Dest {
@@ -202,6 +205,7 @@ impl Dest {
             url_prefix: format!("http://{}", t.host_header).into(),
             base_path: base.into(),
             conn: RefCell::new(None),
+            backoff: RefCell::new(ConnectBackoff::default()),
         }
     }
 }

@@ -201,11 +201,14 @@ pub(crate) fn kill_point<T>(
     lua: &mlua::Lua,
     fut: impl Future<Output = mlua::Result<T>>,
 ) -> impl Future<Output = mlua::Result<T>> {
-    let user = lua
-        .app_data_ref::<Rc<super::watchdog::Watchdog>>()
-        .and_then(|dog| dog.current_user());
-    let k = crate::engine::Killable::new(fut, user);
+    let k = crate::engine::Killable::new(fut, current_user(lua));
     async move { k.await.unwrap_or_else(|| Err(mlua::Error::external(UserKilled))) }
+}
+
+/// The user whose coroutine runs now (none outside users: events, tests).
+pub(crate) fn current_user(lua: &mlua::Lua) -> Option<Rc<StopSignal>> {
+    lua.app_data_ref::<Rc<super::watchdog::Watchdog>>()
+        .and_then(|dog| dog.current_user())
 }
 
 /// Whether a Lua error value is a [`UserKilled`] (for the prelude).

@@ -32,7 +32,12 @@ fn seen(server: &TestServer, path: &str) -> usize {
 }
 
 /// Run `script` headless with these extra flags; the run dir and stderr.
-fn run(name: &str, server: &TestServer, script: &str, extra: &[&str]) -> (std::path::PathBuf, String) {
+fn run(
+    name: &str,
+    server: &TestServer,
+    script: &str,
+    extra: &[&str],
+) -> (std::path::PathBuf, String) {
     let dir = temp_dir(name);
     let path = dir.join("s.lua");
     std::fs::write(&path, script).unwrap();
@@ -75,7 +80,12 @@ function U:on_stop() self.client:get("/logout") end
 fn killed_users_run_on_stop_and_it_is_counted() {
     let server = TestServer::start(|_| ok("x"));
     // -s 0 (the default): users are killed at once, mid-sleep.
-    let (dir, _) = run("stop-kill-now", &server, LOGOUT, &["-u", "20", "-r", "100", "-t", "2s"]);
+    let (dir, _) = run(
+        "stop-kill-now",
+        &server,
+        LOGOUT,
+        &["-u", "20", "-r", "100", "-t", "2s"],
+    );
     assert_eq!(seen(&server, "/login"), 20);
     assert_eq!(seen(&server, "/logout"), 20, "every user logs out");
     assert_eq!(counted(&dir, "/logout"), 20, "and each logout is counted");
@@ -94,7 +104,9 @@ fn users_killed_at_the_stop_timeout_run_on_stop() {
     assert_eq!(seen(&server, "/logout"), 20, "every user logs out");
     assert_eq!(counted(&dir, "/logout"), 20);
     assert!(
-        stderr.contains("Not all users finished their tasks & terminated in 2 seconds. Stopping them..."),
+        stderr.contains(
+            "Not all users finished their tasks & terminated in 2 seconds. Stopping them..."
+        ),
         "{stderr}"
     );
 }
@@ -103,14 +115,25 @@ fn users_killed_at_the_stop_timeout_run_on_stop() {
 fn a_request_in_flight_is_interrupted_then_on_stop_runs() {
     // /slow never answers: the kill interrupts it (not counted, as in
     // Locust), on_stop's request goes out and is counted.
-    let server = TestServer::start(|path| if path == "/slow" { Reply::Hang } else { ok("x") });
+    let server = TestServer::start(|path| {
+        if path == "/slow" {
+            Reply::Hang
+        } else {
+            ok("x")
+        }
+    });
     let script = r#"
 local locusta = require "locusta"
 local U = locusta.user { wait_time = locusta.constant(0) }
 U:task(1, function(self) self.client:get("/slow") end)
 function U:on_stop() self.client:get("/logout") end
 "#;
-    let (dir, _) = run("stop-in-flight", &server, script, &["-u", "6", "-r", "100", "-t", "1s"]);
+    let (dir, _) = run(
+        "stop-in-flight",
+        &server,
+        script,
+        &["-u", "6", "-r", "100", "-t", "1s"],
+    );
     assert_eq!(seen(&server, "/logout"), 6);
     assert_eq!(counted(&dir, "/logout"), 6);
     assert_eq!(counted(&dir, "/slow"), 0);
@@ -120,7 +143,13 @@ function U:on_stop() self.client:get("/logout") end
 fn a_hanging_on_stop_is_bounded() {
     // on_stop's request never gets an answer: the run still ends (the
     // overall bound after a kill), with the report.
-    let server = TestServer::start(|path| if path == "/logout" { Reply::Hang } else { ok("x") });
+    let server = TestServer::start(|path| {
+        if path == "/logout" {
+            Reply::Hang
+        } else {
+            ok("x")
+        }
+    });
     let script = r#"
 local locusta = require "locusta"
 local U = locusta.user { wait_time = locusta.constant(0.5) }
@@ -128,7 +157,12 @@ U:task(1, function(self) self.client:get("/work") end)
 function U:on_stop() self.client:get("/logout") end
 "#;
     let started = std::time::Instant::now();
-    let (dir, _) = run("stop-hanging", &server, script, &["-u", "4", "-r", "100", "-t", "1s"]);
+    let (dir, _) = run(
+        "stop-hanging",
+        &server,
+        script,
+        &["-u", "4", "-r", "100", "-t", "1s"],
+    );
     assert!(counted(&dir, "/work") >= 4);
     assert_eq!(seen(&server, "/logout"), 4);
     assert!(started.elapsed() < Duration::from_secs(60));
@@ -153,7 +187,12 @@ B:task(1, function(self)
 end)
 function B:on_stop() self.client:get("/b-stop") end
 "#;
-    let (dir, _) = run("stop-user", &server, script, &["-u", "4", "-r", "100", "-t", "2s"]);
+    let (dir, _) = run(
+        "stop-user",
+        &server,
+        script,
+        &["-u", "4", "-r", "100", "-t", "2s"],
+    );
     // self:stop() lets the task finish (Locust's User.stop()); StopUser
     // ends it at once. Each user runs its task once and on_stop once.
     assert_eq!(seen(&server, "/a"), 2);

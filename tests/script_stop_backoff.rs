@@ -43,7 +43,15 @@ fn lua_users_back_off_after_a_failed_connect() {
     let users = 400u64;
     let out = run_bounded(
         with_nofile(&mut locusta(), 256)
-            .args(["--headless", "-u", &users.to_string(), "-r", "1000", "-t", "3s"])
+            .args([
+                "--headless",
+                "-u",
+                &users.to_string(),
+                "-r",
+                "1000",
+                "-t",
+                "3s",
+            ])
             .args(["--shards", "2", "--only-summary", "--csv"])
             .args([prefix.to_str().unwrap(), "-f", script.to_str().unwrap()])
             .args(["-H", &server.url("")]),
@@ -62,5 +70,8 @@ fn lua_users_back_off_after_a_failed_connect() {
     );
     assert!(requests > failures, "{agg:?}");
     let failures_csv = std::fs::read_to_string(dir.join("l_failures.csv")).unwrap();
-    assert!(failures_csv.contains("too many open files"), "{failures_csv}");
+    assert!(
+        failures_csv.contains("too many open files"),
+        "{failures_csv}"
+    );
 }

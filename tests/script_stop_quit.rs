@@ -90,7 +90,10 @@ fn quit_in_the_dashboard_writes_reports_and_exits_with_the_code() {
     );
     let tmux = |args: &[&str]| {
         let mut c = Command::new("tmux");
-        c.arg("-S").arg(&socket).args(args).env("TERM", "xterm-256color");
+        c.arg("-S")
+            .arg(&socket)
+            .args(args)
+            .env("TERM", "xterm-256color");
         for (k, _) in std::env::vars() {
             if k.starts_with("LOCUSTA_") || k == "TMUX" {
                 c.env_remove(k);
@@ -99,7 +102,17 @@ fn quit_in_the_dashboard_writes_reports_and_exits_with_the_code() {
         c.output().expect("run tmux")
     };
     let out = tmux(&[
-        "-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "40", "-s", "main", &line,
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "-s",
+        "main",
+        &line,
     ]);
     assert!(out.status.success(), "{out:?}");
     let deadline = Instant::now() + LIMIT;

@@ -359,7 +359,10 @@ impl UserData for Client {
                 name,
                 move |lua, this: UserDataRef<Client>, (path, a, b): (Value, Value, Value)| {
                     // A kill interrupts the request (the user's on_stop runs next).
-                    Box::pin(kill_point(&lua.clone(), request(lua, this, method, path, a, b)))
+                    Box::pin(kill_point(
+                        &lua.clone(),
+                        request(lua, this, method, path, a, b),
+                    ))
                 },
             );
         }

@@ -271,7 +271,10 @@ fn build(
             Ok(())
         })?,
     )?;
-    native.set("is_kill", lua.create_function(|_, v: Value| Ok(is_kill(&v)))?)?;
+    native.set(
+        "is_kill",
+        lua.create_function(|_, v: Value| Ok(is_kill(&v)))?,
+    )?;
     let rec_stats = stats.clone();
     native.set(
         "record_exception",

@@ -202,7 +202,10 @@ pub(crate) fn kill_point<T>(
     fut: impl Future<Output = mlua::Result<T>>,
 ) -> impl Future<Output = mlua::Result<T>> {
     let k = crate::engine::Killable::new(fut, current_user(lua));
-    async move { k.await.unwrap_or_else(|| Err(mlua::Error::external(UserKilled))) }
+    async move {
+        k.await
+            .unwrap_or_else(|| Err(mlua::Error::external(UserKilled)))
+    }
 }
 
 /// The user whose coroutine runs now (none outside users: events, tests).

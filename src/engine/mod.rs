@@ -27,7 +27,7 @@ pub use dispatch::{per_shard, ClassSpec, Dispatcher};
 pub use population::ON_STOP_LIMIT;
 pub use shard::build_uring_runtime;
 use shard::{spawn_shard, ShardSpec};
-pub use user::{yield_now, ConnectBackoff, Killable, StopSignal, BACKOFF_FIRST};
+pub use user::{yield_now, ConnectBackoff, Killable, StopSignal};
 
 /// Locust's runner states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

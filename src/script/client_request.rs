@@ -284,7 +284,7 @@ pub(super) async fn request(
         Box::pin(after(lua, shared, ud, method, name, cb, catch_response)).await
     };
     if connect_failed {
-        Box::pin(connect_backoff(lua, &dest)).await;
+        Box::pin(connect_backoff(&dest)).await;
     }
     out
 }
@@ -294,18 +294,12 @@ pub(super) async fn request(
 /// destination, reset by a connect that works): a connect can fail without
 /// suspending (EMFILE from socket(), refused on loopback), and users with
 /// no wait time would retry at once, all failing, while the users that hold
-/// a connection starve. A stop ends the pause early.
-async fn connect_backoff(lua: &Lua, dest: &Dest) {
+/// a connection starve. One timer, not a poll: tens of thousands of users
+/// may be pausing at once. A kill interrupts it (the whole request is a
+/// `kill_point`); a graceful stop waits for it (1 s at most).
+async fn connect_backoff(dest: &Dest) {
     let pause = dest.backoff.borrow_mut().step();
-    let user = crate::script::runtime::current_user(lua);
-    let until = Instant::now() + pause;
-    loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || user.as_ref().is_some_and(|u| u.stopping()) {
-            return;
-        }
-        monoio::time::sleep(left.min(crate::engine::BACKOFF_FIRST)).await;
-    }
+    monoio::time::sleep(pause).await;
 }
 
 /// The call's arguments: path, options, callback.

@@ -86,6 +86,7 @@ local UserBase = {}
 local UserMeta = { __index = UserBase }
 local TaskSetBase = {}
 local TaskSetMeta = { __index = TaskSetBase }
+P.UserBase = UserBase -- methods of every user instance (self:stop() is in guard.lua)
 
 local function is_taskset(v)
   local info = type(v) == "table" and meta[v]

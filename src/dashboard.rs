@@ -92,7 +92,9 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
     ) {
         headless::stop_and_wait(cfg, control);
     }
-    headless::finish(cfg, control, csv.as_mut())
+    let code = headless::finish(cfg, control, csv.as_mut())?;
+    // locusta.quit(n) / os.exit(n) chose the exit status.
+    Ok(crate::script::quit_requested().unwrap_or(code))
 }
 
 /// Raises its flag when dropped.
@@ -130,6 +132,11 @@ fn ticker(
             status.state,
             RunState::Spawning | RunState::Running | RunState::Stopping
         );
+        if let Some(code) = crate::script::quit_requested() {
+            if !quit.swap(true, Ordering::SeqCst) {
+                log::info!("The script called locusta.quit({code}): stopping and writing reports");
+            }
+        }
         if let (Some(limit), Some(started)) = (cfg.run_time, status.started_at) {
             if running && started.elapsed() >= limit && !quit.swap(true, Ordering::SeqCst) {
                 log::info!("--run-time limit reached, shutting down");

@@ -110,11 +110,11 @@ pub fn create_parent_dir(path: &str) -> std::io::Result<()> {
     }
 }
 
-/// Stop every user and wait (stop timeout + 5 s at most) for the run to
-/// reach Stopped.
+/// Stop every user and wait (stop timeout + killed users' on_stop bound +
+/// 5 s at most) for the run to reach Stopped.
 pub(crate) fn stop_and_wait(cfg: &RunConfig, controller: &dyn RunControl) {
     controller.stop();
-    let grace = cfg.stop_timeout + Duration::from_secs(5);
+    let grace = cfg.stop_timeout + crate::engine::ON_STOP_LIMIT + Duration::from_secs(5);
     if !controller.wait_for(RunState::Stopped, grace) {
         log::warn!("users did not stop within {grace:?}; reporting what arrived");
     }

@@ -137,15 +137,14 @@ fn raw_worker(dir: &std::path::Path, port: u16, args: &[&str], nofile: Option<u6
     cmd.args(args);
     if let Some(n) = nofile {
         // SAFETY: setrlimit is async-signal-safe; it only lowers the
-        // child's own soft limit.
+        // child's own limits. Both are lowered: locusta raises its soft
+        // limit to the hard one at start.
         unsafe {
             cmd.pre_exec(move || {
-                let mut l = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
+                let l = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
                 };
-                libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-                l.rlim_cur = n;
                 libc::setrlimit(libc::RLIMIT_NOFILE, &l);
                 Ok(())
             });

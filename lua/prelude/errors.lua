@@ -14,6 +14,7 @@ local traceback, getinfo = debug.traceback, debug.getinfo
 
 local record_exception = N.record_exception -- (message, traceback)
 local errmsg = N.errmsg -- (error value) -> string, for non-string errors
+local is_kill = N.is_kill -- (error value) -> bool: a kill interrupted an await
 
 -- Every prelude chunk is named "=[locusta...]" (src/script/runtime/state.rs).
 local PRELUDE = "=[locusta"
@@ -70,13 +71,37 @@ local QUIT = setmetatable({}, {
   end,
 })
 
+-- locusta.StopUser (Locust's `raise StopUser()`): the user runs its
+-- on_stop and ends, without an exception.
+local STOP_USER = setmetatable({}, {
+  __tostring = function()
+    return "locusta.StopUser"
+  end,
+})
+
+-- What an await (request, locusta.sleep) pending when the user was killed
+-- raises, once on_error has seen it: the user runs its on_stop and ends.
+local KILLED = setmetatable({}, {
+  __tostring = function()
+    return "the user was stopped"
+  end,
+})
+
+-- Errors that end the user without being the script's error.
+local function ends_user(e)
+  return e == QUIT or e == STOP_USER or e == KILLED
+end
+
 local last_traceback = "" -- set by on_error, read right after xpcall returns
 
 -- xpcall message handler: the message with the script's file:line, and the
 -- Lua traceback (cut at the task runner, whose frames are noise).
 local function on_error(e)
-  if e == INTERRUPT or e == INTERRUPT_WAIT or e == QUIT then
+  if e == INTERRUPT or e == INTERRUPT_WAIT or ends_user(e) then
     return e
+  end
+  if type(e) == "userdata" and is_kill(e) then
+    return KILLED
   end
   local msg
   if type(e) == "string" then
@@ -110,7 +135,7 @@ local function on_error(e)
 end
 
 local function report(err)
-  if err == QUIT then
+  if ends_user(err) then
     return
   end
   if err == INTERRUPT or err == INTERRUPT_WAIT then
@@ -132,6 +157,9 @@ P.fail_at = fail_at
 P.INTERRUPT = INTERRUPT
 P.INTERRUPT_WAIT = INTERRUPT_WAIT
 P.QUIT = QUIT
+P.STOP_USER = STOP_USER
+P.KILLED = KILLED
+P.ends_user = ends_user
 P.on_error = on_error
 P.report = report
 P.clear_traceback = clear_traceback

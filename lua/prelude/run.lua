@@ -1,7 +1,12 @@
 -- locusta prelude, chunk =[locusta/run]: running users. I.run_user runs
 -- one user of a selected class: on_start, then tasks picked by weight (or
 -- in order, for a sequence) with wait times between them, task sets as
--- nested loops, on_stop on a graceful stop; errors are reported, not fatal.
+-- nested loops, on_stop when the user stops; errors are reported, not fatal.
+--
+-- A user ends, running its on_stop (and each enclosing task set's, inner
+-- first, as Locust does), when it is asked to stop (graceful: after the
+-- task in progress), when it is killed (the request or sleep in progress
+-- raises KILLED), on locusta.StopUser, self:stop() and locusta.quit().
 
 local _, N, I, P = ...
 
@@ -17,7 +22,8 @@ local now = N.now -- () -> seconds: stamps a new instance for constant_pacing
 
 local describe, script_where = P.describe, P.script_where
 local on_error, report, clear_traceback = P.on_error, P.report, P.clear_traceback
-local INTERRUPT, INTERRUPT_WAIT, QUIT = P.INTERRUPT, P.INTERRUPT_WAIT, P.QUIT
+local INTERRUPT, INTERRUPT_WAIT = P.INTERRUPT, P.INTERRUPT_WAIT
+local ends_user = P.ends_user -- (err) -> bool: QUIT, STOP_USER or KILLED
 local markov_next = P.markov_next -- (state) -> next state's index (lua/prelude/markov.lua)
 
 -- A wait_time that raises or returns no usable number: the exception is
@@ -41,6 +47,7 @@ local function zero_wait()
   end
 end
 
+-- Returns true when the user must end (StopUser, a kill, quit in wait_time).
 local function do_wait(inst, user, stop)
   local wt, owner = inst.wait_time, inst
   if wt == nil and inst ~= user then
@@ -60,8 +67,8 @@ local function do_wait(inst, user, stop)
   end
   local ok, secs = xpcall(wt, on_error, owner)
   if not ok then
-    if secs == QUIT then
-      return
+    if ends_user(secs) then
+      return true
     end
     report(secs)
     return wait_native(stop, BAD_WAIT_FALLBACK)
@@ -114,8 +121,10 @@ end
 run_node = function(node, inst, user, stop, is_root)
   local ok, err = call_hook(inst, "on_start")
   if not ok then
-    if err == QUIT then
-      return STOP
+    if ends_user(err) then
+      -- Like Locust: a user stopped or killed in on_start runs on_stop; a
+      -- task set's own on_stop does not run (its parent's does).
+      return is_root and finish(inst, STOP) or STOP
     end
     if not is_root and (err == INTERRUPT or err == INTERRUPT_WAIT) then
       return finish(inst, interrupt_result(err))
@@ -173,8 +182,8 @@ run_node = function(node, inst, user, stop, is_root)
     else
       local ok2, err2 = xpcall(task.fn, on_error, inst)
       if not ok2 then
-        if err2 == QUIT then
-          return STOP
+        if ends_user(err2) then
+          return finish(inst, STOP)
         end
         if err2 == INTERRUPT or err2 == INTERRUPT_WAIT then
           if not is_root then
@@ -190,7 +199,9 @@ run_node = function(node, inst, user, stop, is_root)
       if stopping(stop) then
         return finish(inst, STOP)
       end
-      do_wait(inst, user, stop)
+      if do_wait(inst, user, stop) then
+        return finish(inst, STOP)
+      end
     end
   end
 end

@@ -107,7 +107,8 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
         worker.sent.0,
         worker.sent.1
     );
-    Ok(code)
+    // locusta.quit(n) / os.exit(n) chose the exit status.
+    Ok(crate::script::quit_requested().unwrap_or(code))
 }
 
 enum Joined {
@@ -239,6 +240,16 @@ impl Worker<'_> {
                 self.finish(socket);
                 return Ok(Session::Quit);
             }
+            if let Some(code) = crate::script::quit_requested() {
+                // Locust's runner.quit() on a worker: its users stop, the
+                // worker says quit and exits; the master goes on with the
+                // other workers.
+                log::info!(
+                    "The script called locusta.quit({code}): stopping users and leaving the master"
+                );
+                self.finish(socket);
+                return Ok(Session::Quit);
+            }
             if self.state == "stopping"
                 && self
                     .engine
@@ -357,7 +368,8 @@ impl Worker<'_> {
     fn finish(&mut self, socket: &DealerSocket) {
         self.stop_users();
         if let Some(engine) = &self.engine {
-            let grace = self.cfg.stop_timeout + Duration::from_secs(2);
+            let grace =
+                self.cfg.stop_timeout + crate::engine::ON_STOP_LIMIT + Duration::from_secs(2);
             if !engine.wait_for(RunState::Stopped, grace) {
                 log::warn!("users did not stop within {grace:?}");
             }

@@ -82,6 +82,9 @@ impl Control {
         let mut reported = vec![false; self.shards.len()];
         let mut window_closed = Instant::now();
         let mut last_tick = Instant::now();
+        // When users still running after a stop get killed (for the log
+        // line Locust prints then).
+        let mut kill_at: Option<Instant> = None;
         loop {
             select! {
                 recv(self.commands) -> cmd => match cmd {
@@ -120,6 +123,8 @@ impl Control {
                             ramp.sent.iter_mut().for_each(|s| s.clear());
                             stopped_shards.iter_mut().for_each(|s| *s = false);
                             self.run_stop.stop_within(self.stop_timeout);
+                            kill_at = (!self.stop_timeout.is_zero())
+                                .then(|| Instant::now() + self.stop_timeout);
                             for tx in &self.shards {
                                 let _ = tx.send(ShardCmd::Stop { grace: self.stop_timeout });
                             }
@@ -156,12 +161,19 @@ impl Control {
                     if report.stopped && self.status.lock().unwrap().state == RunState::Stopping {
                         stopped_shards[report.shard] = true;
                         if stopped_shards.iter().all(|s| *s) {
+                            // Shards kill their users at the deadline, and
+                            // may be done before the next tick looks.
+                            self.log_kill(&mut kill_at, Instant::now());
+                            kill_at = None;
                             self.set_state(RunState::Stopped, 0);
                         }
                     }
                 },
                 recv(spawn_tick) -> _ => {
                     let now = Instant::now();
+                    if self.status.lock().unwrap().state == RunState::Stopping {
+                        self.log_kill(&mut kill_at, now);
+                    }
                     self.step_ramp(&mut ramp, now - last_tick);
                     last_tick = now;
                 },
@@ -279,10 +291,31 @@ impl Control {
         }
     }
 
+    /// Locust's line when users are still running at the stop timeout
+    /// (they get killed), once per stop.
+    fn log_kill(&self, kill_at: &mut Option<Instant>, now: Instant) {
+        if kill_at.is_some_and(|t| now >= t) {
+            *kill_at = None;
+            log::info!(
+                "Not all users finished their tasks & terminated in {} seconds. Stopping them...",
+                secs_text(self.stop_timeout)
+            );
+        }
+    }
+
     fn set_state(&self, state: RunState, users: u32) {
         let mut status = self.status.lock().unwrap();
         status.state = state;
         status.users = users;
+    }
+}
+
+/// Seconds as Locust prints its stop timeout: `2`, or `2.5`.
+pub(crate) fn secs_text(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{}", d.as_secs_f64())
     }
 }
 

@@ -25,9 +25,10 @@ use crate::stats::{HistoryPoint, RunStats, StatsDelta, StatsView};
 pub use control::format_class_counts;
 use control::{Control, ControlCmd};
 pub use dispatch::{per_shard, ClassSpec, Dispatcher};
+pub use population::ON_STOP_LIMIT;
 pub use shard::build_uring_runtime;
 use shard::{spawn_shard, ShardSpec};
-pub use user::{yield_now, ConnectBackoff, StopSignal};
+pub use user::{yield_now, ConnectBackoff, Killable, StopSignal};
 
 /// Locust's runner states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,6 +224,7 @@ impl Controller {
                 workload: cfg.workload.clone(),
                 classes: cfg.classes.iter().map(|c| c.name.clone()).collect(),
                 run_stop: run_stop.clone(),
+                stop_timeout: cfg.stop_timeout,
             };
             threads.push(spawn_shard(spec, rx, report_tx.clone(), ready_tx.clone())?);
             shard_txs.push(tx);

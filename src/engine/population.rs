@@ -3,10 +3,15 @@
 //!
 //! The shard loop tells a [`Population`] how many users of each class to
 //! hold; the population spawns or retires tasks to match. Retiring is
-//! graceful (finish the current request or task) and becomes forced after
-//! the stop timeout. What a user does is in `user` (raw) and `script` (Lua).
+//! graceful (finish the current request or task, then on_stop); after the
+//! stop timeout a raw user is dropped, and a Lua user is killed as Locust
+//! kills a greenlet: the request or sleep in progress is interrupted, its
+//! on_stop runs (and is counted), and only a user still running
+//! [`ON_STOP_LIMIT`] later is dropped. What a user does is in `user` (raw)
+//! and `script` (Lua).
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -39,7 +44,12 @@ impl ShardWorkload {
     }
 }
 
-/// A user task that is on its way out, and when it gets cancelled.
+/// How long a killed Lua user's on_stop may run before the user is dropped
+/// (its requests also end at the request timeout, its busy loops at
+/// --max-blocking-time; this bounds everything else, e.g. a long sleep).
+pub const ON_STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// A user task that is on its way out, and when it gets killed (or dropped).
 struct Retiring {
     stop: Rc<StopSignal>,
     deadline: Instant,
@@ -50,7 +60,11 @@ pub(crate) struct Population {
     stats: Rc<RefCell<ShardStats>>,
     /// Running users per class, oldest first.
     active: Vec<Vec<Rc<StopSignal>>>,
-    retiring: Vec<Retiring>,
+    /// Users stopping gracefully, by deadline (one grace per shard, so
+    /// pushed in deadline order: popped from the front, O(1) per user).
+    retiring: VecDeque<Retiring>,
+    /// Killed Lua users running their on_stop, by deadline.
+    killed: VecDeque<Retiring>,
     /// User tasks still alive, active or retiring.
     live: Rc<Cell<usize>>,
     spawned: usize,
@@ -72,7 +86,8 @@ impl Population {
             workload,
             stats,
             active: vec![Vec::new(); names.len()],
-            retiring: Vec::new(),
+            retiring: VecDeque::new(),
+            killed: VecDeque::new(),
             live: Rc::new(Cell::new(0)),
             spawned: 0,
             shard,
@@ -100,16 +115,25 @@ impl Population {
         self.set_counts(&zeros, grace);
     }
 
-    /// Cancel retiring users whose stop timeout has passed.
-    pub fn force_overdue(&mut self, now: Instant) {
-        self.retiring.retain(|r| {
-            if now >= r.deadline {
-                r.stop.force();
-                false
-            } else {
-                true
+    /// Kill retiring users whose stop timeout has passed (and drop killed
+    /// users past [`ON_STOP_LIMIT`]); returns how many were killed whose
+    /// task was still running.
+    pub fn force_overdue(&mut self, now: Instant) -> usize {
+        let mut killed = 0;
+        while self.retiring.front().is_some_and(|r| now >= r.deadline) {
+            if let Some(r) = self.retiring.pop_front() {
+                if !r.stop.done() {
+                    killed += 1;
+                    self.kill(r.stop, now);
+                }
             }
-        });
+        }
+        while self.killed.front().is_some_and(|r| now >= r.deadline) {
+            if let Some(r) = self.killed.pop_front() {
+                r.stop.force();
+            }
+        }
+        killed
     }
 
     /// User tasks still running (active or finishing).
@@ -134,6 +158,7 @@ impl Population {
         if let Some(who) = &debug {
             log::debug!("{who} started");
         }
+        let done = stop.clone();
         monoio::spawn(async move {
             let _live = live;
             let how = monoio::select! {
@@ -143,19 +168,35 @@ impl Population {
             if let Some(who) = debug {
                 log::debug!("{who} stopped ({how})");
             }
+            done.set_done();
         });
         self.active[class].push(stop);
     }
 
     fn retire(&mut self, stop: Rc<StopSignal>, grace: Duration) {
         stop.stop_gracefully();
+        let now = Instant::now();
         if grace.is_zero() {
-            stop.force();
+            self.kill(stop, now);
         } else {
-            self.retiring.push(Retiring {
+            self.retiring.push_back(Retiring {
                 stop,
-                deadline: Instant::now() + grace,
+                deadline: now + grace,
             });
+        }
+    }
+
+    /// Raw users have no on_stop: dropped at once. Lua users get theirs.
+    fn kill(&mut self, stop: Rc<StopSignal>, now: Instant) {
+        match self.workload {
+            ShardWorkload::Raw(_) => stop.force(),
+            ShardWorkload::Script(_) => {
+                stop.kill();
+                self.killed.push_back(Retiring {
+                    stop,
+                    deadline: now + ON_STOP_LIMIT,
+                });
+            }
         }
     }
 }

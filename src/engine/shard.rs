@@ -68,6 +68,8 @@ pub(crate) struct ShardSpec {
     pub classes: Vec<String>,
     /// The run's stop deadline, read by the Lua watchdog.
     pub run_stop: std::sync::Arc<crate::script::limits::RunStop>,
+    /// `--stop-timeout`: also the grace of users retired by a ramp-down.
+    pub stop_timeout: Duration,
 }
 
 /// io_uring with completions deferred to when the shard waits for them
@@ -209,7 +211,7 @@ async fn shard_loop(
         spec.shards,
     );
     let mut epoch = 0u64;
-    let mut stop_grace = Duration::ZERO;
+    let mut stop_grace = spec.stop_timeout;
     let mut stopping = false;
     let mut next_report = Instant::now() + REPORT_EVERY;
     let report = |epoch: u64, stopped: bool| ShardReport {
@@ -250,7 +252,16 @@ async fn shard_loop(
             }
         }
         let now = Instant::now();
-        users.force_overdue(now);
+        let killed = users.force_overdue(now);
+        if killed > 0 && !stopping {
+            // A ramp-down's users past the stop timeout (Locust logs this
+            // in stop_users; a whole-run stop is logged by the control
+            // thread, once for all shards).
+            log::info!(
+                "Not all users finished their tasks & terminated in {} seconds. Stopping them...",
+                super::control::secs_text(stop_grace)
+            );
+        }
         if stopping && users.live() == 0 {
             stopping = false;
             if let ShardWorkload::Script(script) = &users.workload {

@@ -30,18 +30,35 @@ pub struct RawPlan {
     pub requests: Vec<RawRequest>,
 }
 
-/// Stop request for one user: graceful (finish the current request or task),
-/// then forced (the task is dropped at its next await point).
+/// Stop request for one user, in three steps: graceful (finish the current
+/// request or task, then on_stop), killed (a Lua user's request or sleep in
+/// progress is interrupted, then on_stop runs: Locust's `GreenletExit`),
+/// forced (the task is dropped at its next await point).
 #[derive(Default)]
 pub struct StopSignal {
     graceful: Cell<bool>,
+    killed: Cell<bool>,
     forced: Cell<bool>,
+    /// The user's task has ended.
+    done: Cell<bool>,
     waker: RefCell<Option<Waker>>,
+    /// The user's task, while it awaits something a kill interrupts.
+    kill_waker: RefCell<Option<Waker>>,
 }
 
 impl StopSignal {
     pub fn stop_gracefully(&self) {
         self.graceful.set(true);
+    }
+
+    /// Interrupt what the user awaits now (see [`Killable`]); what it
+    /// awaits afterwards (its on_stop) runs normally.
+    pub fn kill(&self) {
+        self.graceful.set(true);
+        self.killed.set(true);
+        if let Some(w) = self.kill_waker.borrow_mut().take() {
+            w.wake();
+        }
     }
 
     pub fn force(&self) {
@@ -54,6 +71,21 @@ impl StopSignal {
 
     pub fn stopping(&self) -> bool {
         self.graceful.get()
+    }
+
+    pub fn killed(&self) -> bool {
+        self.killed.get()
+    }
+
+    pub fn done(&self) -> bool {
+        self.done.get()
+    }
+
+    pub(crate) fn set_done(&self) {
+        self.done.set(true);
+        // Nothing will await again: let go of the task's wakers.
+        self.waker.borrow_mut().take();
+        self.kill_waker.borrow_mut().take();
     }
 
     /// Resolves once [`StopSignal::force`] is called.
@@ -72,6 +104,58 @@ impl Future for Forced {
         }
         *self.0.waker.borrow_mut() = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+/// An await a kill interrupts: `inner`, unless the user's [`StopSignal`]
+/// is killed while it is pending, then `None` at once (and `inner` is
+/// dropped, with whatever connection it held). Only an await begun before
+/// the kill is interrupted, so the on_stop that runs after it is not.
+pub struct Killable<F> {
+    inner: Option<Pin<Box<F>>>,
+    stop: Option<Rc<StopSignal>>,
+}
+
+impl<F: Future> Killable<F> {
+    /// `stop`: the user awaiting (`None`: nothing interrupts it).
+    pub fn new(inner: F, stop: Option<Rc<StopSignal>>) -> Self {
+        let stop = stop.filter(|s| !s.killed());
+        Killable {
+            inner: Some(Box::pin(inner)),
+            stop,
+        }
+    }
+}
+
+impl<F: Future> Future for Killable<F> {
+    type Output = Option<F::Output>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(stop) = &this.stop {
+            if stop.killed() {
+                this.inner = None;
+                return Poll::Ready(None);
+            }
+        }
+        let out = inner.as_mut().poll(cx);
+        match out {
+            Poll::Ready(v) => {
+                this.inner = None;
+                Poll::Ready(Some(v))
+            }
+            Poll::Pending => {
+                if let Some(stop) = &this.stop {
+                    let mut slot = stop.kill_waker.borrow_mut();
+                    if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *slot = Some(cx.waker().clone());
+                    }
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 

@@ -35,6 +35,8 @@ use mlua::{
 
 use super::client_cookies::CookieJar;
 use super::client_request::{request, Scratch, Sink};
+use super::runtime::kill_point;
+use crate::engine::ConnectBackoff;
 use crate::http::{Connection, Method, Target};
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -188,6 +190,8 @@ pub(super) struct Dest {
     /// `None` while a request uses it (or before the first one).
     /// Boxed: it is moved out and back per request.
     pub(super) conn: RefCell<Option<Box<Connection>>>,
+    /// Pauses after failed connects (see `client_request::connect_backoff`).
+    pub(super) backoff: RefCell<ConnectBackoff>,
 }
 
 impl Dest {
@@ -201,6 +205,7 @@ impl Dest {
             url_prefix: format!("http://{}", t.host_header).into(),
             base_path: base.into(),
             conn: RefCell::new(None),
+            backoff: RefCell::new(ConnectBackoff::default()),
         }
     }
 }
@@ -353,7 +358,11 @@ impl UserData for Client {
             methods.add_async_method(
                 name,
                 move |lua, this: UserDataRef<Client>, (path, a, b): (Value, Value, Value)| {
-                    Box::pin(request(lua, this, method, path, a, b))
+                    // A kill interrupts the request (the user's on_stop runs next).
+                    Box::pin(kill_point(
+                        &lua.clone(),
+                        request(lua, this, method, path, a, b),
+                    ))
                 },
             );
         }
@@ -361,7 +370,10 @@ impl UserData for Client {
             "request",
             |lua, this: UserDataRef<Client>, (m, path, a, b): (Value, Value, Value, Value)| {
                 let call: LocalBoxFuture<mlua::Result<AnyUserData>> = match method_of(&m) {
-                    Ok(method) => Box::pin(request(lua, this, method, path, a, b)),
+                    Ok(method) => Box::pin(kill_point(
+                        &lua.clone(),
+                        request(lua, this, method, path, a, b),
+                    )),
                     Err(e) => Box::pin(std::future::ready(Err(e))),
                 };
                 call

@@ -265,6 +265,7 @@ pub(super) async fn request(
     let (dest, mut conn, mut sink) = prepare(lua, client, method, &path, opts)?;
     let name = name.unwrap_or(path);
 
+    let connects_before = (conn.is_connected(), conn.connects());
     let started = Instant::now();
     let over = sink.over.clone();
     let result = {
@@ -275,17 +276,40 @@ pub(super) async fn request(
         }
     };
     let elapsed_us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+    // A connect was needed and none succeeded: the connect failed.
+    let connect_failed = !connects_before.0 && conn.connects() == connects_before.1;
+    if !connects_before.0 && !connect_failed {
+        dest.backoff.borrow_mut().reset();
+    }
     if result.is_some() {
         dest.conn.borrow_mut().get_or_insert(conn);
     }
     // else: abandoned mid-body, the connection goes with it (dropped here).
 
     let ud = respond(lua, client, method, result, elapsed_us, &dest, sink)?;
-    if cb.is_none() && shared.listeners.raw_len() == 0 {
+    let out = if cb.is_none() && shared.listeners.raw_len() == 0 {
         count(shared, &ud, method, &name)?;
-        return Ok(ud);
+        Ok(ud)
+    } else {
+        Box::pin(after(lua, shared, ud, method, name, cb, catch_response)).await
+    };
+    if connect_failed {
+        Box::pin(connect_backoff(&dest)).await;
     }
-    Box::pin(after(lua, shared, ud, method, name, cb, catch_response)).await
+    out
+}
+
+/// After a failed connect (recorded already), pause before the user goes
+/// on, as raw users do (`engine::ConnectBackoff`: 10 ms doubling to 1 s per
+/// destination, reset by a connect that works): a connect can fail without
+/// suspending (EMFILE from socket(), refused on loopback), and users with
+/// no wait time would retry at once, all failing, while the users that hold
+/// a connection starve. One timer, not a poll: tens of thousands of users
+/// may be pausing at once. A kill interrupts it (the whole request is a
+/// `kill_point`); a graceful stop waits for it (1 s at most).
+async fn connect_backoff(dest: &Dest) {
+    let pause = dest.backoff.borrow_mut().step();
+    monoio::time::sleep(pause).await;
 }
 
 /// The call's arguments: path, options, callback.

@@ -44,6 +44,7 @@ pub use errors::error_text;
 use errors::{load_error, split_traceback};
 pub(crate) use state::nested_error;
 use state::State;
+pub(crate) use stop::kill_point;
 use stop::{stop_ptr, StopHandle};
 use watchdog::{Watchdog, Watched};
 

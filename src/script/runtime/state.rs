@@ -11,7 +11,7 @@ use mlua::{Function, LightUserData, Lua, LuaOptions, StdLib, Table, Value};
 
 use super::errors::{error_text, load_error};
 use super::pause::Heartbeat;
-use super::stop::{lua_stopping, stop_from_ptr, wait, StopWatch};
+use super::stop::{is_kill, kill_point, lua_stopping, stop_from_ptr, wait, StopWatch};
 use super::watchdog::Watchdog;
 use super::REQUEST_LISTENERS;
 use crate::http::{ClientConfig, Target};
@@ -89,6 +89,8 @@ impl State {
             lua.set_memory_limit(limit).map_err(setup_error)?;
         }
         dog.install(&lua).map_err(setup_error)?;
+        // Found by `kill_point` (requests, sleeps) to name the user awaiting.
+        lua.set_app_data(dog.clone());
         dog.restart();
         let hosts = Rc::new(RefCell::new(Vec::new()));
         let internal =
@@ -213,28 +215,27 @@ fn build(
     let depth = nested.clone();
     native.set(
         "sleep",
-        lua.create_async_function(move |_, secs: Value| {
+        lua.create_async_function(move |lua, secs: Value| {
             let inside = depth.get() > 0;
             let d = match secs {
                 Value::Integer(i) if i >= 0 => Ok(Duration::from_secs(i as u64)),
                 Value::Number(n) => Duration::try_from_secs_f64(n).map_err(|_| ()),
                 _ => Err(()),
             };
-            boxed(async move {
-                if inside {
-                    return Err(nested_error("locusta.sleep"));
-                }
-                match d {
-                    Ok(d) => {
-                        monoio::time::sleep(d).await;
-                        Ok(())
-                    }
-                    Err(()) => Err(mlua::Error::runtime(format!(
-                        "locusta.sleep: expected a number of seconds >= 0, got {}",
-                        describe_value(&secs)
-                    ))),
-                }
-            })
+            if inside {
+                return boxed(std::future::ready(Err(nested_error("locusta.sleep"))));
+            }
+            match d {
+                // A kill interrupts a sleep in a task (on_stop runs next).
+                Ok(d) => boxed(kill_point(&lua, async move {
+                    monoio::time::sleep(d).await;
+                    Ok(())
+                })),
+                Err(()) => boxed(std::future::ready(Err(mlua::Error::runtime(format!(
+                    "locusta.sleep: expected a number of seconds >= 0, got {}",
+                    describe_value(&secs)
+                ))))),
+            }
         })?,
     )?;
     let (enter, leave) = (nested.clone(), nested);
@@ -263,6 +264,20 @@ fn build(
             }
             Ok(())
         })?,
+    )?;
+    let stop_dog = dog.clone();
+    native.set(
+        "stop_user",
+        lua.create_function(move |_, ()| {
+            if let Some(user) = stop_dog.current_user() {
+                user.stop_gracefully();
+            }
+            Ok(())
+        })?,
+    )?;
+    native.set(
+        "is_kill",
+        lua.create_function(|_, v: Value| Ok(is_kill(&v)))?,
     )?;
     let rec_stats = stats.clone();
     native.set(

@@ -186,3 +186,35 @@ impl Drop for GracefulStop {
         }
     }
 }
+
+/// The error an await pending when its user was killed returns (the
+/// prelude turns it into its KILLED sentinel: the user's on_stop runs).
+#[derive(Debug, thiserror::Error)]
+#[error("the user was stopped (--stop-timeout passed): its on_stop runs next")]
+pub struct UserKilled;
+
+/// `fut`, interrupted with [`UserKilled`] if the user calling it is killed
+/// while it is pending (Locust's GreenletExit at the user's current
+/// await). Call it where the await is created: the watchdog names the user
+/// being polled then.
+pub(crate) fn kill_point<T>(
+    lua: &mlua::Lua,
+    fut: impl Future<Output = mlua::Result<T>>,
+) -> impl Future<Output = mlua::Result<T>> {
+    let k = crate::engine::Killable::new(fut, current_user(lua));
+    async move {
+        k.await
+            .unwrap_or_else(|| Err(mlua::Error::external(UserKilled)))
+    }
+}
+
+/// The user whose coroutine runs now (none outside users: events, tests).
+fn current_user(lua: &mlua::Lua) -> Option<Rc<StopSignal>> {
+    lua.app_data_ref::<Rc<super::watchdog::Watchdog>>()
+        .and_then(|dog| dog.current_user())
+}
+
+/// Whether a Lua error value is a [`UserKilled`] (for the prelude).
+pub(super) fn is_kill(v: &mlua::Value) -> bool {
+    matches!(v, mlua::Value::Error(e) if e.downcast_ref::<UserKilled>().is_some())
+}

@@ -95,7 +95,8 @@ impl Watchdog {
         Ok(VmState::Continue)
     }
 
-    /// The user currently running, if any (`locusta.quit` stops it).
+    /// The user currently running, if any (`locusta.quit` and `self:stop()`
+    /// stop it; `kill_point` watches it).
     pub(crate) fn current_user(&self) -> Option<Rc<StopSignal>> {
         self.current.borrow().clone()
     }

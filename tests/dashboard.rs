@@ -297,3 +297,40 @@ fn run_time_quits_by_itself_after_the_start() {
     assert_restored(&all);
     assert_csv(&dir);
 }
+
+/// Whether `pid` has exited (gone, or a zombie nobody reaped yet).
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[test]
+fn a_terminal_that_hangs_up_ends_the_run_with_reports() {
+    if !have_tmux() {
+        return;
+    }
+    let server = TestServer::start(|_| ok("hello"));
+    let dir = temp_dir("dashboard-hangup");
+    let tmux = Tmux::start(&dir, &command(&server, &dir, "-u 3 -r 10 --autostart"));
+    tmux.wait_screen("RUNNING with requests", |s| {
+        s.contains("RUNNING") && aggregated_requests(s) > 0 && !s.contains("Start new swarm")
+    });
+    let pid = tmux.child_pid();
+    // The terminal goes away under the dashboard (an ssh session dropped).
+    let _ = tmux.run(&["kill-server"]);
+    let deadline = Instant::now() + WAIT;
+    while !exited(pid) {
+        if Instant::now() > deadline {
+            // SAFETY: a plain kill(2) of the process we started, so the
+            // test leaves nothing behind.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("locusta kept running after its terminal hung up");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_csv(&dir);
+}

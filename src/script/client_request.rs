@@ -156,10 +156,12 @@ impl Opts {
                     )));
                 }
                 (k, v) if client_options::owns(k) => client_options::parse(&mut o.extra, k, v)?,
-                (other, _) => return Err(err(format!(
+                (other, _) => {
+                    return Err(err(format!(
                     "unknown request option '{other}' (known: name, headers, json, body, timeout, \
                          catch_response, params, data, auth, cookies, allow_redirects)"
-                ))),
+                )))
+                }
             }
         }
         if o.json.is_some() && o.body.is_some() {

@@ -154,7 +154,7 @@ fn event_loop(
             dirty = true;
             continue;
         }
-        if !event::poll(next_tick - now)? {
+        if !wait_for_input(next_tick - now)? {
             continue;
         }
         match event::read()? {
@@ -175,6 +175,41 @@ fn event_loop(
             Event::Resize(..) => dirty = true,
             _ => {}
         }
+    }
+}
+
+/// Wait up to `timeout` for terminal input. crossterm 0.28 reads a terminal
+/// that hung up (tmux killed, ssh dropped) in an endless loop (EIO is
+/// neither WouldBlock nor Interrupted there), so the loop above would never
+/// see the quit flag or SIGTERM again. Poll the terminal ourselves and let
+/// crossterm read only when input is there and the terminal is alive.
+fn wait_for_input(timeout: Duration) -> io::Result<bool> {
+    // SAFETY: isatty only inspects the descriptor.
+    if unsafe { libc::isatty(libc::STDIN_FILENO) } != 1 {
+        // crossterm reads /dev/tty then: keep its own wait.
+        return event::poll(timeout);
+    }
+    let mut fd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd, for the length given.
+    match unsafe { libc::poll(&mut fd, 1, ms) } {
+        0 => Ok(false),
+        n if n < 0 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        _ if fd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 => Err(
+            io::Error::new(io::ErrorKind::BrokenPipe, "the terminal hung up"),
+        ),
+        _ => event::poll(Duration::ZERO),
     }
 }
 

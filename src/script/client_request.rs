@@ -230,7 +230,7 @@ pub(super) async fn request(
 
     let started = Instant::now();
     let result = conn
-        .send_buffered_at(started, timeout, method == Method::Head, &mut sink)
+        .send_buffered_at(started, timeout, method, &mut sink)
         .await;
     let elapsed_us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
     dest.conn.borrow_mut().get_or_insert(conn);

@@ -12,7 +12,9 @@ mod drivers;
 mod http_server;
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http_server::TestServer;
 use locusta::http::{write_request, ClientConfig, Connection, DiscardBody, HttpError, Method};
@@ -130,15 +132,20 @@ async fn get_retry_that_fails_again_is_a_failure() {
 /// Bytes a server sends after a complete response, in a later segment,
 /// reach the client while the connection is idle: it must not read them as
 /// the next response. `extra` goes out 5 ms after each response; the client
-/// waits 30 ms between requests, so the bytes are always there first.
+/// sends its next request only once the server has written them (loopback
+/// delivers a write before it returns), so the bytes are always there first.
 async fn idle_bytes_close_the_connection(extra: &'static [u8]) {
+    let written = Arc::new(AtomicUsize::new(0));
+    let w = written.clone();
     let server = TestServer::serve(move |conn, _| {
         let _ = conn.stream.set_nodelay(true);
         if !conn.write(OK) {
             return false;
         }
         conn.pause(Duration::from_millis(5));
-        conn.write(extra)
+        let sent = conn.write(extra);
+        w.fetch_add(1, Ordering::SeqCst);
+        sent
     });
     let req = request(&server, Method::Get, "/");
     let mut conn = Connection::new(server.addr, cfg());
@@ -149,7 +156,10 @@ async fn idle_bytes_close_the_connection(extra: &'static [u8]) {
             Ok((200, 2)),
             "request {i}"
         );
-        monoio::time::sleep(Duration::from_millis(30)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while written.load(Ordering::SeqCst) <= i && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     assert_eq!(server.requests().len(), 5, "one request per connection");
     assert_eq!((server.accepted(), conn.connects()), (5, 5));

@@ -259,7 +259,7 @@ fn raw_late_unsolicited_response_is_counted_once_epoll() {
 }
 
 /// The Lua client, with think time: an unsolicited response sent 5 ms after
-/// each answer is waiting when the next request goes out, and must close
+/// each answer is waiting (200 ms later) when the next request goes out, and must close
 /// the connection rather than answer that request (nor make a response look
 /// faster than the server's 2 ms).
 #[test]
@@ -280,7 +280,7 @@ fn lua_client_never_takes_an_unsolicited_response() {
         "lua-unsolicited",
         r#"
 local locusta = require "locusta"
-local U = locusta.user { wait_time = locusta.constant(0.05) }
+local U = locusta.user { wait_time = locusta.constant(0.2) }
 U:task(1, function(self)
   local r = self.client:get("/")
   if r.status_code ~= 200 then error("matched a stray response: " .. r.status_code) end
@@ -290,7 +290,7 @@ end)
     let host = format!("http://{}", server.addr);
     let (totals, failures) = run("lua-unsolicited-run", &["-f", &lua, "-H", &host]);
     let answered = answered.load(Ordering::SeqCst);
-    assert!(answered > 20, "only {answered} answers in 2 s");
+    assert!(answered >= 8, "only {answered} answers in 2 s");
     assert_accounted(totals.requests, answered, "answers");
     assert_eq!(totals.failures, 0, "{failures:?}");
     assert!(totals.min_ms >= 2.0, "faster than the server: {totals:?}");

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::http::{ClientConfig, Connection, DiscardBody, HttpError, ResponseInfo};
+use crate::http::{ClientConfig, Connection, DiscardBody, HttpError, Method, ResponseInfo};
 use crate::stats::{EntryId, Failure, ShardStats};
 
 /// One raw-mode request, serialized once per shard and shared by its users.
@@ -177,7 +177,7 @@ pub async fn run_raw_user(
         let req = &plan.requests[i];
         let connects_before = (conn.is_connected(), conn.connects());
         let result = conn
-            .send_since(started, &req.bytes, false, &mut DiscardBody)
+            .send_since(started, &req.bytes, Method::Get, &mut DiscardBody)
             .await;
         let ended = Instant::now();
         let micros = ended.duration_since(started).as_micros() as u64;

@@ -12,6 +12,15 @@
 //! op monoio cannot cancel: on a connect timeout its future is dropped and
 //! the driver closes that socket when the kernel completes the op.
 //!
+//! Reuse (RFC 9110 §9.2.2, as curl and hyper do): before a request goes out
+//! on a kept-alive connection, a non-blocking `MSG_PEEK` checks that the
+//! peer has neither closed it nor sent bytes nobody asked for (a body longer
+//! than its framing, an unsolicited response); such a connection is closed,
+//! never read as the next response. A request that then fails on the reused
+//! connection before any byte of its response is retried once on a fresh
+//! one, and only when its method is idempotent: a POST the server may have
+//! processed is a failure, never a silent second send.
+//!
 //! Needs a runtime built with `enable_timer()`.
 
 use std::future::{poll_fn, Future};
@@ -25,7 +34,8 @@ use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller
 use monoio::net::TcpStream;
 use monoio::time::Sleep;
 
-use super::{HttpError, Millis, ResponseParser, ResponseSink};
+use super::reader::{ReadCursor, Step};
+use super::{HttpError, Method, Millis, ResponseParser, ResponseSink};
 
 /// The read buffer's size, and so the largest response head we accept.
 const READ_BUF: usize = 64 * 1024;
@@ -96,11 +106,10 @@ impl Connection {
     pub async fn send<B: IoBuf + Clone>(
         &mut self,
         request: &B,
-        is_head: bool,
+        method: Method,
         sink: &mut impl ResponseSink,
     ) -> Result<ResponseInfo, HttpError> {
-        self.send_since(Instant::now(), request, is_head, sink)
-            .await
+        self.send_since(Instant::now(), request, method, sink).await
     }
 
     /// `send`, with the whole-request timeout counted from `started`: a
@@ -110,11 +119,11 @@ impl Connection {
         &mut self,
         started: Instant,
         request: &B,
-        is_head: bool,
+        method: Method,
         sink: &mut impl ResponseSink,
     ) -> Result<ResponseInfo, HttpError> {
         let timeout = self.cfg.request_timeout;
-        self.send_owned(started, timeout, request.clone(), is_head, sink)
+        self.send_owned(started, timeout, request.clone(), method, sink)
             .await
             .1
     }
@@ -133,11 +142,11 @@ impl Connection {
     /// buffer moves into the write op and back, so nothing is copied.
     pub async fn send_buffered(
         &mut self,
-        is_head: bool,
+        method: Method,
         sink: &mut impl ResponseSink,
     ) -> Result<ResponseInfo, HttpError> {
         let timeout = self.cfg.request_timeout;
-        self.send_buffered_at(Instant::now(), timeout, is_head, sink)
+        self.send_buffered_at(Instant::now(), timeout, method, sink)
             .await
     }
 
@@ -147,11 +156,11 @@ impl Connection {
         &mut self,
         started: Instant,
         timeout: Duration,
-        is_head: bool,
+        method: Method,
         sink: &mut impl ResponseSink,
     ) -> Result<ResponseInfo, HttpError> {
         let buf = self.write_buf.take().unwrap_or_default();
-        let (buf, result) = self.send_owned(started, timeout, buf, is_head, sink).await;
+        let (buf, result) = self.send_owned(started, timeout, buf, method, sink).await;
         self.write_buf = Some(buf);
         result
     }
@@ -173,14 +182,13 @@ impl Connection {
         self.connects
     }
 
-    /// The request loop: at most one retry, for a reused connection that the
-    /// server had closed while idle (what browsers do).
+    /// The request loop: at most one retry (see the module doc for when).
     async fn send_owned<B: IoBuf>(
         &mut self,
         started: Instant,
         timeout: Duration,
         request: B,
-        is_head: bool,
+        method: Method,
         sink: &mut impl ResponseSink,
     ) -> (B, Result<ResponseInfo, HttpError>) {
         let timed_out = HttpError::Timeout(Millis::from_duration(timeout));
@@ -193,7 +201,7 @@ impl Connection {
             None => Box::pin(monoio::time::sleep_until(at)),
         };
         let (request, result) = self
-            .send_loop(deadline.as_mut(), timed_out, request, is_head, sink)
+            .send_loop(deadline.as_mut(), timed_out, request, method, sink)
             .await;
         self.deadline = Some(deadline);
         (request, result)
@@ -205,11 +213,14 @@ impl Connection {
         mut deadline: Pin<&mut Sleep>,
         timed_out: HttpError,
         mut request: B,
-        is_head: bool,
+        method: Method,
         sink: &mut impl ResponseSink,
     ) -> (B, Result<ResponseInfo, HttpError>) {
         let mut retried = false;
         loop {
+            if self.stream.as_ref().is_some_and(|s| !idle_and_open(s)) {
+                self.stream = None;
+            }
             let reused = self.stream.is_some();
             if !reused {
                 // Boxed: connecting is rare, and its future is the largest
@@ -228,7 +239,7 @@ impl Connection {
                 }
             }
             let (req, result, got_bytes) = self
-                .exchange(request, is_head, sink, deadline.as_mut(), timed_out)
+                .exchange(request, method, sink, deadline.as_mut(), timed_out)
                 .await;
             request = req;
             match result {
@@ -237,11 +248,14 @@ impl Connection {
                     // After any error the stream's state is unknown: drop it.
                     self.stream = None;
                     log::debug!("connection to {} closed: {e}", self.addr);
+                    // The server closed it while the request was on its way
+                    // (its idle timeout): it may or may not have processed
+                    // the request, so only an idempotent one is sent again.
                     let idle_closed = matches!(
                         e,
                         HttpError::ClosedBeforeResponse | HttpError::ConnectionReset
                     );
-                    if reused && idle_closed && !got_bytes && !retried {
+                    if reused && idle_closed && !got_bytes && !retried && method.is_idempotent() {
                         retried = true;
                         continue;
                     }
@@ -291,7 +305,7 @@ impl Connection {
     async fn exchange<B: IoBuf>(
         &mut self,
         request: B,
-        is_head: bool,
+        method: Method,
         sink: &mut impl ResponseSink,
         mut deadline: Pin<&mut Sleep>,
         timeout: HttpError,
@@ -321,18 +335,13 @@ impl Connection {
             return (request, Err(HttpError::from_io(&e)), false);
         }
 
-        parser.start(is_head);
+        parser.start(method == Method::Head);
         let mut buf = ReadBufs::take();
-        let mut start = 0; // buf[..start] is consumed; only a partial head stays
+        let mut cursor = ReadCursor::new();
         let mut got_bytes = false;
         let result = loop {
-            if buf.len() == buf.capacity() {
-                if start == 0 {
-                    break Err(HttpError::HeaderTooLarge);
-                }
-                buf.copy_within(start.., 0);
-                buf.truncate(buf.len() - start);
-                start = 0;
+            if let Err(e) = cursor.make_room(&mut buf) {
+                break Err(e);
             }
             let len = buf.len();
             let ((n, slice), timed_out) = {
@@ -346,16 +355,12 @@ impl Connection {
                 Ok(0) => break parser.eof(sink).map(|()| false),
                 Ok(_) => got_bytes = true,
             }
-            match parser.feed(&buf[start..], sink) {
+            match cursor.advance(parser, &mut buf, sink) {
                 Err(e) => break Err(e),
                 // Bytes after a complete response were not asked for: the
                 // connection is out of step, so it will not be reused.
-                Ok((used, true)) => break Ok(start + used < buf.len()),
-                Ok((used, false)) => start += used,
-            }
-            if start == buf.len() {
-                buf.clear();
-                start = 0;
+                Ok(Step::Done { leftover }) => break Ok(leftover),
+                Ok(Step::More) => {}
             }
         };
         ReadBufs::give_back(buf);
@@ -372,6 +377,32 @@ impl Connection {
         });
         (request, result, got_bytes)
     }
+}
+
+/// Whether a kept-alive connection may carry the next request: nothing to
+/// read yet. Waiting bytes answer no request of ours (extra body bytes, an
+/// unsolicited response), 0 is the peer's FIN and an error its RST; each
+/// means the connection is not in step. One non-blocking syscall, the check
+/// curl makes before reuse; it works alike on io_uring and epoll because
+/// it bypasses the driver.
+fn idle_and_open(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // SAFETY: a valid socket fd and a 1-byte buffer we own; MSG_PEEK leaves
+    // the data in place and MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0
+        && matches!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN | libc::EINTR)
+        )
 }
 
 /// Read buffers are lent per request from a per-thread pool (each shard is

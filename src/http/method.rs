@@ -36,6 +36,12 @@ impl Method {
         }
     }
 
+    /// Idempotent per RFC 9110 §9.2.2 (GET HEAD PUT DELETE OPTIONS; TRACE
+    /// is not sent): the only requests the client may send twice on its own.
+    pub fn is_idempotent(self) -> bool {
+        !matches!(self, Method::Post | Method::Patch)
+    }
+
     /// Case-insensitive, as Locust accepts `client.request("get", …)`.
     pub fn parse(s: &str) -> Option<Method> {
         Method::ALL

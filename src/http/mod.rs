@@ -16,6 +16,7 @@ pub mod conn;
 pub mod error;
 pub mod method;
 pub mod parse;
+pub mod reader;
 pub mod request;
 pub mod url;
 
@@ -23,5 +24,6 @@ pub use conn::{ClientConfig, Connection, ResponseInfo};
 pub use error::{HttpError, Millis};
 pub use method::Method;
 pub use parse::{DiscardBody, ResponseParser, ResponseSink};
+pub use reader::{ReadCursor, Step};
 pub use request::write_request;
 pub use url::{Target, UrlError};

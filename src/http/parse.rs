@@ -32,8 +32,10 @@ impl ResponseSink for DiscardBody {}
 const MAX_CHUNK_LINE: u16 = 4096;
 /// The most trailer bytes we skip after the last chunk.
 const MAX_TRAILERS: u32 = 64 * 1024;
-/// Headers per response; more is `TooManyHeaders` (array on the stack, no allocation).
-const MAX_HEADERS: usize = 64;
+/// Headers per response; more is `TooManyHeaders`. Python's http.client
+/// accepts 100, so real servers stay under it; the slots are an uninit
+/// array on the stack (nothing zeroed, nothing allocated).
+pub const MAX_HEADERS: usize = 128;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -201,7 +203,11 @@ impl ResponseParser {
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(map_httparse(e)),
         };
-        let status = resp.code.unwrap_or(0);
+        // httparse takes any three digits; a status below 100 is no status.
+        let status = match resp.code {
+            Some(code @ 100..=999) => code,
+            _ => return Err(HttpError::MalformedStatusLine),
+        };
         // Interim responses: skip them and parse the final one after.
         if (100..200).contains(&status) && status != 101 {
             return Ok(Some(len));

@@ -165,7 +165,7 @@ fn keep_alive_rules() {
 #[test]
 fn errors_are_named() {
     use HttpError::*;
-    let many: String = (0..65).map(|i| format!("H{i}: v\r\n")).collect();
+    let many: String = (0..=MAX_HEADERS).map(|i| format!("H{i}: v\r\n")).collect();
     let too_many = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
     let long_ext = format!("5;{}\r\nhello\r\n0\r\n\r\n", "x".repeat(5000));
     let mut cases: Vec<(String, HttpError)> = vec![
@@ -291,4 +291,32 @@ fn never_panics_on_mutated_responses_at_random_splits() {
             String::from_utf8_lossy(&input)
         );
     }
+}
+
+#[test]
+fn status_below_100_is_malformed() {
+    for line in ["000 Zero", "099 Low", "042 X"] {
+        let input = format!("HTTP/1.1 {line}\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(
+            parse_all_splits(input.as_bytes(), false),
+            Err(HttpError::MalformedStatusLine),
+            "{line}"
+        );
+    }
+    let high = b"HTTP/1.1 999 High\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(parse_all_splits(high, false), ok(999, true, b""));
+}
+
+#[test]
+fn up_to_max_headers_pass_and_one_more_fails() {
+    let with = |n: usize| {
+        let many: String = (1..n).map(|i| format!("X-{i}: v\r\n")).collect();
+        format!("HTTP/1.1 200 OK\r\n{many}Content-Length: 1\r\n\r\nx")
+    };
+    assert_eq!(parse(with(100).as_bytes()), ok(200, true, b"x"));
+    assert_eq!(parse(with(MAX_HEADERS).as_bytes()), ok(200, true, b"x"));
+    assert_eq!(
+        parse(with(MAX_HEADERS + 1).as_bytes()),
+        Err(HttpError::TooManyHeaders)
+    );
 }

@@ -271,7 +271,7 @@ pub(super) async fn request(
     let started = Instant::now();
     let over = sink.over.clone();
     let result = {
-        let send = conn.send_buffered_at(started, timeout, method == Method::Head, &mut sink);
+        let send = conn.send_buffered_at(started, timeout, method, &mut sink);
         monoio::select! {
             r = send => Some(r),
             _ = OverflowHit(&over) => None,

@@ -398,5 +398,11 @@ end)
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("Aggregated"));
-    assert_eq!(counted(&dir), server.requests().len() as u64);
+    // A request in flight when -t stops the user is killed and, as in
+    // Locust, not counted: at most one (one user).
+    let (counted, arrived) = (counted(&dir), server.requests().len() as u64);
+    assert!(
+        counted <= arrived && arrived <= counted + 1,
+        "{counted} counted, {arrived} arrived"
+    );
 }

@@ -220,6 +220,10 @@ impl Connection {
         loop {
             if self.stream.as_ref().is_some_and(|s| !idle_and_open(s)) {
                 self.stream = None;
+                log::debug!(
+                    "connection to {} closed: closed by the server, or bytes no request asked for",
+                    self.addr
+                );
             }
             let reused = self.stream.is_some();
             if !reused {

@@ -70,12 +70,21 @@ pub fn raise_open_files() -> std::io::Result<OpenFiles> {
 
 /// The soft address-space limit, when there is one.
 pub fn address_space_limit() -> Option<u64> {
+    soft_limit(libc::RLIMIT_AS)
+}
+
+/// The soft open-files limit, as it is now (after [`raise_open_files`]).
+pub fn open_files_limit() -> Option<u64> {
+    soft_limit(libc::RLIMIT_NOFILE)
+}
+
+fn soft_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: as above.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } == 0;
+    // SAFETY: getrlimit only fills the struct we pass.
+    let ok = unsafe { libc::getrlimit(resource, &mut lim) } == 0;
     (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
@@ -221,21 +230,8 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// Bytes in the largest binary unit that keeps one decimal meaningful.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+/// Bytes with a binary unit (`2.0 KiB`): the dashboard's formatter.
+pub use locusta_tui::format::bytes;
 
 #[cfg(test)]
 mod tests {

@@ -19,30 +19,14 @@ use crate::cluster::protocol::WorkerMessage;
 use crate::cluster::transport::DealerSocket;
 use crate::engine::{Controller, RunControl, RunState, Workload};
 use crate::http::Target;
-
-/// File descriptors kept for everything but users' connections: stdio,
-/// logs, the ZeroMQ sockets and their threads, io_uring rings, CSV files.
-const FD_MARGIN: u64 = 64;
-/// And per shard (its ring, eventfds, the Lua state's files).
-const FD_PER_SHARD: u64 = 8;
-
-/// The soft open-files limit of this process.
-fn open_files_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills the struct it is given.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
-}
+use crate::limits;
 
 impl Worker<'_> {
     /// The most users this worker can honour, and what sets it.
     fn user_limit(&self) -> (u32, String) {
         let mut limit = (u32::MAX, String::new());
-        if let Some(nofile) = open_files_limit() {
-            let reserved = FD_MARGIN + FD_PER_SHARD * self.cfg.shards as u64;
+        if let Some(nofile) = limits::open_files_limit() {
+            let reserved = limits::reserved_files(self.cfg.shards);
             let users = u32::try_from(nofile.saturating_sub(reserved)).unwrap_or(u32::MAX);
             limit = (users, format!("the open-files limit of {nofile}"));
         }

@@ -9,7 +9,6 @@
 mod cluster_common;
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use cluster_common::*;
@@ -136,19 +135,7 @@ fn raw_worker(dir: &std::path::Path, port: u16, args: &[&str], nofile: Option<u6
     let mut cmd = worker_cmd(port);
     cmd.args(args);
     if let Some(n) = nofile {
-        // SAFETY: setrlimit is async-signal-safe; it only lowers the
-        // child's own limits. Both are lowered: locusta raises its soft
-        // limit to the hard one at start.
-        unsafe {
-            cmd.pre_exec(move || {
-                let l = libc::rlimit {
-                    rlim_cur: n,
-                    rlim_max: n,
-                };
-                libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-                Ok(())
-            });
-        }
+        with_nofile(&mut cmd, n);
     }
     Proc::spawn(dir, "worker", &mut cmd)
 }

@@ -14,36 +14,8 @@ use common::*;
 const NOFILE: u64 = 256;
 const USERS: &str = "500";
 
-fn with_nofile(cmd: &mut Command, limit: u64) -> &mut Command {
-    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    }
-}
-
 fn with_address_space(cmd: &mut Command, bytes: u64) -> &mut Command {
-    // SAFETY: as in `with_nofile`.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: bytes,
-                rlim_max: bytes,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    }
+    with_rlimit(cmd, libc::RLIMIT_AS, bytes)
 }
 
 fn num(row: &std::collections::HashMap<String, String>, col: &str) -> u64 {

@@ -227,3 +227,31 @@ pub fn aggregated(path: &std::path::Path) -> std::collections::HashMap<String, S
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// Run `cmd`'s child with `resource` limited to `limit`, soft and hard
+/// (locusta raises its soft limits to the hard ones at start).
+pub fn with_rlimit(
+    cmd: &mut Command,
+    resource: libc::__rlimit_resource_t,
+    limit: u64,
+) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(resource, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// [`with_rlimit`] on the open-files limit.
+pub fn with_nofile(cmd: &mut Command, limit: u64) -> &mut Command {
+    with_rlimit(cmd, libc::RLIMIT_NOFILE, limit)
+}

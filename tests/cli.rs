@@ -59,7 +59,7 @@ fn bad_input_is_a_usage_error() {
     usage_error(&["--exit-code-on-error", "256", url], "256");
     usage_error(&["--exit-code-on-error", "-1", url], "-1");
     usage_error(&["--headless"], "nothing to load");
-    usage_error(&["https://127.0.0.1:9/"], "https:// is not supported yet");
+    usage_error(&["ftp://127.0.0.1:9/"], "only http:// and https://");
     usage_error(
         &["http://127.0.0.1:9/", "http://127.0.0.2:9/"],
         "one origin",

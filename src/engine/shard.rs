@@ -151,7 +151,7 @@ fn build_plan(targets: &[Target], client: ClientConfig, stats: &mut ShardStats) 
         })
         .collect();
     RawPlan {
-        addr: targets[0].addr,
+        endpoint: targets[0].endpoint(),
         client,
         requests,
     }

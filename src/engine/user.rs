@@ -25,7 +25,7 @@ pub struct RawRequest {
 
 /// What raw-mode users on one shard do.
 pub struct RawPlan {
-    pub addr: std::net::SocketAddr,
+    pub endpoint: crate::http::Endpoint,
     pub client: ClientConfig,
     pub requests: Vec<RawRequest>,
 }
@@ -167,7 +167,7 @@ pub async fn run_raw_user(
     stop: Rc<StopSignal>,
     first: usize,
 ) {
-    let mut conn = Connection::new(plan.addr, plan.client);
+    let mut conn = Connection::to(plan.endpoint.clone(), plan.client);
     let n = plan.requests.len();
     let mut i = first % n;
     // One clock read per request: a request ends when the next one starts.

@@ -35,7 +35,7 @@ use monoio::net::TcpStream;
 use monoio::time::Sleep;
 
 use super::reader::{ReadCursor, Step};
-use super::{HttpError, Method, Millis, ResponseParser, ResponseSink};
+use super::{Endpoint, HttpError, Method, Millis, ResponseParser, ResponseSink};
 
 /// The read buffer's size, and so the largest response head we accept.
 const READ_BUF: usize = 64 * 1024;
@@ -67,6 +67,8 @@ pub struct ResponseInfo {
 
 /// A lazily connected, keep-alive connection to one address.
 pub struct Connection {
+    endpoint: Endpoint,
+    /// `endpoint.addr`, for the connect and the logs.
     addr: SocketAddr,
     cfg: ClientConfig,
     /// `Some` while the connection may carry the next request.
@@ -85,10 +87,16 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// No I/O here: the first `send` connects.
+    /// Plain HTTP to `addr`. No I/O here: the first `send` connects.
     pub fn new(addr: SocketAddr, cfg: ClientConfig) -> Self {
+        Connection::to(Endpoint::plain(addr), cfg)
+    }
+
+    /// A connection to `endpoint`. No I/O here: the first `send` connects.
+    pub fn to(endpoint: Endpoint, cfg: ClientConfig) -> Self {
         Connection {
-            addr,
+            addr: endpoint.addr,
+            endpoint,
             cfg,
             stream: None,
             write_buf: None,
@@ -170,6 +178,11 @@ impl Connection {
         if self.stream.take().is_some() {
             log::debug!("connection to {} closed by the user", self.addr);
         }
+    }
+
+    /// Where this connection goes.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Whether a kept-alive TCP connection is open.

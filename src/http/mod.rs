@@ -26,4 +26,4 @@ pub use method::Method;
 pub use parse::{DiscardBody, ResponseParser, ResponseSink};
 pub use reader::{ReadCursor, Step};
 pub use request::write_request;
-pub use url::{Target, UrlError};
+pub use url::{Endpoint, Scheme, Target, UrlError};

@@ -1,24 +1,76 @@
-//! `http://host[:port][/path][?query]` → a resolved [`Target`].
+//! `http[s]://host[:port][/path][?query]` → a resolved [`Target`].
 //!
 //! Parsing and name resolution happen once, at startup (std's blocking
 //! `ToSocketAddrs`), never per request: a load generator must not measure its
-//! own DNS lookups. Only what the client needs is supported: no userinfo, no
-//! `https://` yet (TLS arrives in a later release), the fragment is dropped.
+//! own DNS lookups. Only what the client needs is supported: no userinfo,
+//! the fragment is dropped.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+/// `http` or `https`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// What a [`Connection`](super::Connection) needs to reach a server: where
+/// to connect and, for TLS, which name to ask for and verify.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub scheme: Scheme,
+    /// The host as written, without IPv6 brackets: the TLS server name
+    /// (SNI and verification) and the name to resolve.
+    pub host: Arc<str>,
+    pub port: u16,
+    pub addr: SocketAddr,
+}
+
+impl Endpoint {
+    /// Plain HTTP to an address (tests, the demo).
+    pub fn plain(addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            scheme: Scheme::Http,
+            host: addr.ip().to_string().into(),
+            port: addr.port(),
+            addr,
+        }
+    }
+}
 
 /// Where requests go: the socket address, and what to put on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    pub scheme: Scheme,
     /// Resolved once; IPv4 preferred when a name has both families, because
     /// servers commonly listen on 0.0.0.0 only.
     pub addr: SocketAddr,
+    /// The host as written, without IPv6 brackets (SNI, DNS).
+    pub host: Arc<str>,
+    pub port: u16,
     /// The `Host:` header value: the host as written (IPv6 in brackets), with
-    /// `:port` only when the port is not 80.
+    /// `:port` only when the port is not the scheme's default.
     pub host_header: String,
     /// Request target: path and query, `/` when the URL had none.
     pub path: String,
-    /// `http://host:port` with the host lowercased and the port always
+    /// `scheme://host:port` with the host lowercased and the port always
     /// explicit, so `http://X` and `http://x:80/` compare equal.
     pub origin: String,
 }
@@ -26,11 +78,9 @@ pub struct Target {
 /// Why a URL was refused. Every message names the input.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    #[error("https:// is not supported yet: TLS arrives in a later release; use http://")]
-    HttpsUnsupported,
-    #[error("invalid URL '{0}': missing http:// (for example http://localhost:8080/)")]
+    #[error("invalid URL '{0}': missing http:// or https:// (for example http://localhost:8080/)")]
     MissingScheme(String),
-    #[error("invalid URL '{0}': only http:// is supported")]
+    #[error("invalid URL '{0}': only http:// and https:// are supported")]
     UnsupportedScheme(String),
     #[error("invalid URL '{0}': empty host")]
     EmptyHost(String),
@@ -51,15 +101,16 @@ pub enum UrlError {
 impl Target {
     pub fn parse(url: &str) -> Result<Target, UrlError> {
         let input = url.trim();
-        let rest = match strip_prefix_ci(input, "http://") {
-            Some(rest) => rest,
-            None if strip_prefix_ci(input, "https://").is_some() => {
-                return Err(UrlError::HttpsUnsupported)
-            }
-            None if input.contains("://") => {
+        let (scheme, rest) = match (
+            strip_prefix_ci(input, "http://"),
+            strip_prefix_ci(input, "https://"),
+        ) {
+            (Some(rest), _) => (Scheme::Http, rest),
+            (None, Some(rest)) => (Scheme::Https, rest),
+            (None, None) if input.contains("://") => {
                 return Err(UrlError::UnsupportedScheme(input.to_string()))
             }
-            None => return Err(UrlError::MissingScheme(input.to_string())),
+            (None, None) => return Err(UrlError::MissingScheme(input.to_string())),
         };
 
         // Authority ends at the first '/', '?' or '#'.
@@ -68,7 +119,7 @@ impl Target {
         if authority.contains('@') {
             return Err(UrlError::Userinfo(input.to_string()));
         }
-        let (host, port) = split_host_port(authority, input)?;
+        let (host, port) = split_host_port(authority, scheme.default_port(), input)?;
 
         let tail = tail.split('#').next().unwrap_or("");
         let path = match tail.as_bytes().first() {
@@ -81,18 +132,32 @@ impl Target {
         }
 
         let addr = resolve(host, port, input)?;
-        let host_header = if port == 80 {
+        let host_header = if port == scheme.default_port() {
             host.to_string()
         } else {
             format!("{host}:{port}")
         };
-        let origin = format!("http://{}:{port}", host.to_ascii_lowercase());
+        let origin = format!("{}://{}:{port}", scheme.as_str(), host.to_ascii_lowercase());
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
         Ok(Target {
+            scheme,
             addr,
+            host: bare.into(),
+            port,
             host_header,
             path,
             origin,
         })
+    }
+
+    /// Where a connection for this target goes.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            scheme: self.scheme,
+            host: self.host.clone(),
+            port: self.port,
+            addr: self.addr,
+        }
     }
 
     /// The same server with another request target (`/`-prefixed if needed).
@@ -116,7 +181,11 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` → (host as written, port).
-fn split_host_port<'a>(authority: &'a str, input: &str) -> Result<(&'a str, u16), UrlError> {
+fn split_host_port<'a>(
+    authority: &'a str,
+    default_port: u16,
+    input: &str,
+) -> Result<(&'a str, u16), UrlError> {
     let (host, port) = if authority.starts_with('[') {
         let close = authority
             .find(']')
@@ -138,7 +207,7 @@ fn split_host_port<'a>(authority: &'a str, input: &str) -> Result<(&'a str, u16)
         return Err(UrlError::EmptyHost(input.to_string()));
     }
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => return Err(UrlError::BadPort(input.to_string())),
@@ -217,14 +286,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_input() {
-        let https = Target::parse("https://example.com/").unwrap_err();
-        assert_eq!(
-            https.to_string(),
-            "https:// is not supported yet: TLS arrives in a later release; use http://"
-        );
         for (url, needle) in [
             ("localhost:8080", "missing http://"),
-            ("ftp://x/", "only http://"),
+            ("ftp://x/", "only http:// and https://"),
             ("http:///path", "empty host"),
             ("http://:80/", "empty host"),
             ("http://h:0/", "bad port"),
@@ -243,6 +307,24 @@ mod tests {
             assert!(msg.contains(needle), "{url}: {msg}");
             assert!(msg.contains(url.trim()), "{url}: {msg}");
         }
+    }
+
+    #[test]
+    fn https_defaults_port_443() {
+        let t = Target::parse("HTTPS://Localhost/a").unwrap();
+        assert_eq!(t.scheme, Scheme::Https);
+        assert_eq!(t.port, 443);
+        assert_eq!(t.host_header, "Localhost");
+        assert_eq!(&*t.host, "Localhost");
+        assert_eq!(t.origin, "https://localhost:443");
+        let t = Target::parse("https://[::1]:8443/").unwrap();
+        assert_eq!(t.host_header, "[::1]:8443");
+        assert_eq!(&*t.host, "::1");
+        assert_eq!(t.endpoint().addr, "[::1]:8443".parse().unwrap());
+        assert_eq!(
+            Target::parse("https://127.0.0.1:80/").unwrap().host_header,
+            "127.0.0.1:80"
+        );
     }
 
     #[test]

@@ -24,7 +24,6 @@
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -37,7 +36,7 @@ use super::client_cookies::CookieJar;
 use super::client_request::{request, Scratch, Sink};
 use super::runtime::kill_point;
 use crate::engine::ConnectBackoff;
-use crate::http::{Connection, Method, Target};
+use crate::http::{Connection, Endpoint, Method, Target};
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -178,11 +177,11 @@ pub fn new_client(lua: &Lua, host: Option<Target>) -> mlua::Result<AnyUserData> 
 
 /// One origin a user talks to, and its keep-alive connection.
 pub(super) struct Dest {
-    pub(super) addr: SocketAddr,
+    pub(super) endpoint: Endpoint,
     pub(super) host_header: Box<str>,
     /// `Target::origin`, to find out that an absolute URL is the host.
     origin: Box<str>,
-    /// `http://host[:port]`, for `r.url`.
+    /// `scheme://host[:port]`, for `r.url`.
     pub(super) url_prefix: Rc<str>,
     /// The host URL's path (`--host http://x/api` → `/api`), put before
     /// relative paths as Locust does; empty for `/`.
@@ -199,10 +198,10 @@ impl Dest {
         let base = t.path.split(['?', '#']).next().unwrap_or("");
         let base = if main { base.trim_end_matches('/') } else { "" };
         Dest {
-            addr: t.addr,
+            endpoint: t.endpoint(),
             host_header: t.host_header.as_str().into(),
             origin: t.origin.as_str().into(),
-            url_prefix: format!("http://{}", t.host_header).into(),
+            url_prefix: format!("{}://{}", t.scheme.as_str(), t.host_header).into(),
             base_path: base.into(),
             conn: RefCell::new(None),
             backoff: RefCell::new(ConnectBackoff::default()),
@@ -213,7 +212,7 @@ impl Dest {
 pub struct Client {
     pub(super) shared: Rc<Shared>,
     main: Option<Rc<Dest>>,
-    /// Origins of absolute URLs: the authority as written → destination.
+    /// Origins of absolute URLs: `scheme://authority` as written → destination.
     others: RefCell<Vec<(Box<str>, Rc<Dest>)>>,
     /// `self.client.headers`, created on first use.
     pub(super) headers: RefCell<Option<Table>>,
@@ -224,15 +223,17 @@ pub(super) fn err(msg: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(msg.into())
 }
 
-/// `http://authority/rest` → (authority, rest), case-insensitive scheme.
+/// `http[s]://authority/rest` → (`scheme://authority`, rest),
+/// case-insensitive scheme.
 fn split_http(url: &str) -> Option<(&str, &str)> {
-    let head = url.get(..7)?;
-    if !head.eq_ignore_ascii_case("http://") {
-        return None;
-    }
-    let rest = &url[7..];
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    Some(rest.split_at(end))
+    let scheme_len = ["http://", "https://"].into_iter().find_map(|p| {
+        url.get(..p.len())
+            .filter(|h| h.eq_ignore_ascii_case(p))
+            .map(|_| p.len())
+    })?;
+    let rest = &url[scheme_len..];
+    let end = scheme_len + rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(url.split_at(end))
 }
 
 /// Whether `s` starts with `scheme://`.
@@ -251,7 +252,7 @@ fn has_scheme(s: &str) -> bool {
 impl Client {
     /// Where `path` goes and the request target to write.
     pub(super) fn resolve<'p>(&self, path: &'p str) -> mlua::Result<(Rc<Dest>, Cow<'p, str>)> {
-        if let Some((authority, tail)) = split_http(path) {
+        if let Some((origin, tail)) = split_http(path) {
             let tail = tail.split('#').next().unwrap_or("");
             let target: Cow<str> = match tail.as_bytes().first() {
                 None => Cow::Borrowed("/"),
@@ -261,7 +262,7 @@ impl Client {
             let mut others = self.others.borrow_mut();
             if let Some((_, d)) = others
                 .iter()
-                .find(|(a, _)| a.eq_ignore_ascii_case(authority))
+                .find(|(a, _)| a.eq_ignore_ascii_case(origin))
             {
                 return Ok((d.clone(), target));
             }
@@ -273,11 +274,11 @@ impl Client {
             if others.len() >= MAX_OTHER_ORIGINS {
                 others.remove(0);
             }
-            others.push((authority.into(), dest.clone()));
+            others.push((origin.into(), dest.clone()));
             return Ok((dest, target));
         }
         if has_scheme(path) {
-            // https:// and other schemes: the URL parser's own message.
+            // Other schemes: the URL parser's own message.
             return Err(match Target::parse(path) {
                 Err(e) => err(e.to_string()),
                 Ok(_) => err(format!("unsupported URL '{path}'")),

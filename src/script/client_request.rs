@@ -385,7 +385,7 @@ fn prepare(
         .conn
         .borrow_mut()
         .take()
-        .unwrap_or_else(|| Box::new(Connection::new(dest.addr, shared.ctx.cfg)));
+        .unwrap_or_else(|| Box::new(Connection::to(dest.endpoint.clone(), shared.ctx.cfg)));
     let mut buf = std::mem::take(conn.request_buf());
     let built = (|| -> mlua::Result<()> {
         let mut sc = shared.scratch.borrow_mut();

@@ -194,7 +194,7 @@ impl RunConfig {
         EngineConfig {
             shards: self.shards,
             io: self.io,
-            client: self.client,
+            client: self.client.clone(),
             workload: self.workload.clone(),
             classes: self.classes.clone(),
             stop_timeout: self.stop_timeout,

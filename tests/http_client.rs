@@ -485,6 +485,7 @@ fn fd_leak_after_timeouts<F: FnOnce(std::pin::Pin<Box<dyn Future<Output = usize>
             };
             let users: Vec<_> = (0..150)
                 .map(|_| {
+                    let cfg = cfg.clone();
                     monoio::spawn(async move {
                         let mut conn = Connection::new(addr, cfg);
                         let req: &'static [u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";

@@ -140,6 +140,8 @@ pub trait RunControl: Send + Sync {
 
 /// What users run. `Send`: every shard builds its own copy from it.
 #[derive(Clone, Debug)]
+// Built once per run and cloned per shard: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Workload {
     /// Raw mode: each user GETs these URLs (one origin) in turn.
     Raw { targets: Vec<Target> },
@@ -220,7 +222,7 @@ impl Controller {
                 shards: cfg.shards,
                 cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
                 io: cfg.io,
-                client: cfg.client,
+                client: cfg.client.clone(),
                 workload: cfg.workload.clone(),
                 classes: cfg.classes.iter().map(|c| c.name.clone()).collect(),
                 run_stop: run_stop.clone(),

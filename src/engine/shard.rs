@@ -165,7 +165,7 @@ fn build_workload(
     match &spec.workload {
         Workload::Raw { targets } => Ok(ShardWorkload::Raw(Rc::new(build_plan(
             targets,
-            spec.client,
+            spec.client.clone(),
             &mut stats.borrow_mut(),
         )))),
         Workload::Script {
@@ -176,7 +176,7 @@ fn build_workload(
             let ctx = ShardContext {
                 shard: spec.index,
                 stats: stats.clone(),
-                client: spec.client,
+                client: spec.client.clone(),
                 default_host: default_host.clone(),
                 run_stop: Some(spec.run_stop.clone()),
             };

@@ -167,7 +167,7 @@ pub async fn run_raw_user(
     stop: Rc<StopSignal>,
     first: usize,
 ) {
-    let mut conn = Connection::to(plan.endpoint.clone(), plan.client);
+    let mut conn = Connection::to(plan.endpoint.clone(), plan.client.clone());
     let n = plan.requests.len();
     let mut i = first % n;
     // One clock read per request: a request ends when the next one starts.

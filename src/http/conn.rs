@@ -40,7 +40,9 @@ use super::{Endpoint, HttpError, Method, Millis, ResponseParser, ResponseSink};
 /// The read buffer's size, and so the largest response head we accept.
 const READ_BUF: usize = 64 * 1024;
 
-#[derive(Clone, Copy, Debug)]
+/// Per-run client settings, cloned into each shard and connection (not
+/// `Copy`: settings that own data, such as TLS, are shared by `Arc`).
+#[derive(Clone, Debug)]
 pub struct ClientConfig {
     /// Bound on establishing the TCP connection alone.
     pub connect_timeout: Duration,

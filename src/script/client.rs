@@ -260,10 +260,7 @@ impl Client {
                 Some(_) => Cow::Borrowed(tail),
             };
             let mut others = self.others.borrow_mut();
-            if let Some((_, d)) = others
-                .iter()
-                .find(|(a, _)| a.eq_ignore_ascii_case(origin))
-            {
+            if let Some((_, d)) = others.iter().find(|(a, _)| a.eq_ignore_ascii_case(origin)) {
                 return Ok((d.clone(), target));
             }
             let t = Target::parse(path).map_err(|e| err(e.to_string()))?;

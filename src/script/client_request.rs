@@ -381,11 +381,12 @@ fn prepare(
         None => None,
     };
 
-    let mut conn = dest
-        .conn
-        .borrow_mut()
-        .take()
-        .unwrap_or_else(|| Box::new(Connection::to(dest.endpoint.clone(), shared.ctx.cfg)));
+    let mut conn = dest.conn.borrow_mut().take().unwrap_or_else(|| {
+        Box::new(Connection::to(
+            dest.endpoint.clone(),
+            shared.ctx.cfg.clone(),
+        ))
+    });
     let mut buf = std::mem::take(conn.request_buf());
     let built = (|| -> mlua::Result<()> {
         let mut sc = shared.scratch.borrow_mut();

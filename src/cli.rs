@@ -218,6 +218,14 @@ pub struct Cli {
     /// Print the periodic stats table (headless runs do by default; --only-summary wins)
     #[arg(long, env = "LOCUSTA_PRINT_STATS")]
     pub print_stats: bool,
+
+    /// How long each shard reuses a host name's addresses (e.g. 30s; 0: look up on every new connection)
+    #[arg(long, env = "LOCUSTA_DNS_TTL", default_value = "30s", value_parser = crate::config::parse_duration_secs)]
+    pub dns_ttl: std::time::Duration,
+
+    /// Bind new connections to these local addresses in turn (comma separated), for more than ~28k connections per target address
+    #[arg(long, value_name = "IP[,IP...]", env = "LOCUSTA_SOURCE_IP", value_delimiter = ',')]
+    pub source_ip: Vec<std::net::IpAddr>,
 }
 
 /// A duration above zero (a zero bound would interrupt everything).

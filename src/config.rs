@@ -101,6 +101,17 @@ pub enum ConfigError {
     FullHistoryWithoutCsv,
     #[error("no user class has tasks left after --tags/--exclude-tags ({0})")]
     NoTasksLeft(String),
+    #[error("--source-ip {ip}: not usable as a local address on this machine ({reason})")]
+    SourceIp { ip: std::net::IpAddr, reason: String },
+}
+
+/// `--source-ip`, each checked by binding to it: a typo or an address of
+/// another box stops the run before it starts, not as failures in it.
+fn source_ips(ips: &[std::net::IpAddr]) -> Result<std::sync::Arc<[std::net::IpAddr]>, ConfigError> {
+    for &ip in ips {
+        crate::http::dial::check_source_ip(ip).map_err(|reason| ConfigError::SourceIp { ip, reason })?;
+    }
+    Ok(ips.into())
 }
 
 impl RunConfig {
@@ -157,6 +168,8 @@ impl RunConfig {
             client: ClientConfig {
                 connect_timeout: cli.connect_timeout,
                 request_timeout: cli.timeout,
+                dns_ttl: cli.dns_ttl,
+                source_ips: source_ips(&cli.source_ip)?,
             },
             workload,
             classes,

@@ -39,6 +39,7 @@ fn cfg(request_timeout: Duration) -> ClientConfig {
     ClientConfig {
         connect_timeout: Duration::from_secs(5),
         request_timeout,
+        ..ClientConfig::default()
     }
 }
 
@@ -103,7 +104,7 @@ async fn keep_alive_reuses_one_connection() {
 async fn request_bytes_on_the_wire() {
     let server = TestServer::serve(reply(OK));
     let t = target(&server, "/search?q=locust");
-    let mut conn = Connection::new(t.addr, cfg(Duration::from_secs(5)));
+    let mut conn = Connection::to(t.endpoint(), cfg(Duration::from_secs(5)));
 
     let buf = conn.request_buf();
     write_request(
@@ -261,7 +262,7 @@ async fn head_204_304_have_no_body() {
         conn.write(resp)
     });
     let t = target(&server, "/");
-    let mut conn = Connection::new(t.addr, cfg(Duration::from_secs(5)));
+    let mut conn = Connection::to(t.endpoint(), cfg(Duration::from_secs(5)));
     for _ in 0..3 {
         for (method, path, status) in [
             (Method::Head, "/head", 200),
@@ -319,7 +320,7 @@ async fn slow_server_times_out() {
         conn.write(OK)
     });
     let t = target(&server, "/slow");
-    let mut conn = Connection::new(t.addr, cfg(Duration::from_millis(200)));
+    let mut conn = Connection::to(t.endpoint(), cfg(Duration::from_millis(200)));
     let started = Instant::now();
     let err = conn
         .send(&get(&t), Method::Get, &mut DiscardBody)
@@ -439,7 +440,7 @@ async fn malformed_responses_name_their_error() {
         false
     });
     let t = target(&server, "/");
-    let mut conn = Connection::new(t.addr, cfg(Duration::from_secs(5)));
+    let mut conn = Connection::to(t.endpoint(), cfg(Duration::from_secs(5)));
     for (i, (_, expected, text)) in cases.iter().enumerate() {
         let err = conn
             .send(
@@ -482,6 +483,7 @@ fn fd_leak_after_timeouts<F: FnOnce(std::pin::Pin<Box<dyn Future<Output = usize>
             let cfg = ClientConfig {
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_millis(50),
+                ..ClientConfig::default()
             };
             let users: Vec<_> = (0..150)
                 .map(|_| {

@@ -24,7 +24,8 @@
 //! Needs a runtime built with `enable_timer()`.
 
 use std::future::{poll_fn, Future};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -35,7 +36,7 @@ use monoio::net::TcpStream;
 use monoio::time::Sleep;
 
 use super::reader::{ReadCursor, Step};
-use super::{Endpoint, HttpError, Method, Millis, ResponseParser, ResponseSink};
+use super::{dial, Endpoint, HttpError, Method, Millis, ResponseParser, ResponseSink};
 
 /// The read buffer's size, and so the largest response head we accept.
 const READ_BUF: usize = 64 * 1024;
@@ -44,10 +45,17 @@ const READ_BUF: usize = 64 * 1024;
 /// `Copy`: settings that own data, such as TLS, are shared by `Arc`).
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// Bound on establishing the TCP connection alone.
+    /// Bound on establishing the TCP connection alone (and, apart, on the
+    /// name lookup before it).
     pub connect_timeout: Duration,
     /// Bound on the whole request: connect + write + read of the response.
     pub request_timeout: Duration,
+    /// How long a shard reuses a name's addresses (`--dns-ttl`; 0: look up
+    /// on every connect).
+    pub dns_ttl: Duration,
+    /// `--source-ip`: local addresses new connections bind to, in turn
+    /// (empty: the kernel chooses).
+    pub source_ips: Arc<[IpAddr]>,
 }
 
 impl Default for ClientConfig {
@@ -56,6 +64,8 @@ impl Default for ClientConfig {
         ClientConfig {
             connect_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(60),
+            dns_ttl: Duration::from_secs(30),
+            source_ips: Arc::from([]),
         }
     }
 }
@@ -70,8 +80,6 @@ pub struct ResponseInfo {
 /// A lazily connected, keep-alive connection to one address.
 pub struct Connection {
     endpoint: Endpoint,
-    /// `endpoint.addr`, for the connect and the logs.
-    addr: SocketAddr,
     cfg: ClientConfig,
     /// `Some` while the connection may carry the next request.
     stream: Option<TcpStream>,
@@ -97,7 +105,6 @@ impl Connection {
     /// A connection to `endpoint`. No I/O here: the first `send` connects.
     pub fn to(endpoint: Endpoint, cfg: ClientConfig) -> Self {
         Connection {
-            addr: endpoint.addr,
             endpoint,
             cfg,
             stream: None,
@@ -178,7 +185,7 @@ impl Connection {
     /// Drop the TCP connection; the next `send` reconnects.
     pub fn close(&mut self) {
         if self.stream.take().is_some() {
-            log::debug!("connection to {} closed by the user", self.addr);
+            log::debug!("connection to {} closed by the user", self.endpoint);
         }
     }
 
@@ -237,7 +244,7 @@ impl Connection {
                 self.stream = None;
                 log::debug!(
                     "connection to {} closed: closed by the server, or bytes no request asked for",
-                    self.addr
+                    self.endpoint
                 );
             }
             let reused = self.stream.is_some();
@@ -248,11 +255,11 @@ impl Connection {
                 match Box::pin(self.connect(deadline.as_mut(), timed_out)).await {
                     Ok(stream) => {
                         // Per connection, not per request (-L DEBUG).
-                        log::debug!("connection to {} opened", self.addr);
+                        log::debug!("connection to {} opened", self.endpoint);
                         self.stream = Some(stream);
                     }
                     Err(e) => {
-                        log::debug!("connect to {} failed: {e}", self.addr);
+                        log::debug!("connect to {} failed: {e}", self.endpoint);
                         return (request, Err(e));
                     }
                 }
@@ -266,7 +273,7 @@ impl Connection {
                 Err(e) => {
                     // After any error the stream's state is unknown: drop it.
                     self.stream = None;
-                    log::debug!("connection to {} closed: {e}", self.addr);
+                    log::debug!("connection to {} closed: {e}", self.endpoint);
                     // The server closed it while the request was on its way
                     // (its idle timeout): it may or may not have processed
                     // the request, so only an idempotent one is sent again.
@@ -284,15 +291,15 @@ impl Connection {
         }
     }
 
-    /// Connect, bounded by `connect_timeout` and by the request deadline.
+    /// Connect (`dial`: lookup, TCP, socket options; each step bounded by
+    /// `connect_timeout`), bounded by the request deadline too.
     /// `timed_out` is the error to give when the request deadline passes.
     async fn connect(
         &mut self,
         mut deadline: Pin<&mut Sleep>,
         timed_out: HttpError,
     ) -> Result<TcpStream, HttpError> {
-        let connect =
-            monoio::time::timeout(self.cfg.connect_timeout, TcpStream::connect_addr(self.addr));
+        let connect = dial::connect(&self.endpoint, &self.cfg);
         let mut connect = pin!(connect);
         let outcome = poll_fn(|cx| {
             if let Poll::Ready(r) = connect.as_mut().poll(cx) {
@@ -303,17 +310,8 @@ impl Connection {
         .await;
         let stream = match outcome {
             None => return Err(timed_out),
-            Some(Err(_elapsed)) => {
-                return Err(HttpError::ConnectTimeout(Millis::from_duration(
-                    self.cfg.connect_timeout,
-                )))
-            }
-            Some(Ok(Err(e))) => return Err(HttpError::from_io(&e)),
-            Some(Ok(Ok(stream))) => stream,
+            Some(result) => result?,
         };
-        // Requests are small and latency is what we measure: no Nagle delay.
-        // Failing to set it only costs latency, so it is not an error.
-        let _ = stream.set_nodelay(true);
         self.connects += 1;
         Ok(stream)
     }
@@ -387,7 +385,7 @@ impl Connection {
         let result = result.map(|leftover| {
             if leftover || !parser.keep_alive() {
                 self.stream = None;
-                log::debug!("connection to {} closed: not kept alive", self.addr);
+                log::debug!("connection to {} closed: not kept alive", self.endpoint);
             }
             ResponseInfo {
                 status: parser.status(),

@@ -51,6 +51,10 @@ pub enum HttpError {
     /// Any other I/O error, by its kind (never a panic, never dropped).
     #[error("i/o error: {0:?}")]
     Io(std::io::ErrorKind),
+    /// A host name that did not resolve: `dns: <name>: <reason>`. The text
+    /// is interned (see [`DnsFailure`]) so the error stays `Copy`.
+    #[error("dns: {0}")]
+    Dns(DnsFailure),
 }
 
 impl HttpError {
@@ -71,6 +75,48 @@ impl HttpError {
             K::UnexpectedEof => HttpError::ClosedBeforeResponse,
             k => HttpError::Io(k),
         }
+    }
+}
+
+/// `<name>: <reason>` of a failed lookup, interned once per distinct text:
+/// failures are recorded on the hot path and keyed by value, so the error
+/// must stay small and `Copy`. The set is bounded ([`MAX_DNS_FAILURES`]);
+/// past it, new texts share one generic message instead of growing memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DnsFailure(&'static str);
+
+/// Distinct `dns:` failure texts kept per process (a script that makes up
+/// host names cannot grow memory without bound).
+pub const MAX_DNS_FAILURES: usize = 1024;
+
+impl DnsFailure {
+    pub fn new(name: &str, reason: &str) -> DnsFailure {
+        use std::collections::HashSet;
+        use std::sync::Mutex;
+        static TEXTS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+        let text = format!("{name}: {reason}");
+        let mut guard = TEXTS.lock().unwrap_or_else(|e| e.into_inner());
+        let set = guard.get_or_insert_with(HashSet::new);
+        if let Some(known) = set.get(text.as_str()) {
+            return DnsFailure(known);
+        }
+        if set.len() >= MAX_DNS_FAILURES {
+            return DnsFailure("lookup failed (too many distinct failing names to name them all)");
+        }
+        // Leaked on purpose: bounded above, and lives as long as the stats.
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        set.insert(text);
+        DnsFailure(text)
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for DnsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The hand-rolled HTTP/1.1 client: everything between a [`Method`] + URL and
 //! a status code with a body length.
 //!
-//! It owns URL parsing and resolution ([`Target`], once at startup), request
+//! It owns URL parsing ([`Target`], at startup; names are resolved per
+//! connect through a per-shard cache: [`dns`], [`dial`]), request
 //! serialization into a reusable buffer ([`write_request`]), a sans-I/O
 //! response parser ([`ResponseParser`]: httparse heads, Content-Length,
 //! chunked, close-delimited, keep-alive rules) and one keep-alive connection
@@ -13,6 +14,8 @@
 //! [`ResponseSink`] exactly as they arrive, de-chunked).
 
 pub mod conn;
+pub mod dial;
+pub mod dns;
 pub mod error;
 pub mod method;
 pub mod parse;
@@ -21,7 +24,7 @@ pub mod request;
 pub mod url;
 
 pub use conn::{ClientConfig, Connection, ResponseInfo};
-pub use error::{HttpError, Millis};
+pub use error::{DnsFailure, HttpError, Millis};
 pub use method::Method;
 pub use parse::{DiscardBody, ResponseParser, ResponseSink};
 pub use reader::{ReadCursor, Step};

@@ -1,11 +1,13 @@
-//! `http[s]://host[:port][/path][?query]` → a resolved [`Target`].
+//! `http[s]://host[:port][/path][?query]` → a [`Target`].
 //!
-//! Parsing and name resolution happen once, at startup (std's blocking
-//! `ToSocketAddrs`), never per request: a load generator must not measure its
-//! own DNS lookups. Only what the client needs is supported: no userinfo,
-//! the fragment is dropped.
+//! Parsing only: no I/O, so it may run anywhere, including on a shard for a
+//! script's absolute URL. IP literals (`127.0.0.1`, `[::1]`) become an
+//! address here; host names are resolved when a connection is made
+//! (`http::dns`, through a per-shard cache), never per request. Only what
+//! the client needs is supported: no userinfo, the fragment is dropped.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// `http` or `https`.
@@ -40,7 +42,9 @@ pub struct Endpoint {
     /// (SNI and verification) and the name to resolve.
     pub host: Arc<str>,
     pub port: u16,
-    pub addr: SocketAddr,
+    /// `Some` when the host is an IP literal; `None` for a name, which is
+    /// resolved at connect time.
+    pub addr: Option<SocketAddr>,
 }
 
 impl Endpoint {
@@ -50,7 +54,18 @@ impl Endpoint {
             scheme: Scheme::Http,
             host: addr.ip().to_string().into(),
             port: addr.port(),
-            addr,
+            addr: Some(addr),
+        }
+    }
+}
+
+/// `host:port`, an IPv6 host in brackets: for logs.
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
         }
     }
 }
@@ -59,9 +74,8 @@ impl Endpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub scheme: Scheme,
-    /// Resolved once; IPv4 preferred when a name has both families, because
-    /// servers commonly listen on 0.0.0.0 only.
-    pub addr: SocketAddr,
+    /// `Some` for an IP literal; a name is resolved at connect time.
+    pub addr: Option<SocketAddr>,
     /// The host as written, without IPv6 brackets (SNI, DNS).
     pub host: Arc<str>,
     pub port: u16,
@@ -90,12 +104,8 @@ pub enum UrlError {
     Userinfo(String),
     #[error("invalid URL '{0}': whitespace or control character in the path")]
     BadPath(String),
-    #[error("invalid URL '{url}': cannot resolve host '{host}': {reason}")]
-    Unresolvable {
-        url: String,
-        host: String,
-        reason: String,
-    },
+    #[error("invalid URL '{0}': not an IPv6 address between [ and ]")]
+    BadIpv6(String),
 }
 
 impl Target {
@@ -131,7 +141,7 @@ impl Target {
             return Err(UrlError::BadPath(input.to_string()));
         }
 
-        let addr = resolve(host, port, input)?;
+        let addr = literal(host, port, input)?;
         let host_header = if port == scheme.default_port() {
             host.to_string()
         } else {
@@ -216,29 +226,19 @@ fn split_host_port<'a>(
     Ok((host, port))
 }
 
-fn resolve(host: &str, port: u16, input: &str) -> Result<SocketAddr, UrlError> {
-    let unresolvable = |reason: String| UrlError::Unresolvable {
-        url: input.to_string(),
-        host: host.to_string(),
-        reason,
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+/// The address of an IP-literal host; `None` for a name (resolved later).
+fn literal(host: &str, port: u16, input: &str) -> Result<Option<SocketAddr>, UrlError> {
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').unwrap_or(inner);
+        return match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) => Ok(Some(SocketAddr::new(IpAddr::V6(ip), port))),
+            Err(_) => Err(UrlError::BadIpv6(input.to_string())),
+        };
     }
-    if host.starts_with('[') {
-        return Err(unresolvable("not an IPv6 address".to_string()));
-    }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| unresolvable(e.to_string()))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| unresolvable("no addresses".to_string()))
+    Ok(host
+        .parse::<std::net::Ipv4Addr>()
+        .ok()
+        .map(|ip| SocketAddr::new(IpAddr::V4(ip), port)))
 }
 
 #[cfg(test)]
@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn ipv4_with_port_path_and_query() {
         let t = Target::parse("http://127.0.0.1:8080/a/b?x=1#frag").unwrap();
-        assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(t.addr, Some("127.0.0.1:8080".parse().unwrap()));
         assert_eq!(t.host_header, "127.0.0.1:8080");
         assert_eq!(t.path, "/a/b?x=1");
         assert_eq!(t.origin, "http://127.0.0.1:8080");
@@ -257,7 +257,8 @@ mod tests {
     #[test]
     fn defaults_port_80_and_root_path() {
         let t = Target::parse("HTTP://127.0.0.1").unwrap();
-        assert_eq!(t.addr.port(), 80);
+        assert_eq!(t.port, 80);
+        assert_eq!(t.addr, Some("127.0.0.1:80".parse().unwrap()));
         assert_eq!(t.host_header, "127.0.0.1");
         assert_eq!(t.path, "/");
         assert_eq!(t.origin, "http://127.0.0.1:80");
@@ -271,17 +272,24 @@ mod tests {
     #[test]
     fn ipv6_literal() {
         let t = Target::parse("http://[::1]:9000/x").unwrap();
-        assert_eq!(t.addr, "[::1]:9000".parse().unwrap());
+        assert_eq!(t.addr, Some("[::1]:9000".parse().unwrap()));
+        assert_eq!(t.endpoint().to_string(), "[::1]:9000");
         assert_eq!(t.host_header, "[::1]:9000");
         assert_eq!(t.origin, "http://[::1]:9000");
         assert_eq!(Target::parse("http://[::1]").unwrap().host_header, "[::1]");
     }
 
     #[test]
-    fn resolves_localhost_preferring_ipv4() {
+    fn names_are_not_resolved_at_parse_time() {
         let t = Target::parse("http://localhost:81/").unwrap();
-        assert!(t.addr.ip().is_loopback());
+        assert_eq!(t.addr, None);
         assert_eq!(t.host_header, "localhost:81");
+        assert_eq!(t.endpoint().to_string(), "localhost:81");
+        // No lookup here: a name that does not resolve still parses (it
+        // fails per connect, as `dns: ...`).
+        let t = Target::parse("http://no-such-host.invalid/").unwrap();
+        assert_eq!(t.addr, None);
+        assert_eq!(&*t.host, "no-such-host.invalid");
     }
 
     #[test]
@@ -298,10 +306,8 @@ mod tests {
             ("http://[::1]x/", "bad port"),
             ("http://u:p@h/", "user:password@"),
             ("http://h/a b", "whitespace"),
-            (
-                "http://no-such-host.invalid/",
-                "cannot resolve host 'no-such-host.invalid'",
-            ),
+            ("http://[::zz]/", "not an IPv6 address"),
+            ("http://[127.0.0.1]/", "not an IPv6 address"),
         ] {
             let msg = Target::parse(url).unwrap_err().to_string();
             assert!(msg.contains(needle), "{url}: {msg}");
@@ -320,7 +326,7 @@ mod tests {
         let t = Target::parse("https://[::1]:8443/").unwrap();
         assert_eq!(t.host_header, "[::1]:8443");
         assert_eq!(&*t.host, "::1");
-        assert_eq!(t.endpoint().addr, "[::1]:8443".parse().unwrap());
+        assert_eq!(t.endpoint().addr, Some("[::1]:8443".parse().unwrap()));
         assert_eq!(
             Target::parse("https://127.0.0.1:80/").unwrap().host_header,
             "127.0.0.1:80"

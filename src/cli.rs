@@ -224,7 +224,12 @@ pub struct Cli {
     pub dns_ttl: std::time::Duration,
 
     /// Bind new connections to these local addresses in turn (comma separated), for more than ~28k connections per target address
-    #[arg(long, value_name = "IP[,IP...]", env = "LOCUSTA_SOURCE_IP", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "IP[,IP...]",
+        env = "LOCUSTA_SOURCE_IP",
+        value_delimiter = ','
+    )]
     pub source_ip: Vec<std::net::IpAddr>,
 }
 

@@ -102,14 +102,18 @@ pub enum ConfigError {
     #[error("no user class has tasks left after --tags/--exclude-tags ({0})")]
     NoTasksLeft(String),
     #[error("--source-ip {ip}: not usable as a local address on this machine ({reason})")]
-    SourceIp { ip: std::net::IpAddr, reason: String },
+    SourceIp {
+        ip: std::net::IpAddr,
+        reason: String,
+    },
 }
 
 /// `--source-ip`, each checked by binding to it: a typo or an address of
 /// another box stops the run before it starts, not as failures in it.
 fn source_ips(ips: &[std::net::IpAddr]) -> Result<std::sync::Arc<[std::net::IpAddr]>, ConfigError> {
     for &ip in ips {
-        crate::http::dial::check_source_ip(ip).map_err(|reason| ConfigError::SourceIp { ip, reason })?;
+        crate::http::dial::check_source_ip(ip)
+            .map_err(|reason| ConfigError::SourceIp { ip, reason })?;
     }
     Ok(ips.into())
 }

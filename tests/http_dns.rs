@@ -163,7 +163,12 @@ impl Spread {
 
     fn count(&self, ip: &str) -> usize {
         let ip: IpAddr = ip.parse().unwrap();
-        self.seen.lock().unwrap().iter().filter(|s| **s == ip).count()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| **s == ip)
+            .count()
     }
 }
 
@@ -211,7 +216,11 @@ async fn ttl_expiry_re_resolves_and_keep_alive_never_does() {
         monoio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(conn.connects(), 1);
-    assert_eq!(dns::lookups_of(&name), 1, "{sent} requests on one connection");
+    assert_eq!(
+        dns::lookups_of(&name),
+        1,
+        "{sent} requests on one connection"
+    );
     // A new connection after expiry: the old address serves it, and one
     // refresh runs (no connect waits for it).
     conn.close();

@@ -25,7 +25,16 @@ fn unresolvable_host_is_a_named_failure_and_exit_1() {
     let prefix = dir.join("u");
     let out = run_bounded(
         locusta()
-            .args(["--headless", "-u", "2", "-r", "10", "-t", "2s", "--only-summary"])
+            .args([
+                "--headless",
+                "-u",
+                "2",
+                "-r",
+                "10",
+                "-t",
+                "2s",
+                "--only-summary",
+            ])
             .args(["--csv", prefix.to_str().unwrap()])
             .arg("http://no-such-host.invalid:8080/"),
         Duration::from_secs(30),
@@ -67,7 +76,13 @@ fn hanging_resolver_stalls_only_its_users_and_sigterm_ends_the_run() {
         .env("LOCUSTA_TEST_HOSTS", &hosts)
         // Far longer than the run: the lookup hangs as far as it knows.
         .env("LOCUSTA_TEST_DNS_DELAY_MS", "120000")
-        .args(["-f", script.to_str().unwrap(), "--headless", "--shards", "1"])
+        .args([
+            "-f",
+            script.to_str().unwrap(),
+            "--headless",
+            "--shards",
+            "1",
+        ])
         .args(["-u", "4", "-r", "100", "-t", "60s", "--only-summary"])
         .args(["--connect-timeout", "1s", "--csv", prefix.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
@@ -89,7 +104,10 @@ fn hanging_resolver_stalls_only_its_users_and_sigterm_ends_the_run() {
     let failures = csv_rows(&dir.join("h_failures.csv"));
     let slow: Vec<_> = failures.iter().filter(|r| r[1] == "/slow").collect();
     assert_eq!(slow.len(), 1, "{failures:?}");
-    assert_eq!(slow[0][2], "dns: slow.test: no answer within 1s", "{failures:?}");
+    assert_eq!(
+        slow[0][2], "dns: slow.test: no answer within 1s",
+        "{failures:?}"
+    );
 }
 
 #[test]
@@ -105,7 +123,16 @@ fn source_ips_are_used_in_turn() {
     });
     let out = run_bounded(
         locusta()
-            .args(["--headless", "-u", "2", "-r", "10", "-t", "1s", "--only-summary"])
+            .args([
+                "--headless",
+                "-u",
+                "2",
+                "-r",
+                "10",
+                "-t",
+                "1s",
+                "--only-summary",
+            ])
             .args(["--source-ip", "127.0.0.2,127.0.0.3"])
             .arg(format!("http://{}/", server.addr)),
         Duration::from_secs(30),

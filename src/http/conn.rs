@@ -25,8 +25,8 @@
 
 use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::pin::{pin, Pin};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 

@@ -351,7 +351,8 @@ mod tests {
 
     #[test]
     fn hosts_lines_accumulate_addresses() {
-        let map = parse_hosts("# c\n127.0.0.2 Multi.test a\n127.0.0.3 multi.test\nbad x\n\n::1 v6\n");
+        let map =
+            parse_hosts("# c\n127.0.0.2 Multi.test a\n127.0.0.3 multi.test\nbad x\n\n::1 v6\n");
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(map["multi.test"], vec![ip("127.0.0.2"), ip("127.0.0.3")]);
         assert_eq!(map["a"], vec![ip("127.0.0.2")]);
@@ -372,6 +373,9 @@ mod tests {
         let addrs = lookup_blocking("unit-mixed.test").unwrap();
         assert_eq!(&*addrs, &["127.0.0.9".parse::<IpAddr>().unwrap()]);
         override_host("unit-empty.test", &[]);
-        assert_eq!(&*lookup_blocking("unit-empty.test").unwrap_err(), "no addresses");
+        assert_eq!(
+            &*lookup_blocking("unit-empty.test").unwrap_err(),
+            "no addresses"
+        );
     }
 }

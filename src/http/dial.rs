@@ -50,13 +50,23 @@ pub async fn connect(endpoint: &Endpoint, cfg: &ClientConfig) -> Result<TcpStrea
     };
     let addr = SocketAddr::new(ip, endpoint.port);
     let connect = tcp(addr, &cfg.source_ips);
-    let stream = match monoio::time::timeout(cfg.connect_timeout, connect).await {
-        Err(_elapsed) => {
-            return Err(HttpError::ConnectTimeout(Millis::from_duration(
-                cfg.connect_timeout,
-            )))
+    let result = match monoio::time::timeout(cfg.connect_timeout, connect).await {
+        Err(_elapsed) => Err(HttpError::ConnectTimeout(Millis::from_duration(
+            cfg.connect_timeout,
+        ))),
+        Ok(r) => r,
+    };
+    let stream = match result {
+        Ok(stream) => stream,
+        Err(e) => {
+            // The address, not this box, failed (refused, timeout,
+            // unreachable): let the name's other addresses serve meanwhile.
+            let local = matches!(e, HttpError::TooManyOpenFiles | HttpError::AddrNotAvailable);
+            if endpoint.addr.is_none() && !local {
+                dns::connect_failed(&endpoint.host, ip);
+            }
+            return Err(e);
         }
-        Ok(r) => r?,
     };
     // Failing to set it only costs latency, so it is not an error.
     let _ = stream.set_nodelay(true);

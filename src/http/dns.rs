@@ -26,8 +26,10 @@
 //!   connect waits for its own fresh answer (still deduplicated in flight).
 //! - **Several addresses.** Each new connection on a shard takes the name's
 //!   next address in turn (round robin), so a load box aimed at a
-//!   DNS-balanced service spreads its connections, and a user whose connect
-//!   to one address failed tries the next address on its next connect.
+//!   DNS-balanced service spreads its connections. An address a connect
+//!   failed on sits out for a second ([`SIT_OUT`]): the shard's new
+//!   connections take the name's other addresses meanwhile (all of them
+//!   failing: plain turns), so no user keeps retrying a dead address.
 //!   When a name has IPv4 addresses only those are used (servers commonly
 //!   listen on 0.0.0.0 only, and `localhost` often has both families);
 //!   otherwise its IPv6 addresses.
@@ -58,6 +60,9 @@ pub const MAX_QUEUED: usize = 1024;
 const MAX_ENTRIES: usize = 4096;
 /// How long a failed lookup is remembered, at most.
 const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+/// How long an address a connect just failed on is skipped by the shard's
+/// other new connections (while the name has other addresses).
+pub const SIT_OUT: Duration = Duration::from_secs(1);
 const POLL_FIRST: Duration = Duration::from_millis(1);
 const POLL_MAX: Duration = Duration::from_millis(20);
 
@@ -145,6 +150,8 @@ struct Entry {
     pending: Option<Arc<Lookup>>,
     /// Round-robin position over `addrs`.
     next: usize,
+    /// Addresses a connect failed on, skipped until then.
+    failing: Vec<(IpAddr, Instant)>,
 }
 
 thread_local! {
@@ -197,6 +204,7 @@ fn step(key: &str, ttl: Duration) -> Step {
             expires: now,
             pending: None,
             next: 0,
+            failing: Vec::new(),
         });
         let mut fresh = now < e.expires;
         if let Some(answer) = e.pending.as_ref().and_then(|p| p.answer.get()) {
@@ -228,13 +236,43 @@ fn step(key: &str, ttl: Duration) -> Step {
         match (&e.addrs, e.failure) {
             (_, Some(f)) if fresh => Step::Failed(f),
             (Some(addrs), None) if usable && !addrs.is_empty() => {
-                let ip = addrs[e.next % addrs.len()];
-                e.next = e.next.wrapping_add(1);
-                Step::Ready(ip)
+                // The next address in turn that is not sitting out (or
+                // the next one, when every address is failing).
+                e.failing.retain(|(_, until)| now < *until);
+                let n = addrs.len();
+                let at = (0..n)
+                    .map(|i| e.next.wrapping_add(i) % n)
+                    .find(|&at| {
+                        addrs
+                            .get(at)
+                            .is_some_and(|ip| !e.failing.iter().any(|(f, _)| f == ip))
+                    })
+                    .unwrap_or(e.next % n);
+                e.next = at.wrapping_add(1);
+                match addrs.get(at) {
+                    Some(ip) => Step::Ready(*ip),
+                    None => Step::Wait,
+                }
             }
             _ => Step::Wait,
         }
     })
+}
+
+/// A connect to `ip`, an address of `host`, failed: this shard's other new
+/// connections skip it for [`SIT_OUT`], so no user keeps retrying a dead
+/// address of a name that has live ones.
+pub fn connect_failed(host: &str, ip: IpAddr) {
+    let key = host.to_ascii_lowercase();
+    CACHE.with(|cache| {
+        if let Some(e) = cache.borrow_mut().get_mut(key.as_str()) {
+            let until = Instant::now() + SIT_OUT;
+            match e.failing.iter_mut().find(|(f, _)| *f == ip) {
+                Some(slot) => slot.1 = until,
+                None => e.failing.push((ip, until)),
+            }
+        }
+    });
 }
 
 /// `getaddrinfo` (or the test hosts), on a resolver thread.

@@ -67,6 +67,9 @@ fn main() -> ExitCode {
         report::eprint_line(&format!("error: {e}"));
         return ExitCode::from(USAGE);
     }
+    if !describe_only && !matches!(cfg.role, Role::Master { .. }) {
+        warn_unresolvable(&cfg);
+    }
     let code = match run(&parsed, &cfg) {
         Ok(code) => code,
         Err(e) => {
@@ -78,6 +81,25 @@ fn main() -> ExitCode {
         d.stop();
     }
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// A target host name that does not resolve now is only a warning (as
+/// Locust, nothing is checked): its requests fail as `dns: ...`.
+fn warn_unresolvable(cfg: &RunConfig) {
+    let target = match &cfg.workload {
+        Workload::Raw { targets } => targets.first(),
+        Workload::Script { default_host, .. } => default_host.as_ref(),
+    };
+    let Some(t) = target.filter(|t| t.addr.is_none()) else {
+        return;
+    };
+    if let Some(why) = locusta::http::dns::check_at_start(&t.host, Duration::from_secs(1)) {
+        log::warn!(
+            "host {} does not resolve now ({why}): its requests will fail as `dns: {}: ...`",
+            t.host,
+            t.host.to_ascii_lowercase()
+        );
+    }
 }
 
 fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {

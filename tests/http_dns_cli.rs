@@ -39,7 +39,12 @@ fn unresolvable_host_is_a_named_failure_and_exit_1() {
             .arg("http://no-such-host.invalid:8080/"),
         Duration::from_secs(30),
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("host no-such-host.invalid does not resolve now"),
+        "{err}"
+    );
     let failures = csv_rows(&dir.join("u_failures.csv"));
     assert_eq!(failures.len(), 2, "{failures:?}");
     assert!(

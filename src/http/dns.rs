@@ -275,6 +275,24 @@ pub fn connect_failed(host: &str, ip: IpAddr) {
     });
 }
 
+/// A startup check, off any shard: why `host` does not resolve now, or
+/// `None` when it does or has no answer within `wait` (the lookup then
+/// goes on in the background; the run does not wait for it).
+pub fn check_at_start(host: &str, wait: Duration) -> Option<String> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let name = host.to_ascii_lowercase();
+    std::thread::Builder::new()
+        .name("locusta-dns-check".into())
+        .spawn(move || {
+            let _ = tx.send(lookup_blocking(&name));
+        })
+        .ok()?;
+    match rx.recv_timeout(wait) {
+        Ok(Err(reason)) => Some(reason.to_string()),
+        _ => None,
+    }
+}
+
 /// `getaddrinfo` (or the test hosts), on a resolver thread.
 fn lookup_blocking(name: &str) -> Answer {
     let delay = *lock(&hooks().delay);

@@ -80,8 +80,11 @@ pub enum ScriptError {
 }
 
 pub mod client;
+mod client_build;
 pub mod client_cookies;
+pub mod client_decode;
 mod client_options;
+mod client_redirect;
 mod client_request;
 pub mod client_response;
 mod client_sink;

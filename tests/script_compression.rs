@@ -197,7 +197,11 @@ fn a_body_never_read_is_never_decoded_and_decoded_once() {
         "#,
         c.clone(),
     );
-    assert_eq!(decodes_on_this_thread(), before, "nothing read, nothing decoded");
+    assert_eq!(
+        decodes_on_this_thread(),
+        before,
+        "nothing read, nothing decoded"
+    );
     env.ok(
         r#"
         local c = ...

@@ -45,6 +45,11 @@ fn hop_server() -> Server {
             "/loop" => response("302 Found", &["Location: /loop"], ""),
             "/bad" => response("301 Moved", &["Location: http://h:99999/x"], ""),
             "/bare" => response("302 Found", &[], "no location"),
+            "/nohost" => response(
+                "302 Found",
+                &["Location: http://no-such-host.invalid/x"],
+                "",
+            ),
             _ => response("200 OK", &[], "done"),
         }
     })
@@ -177,6 +182,10 @@ fn loops_bad_locations_and_turning_it_off() {
         r = c:get("/bad")
         assert(r.error == "invalid redirect Location 'http://h:99999/x'", tostring(r.error))
 
+        r = c:get("/nohost")
+        assert(r.status == 0 and r.error:find("cannot resolve host 'no-such-host.invalid'", 1, true), tostring(r.error))
+        assert(r.url:match("/nohost$") and #r.history == 0, r.url)
+
         r = c:get("/s/302", { allow_redirects = false })
         assert(r.status == 302 and r.headers.location == "/dest?from=1", tostring(r))
         assert(#r.history == 0)
@@ -218,7 +227,7 @@ fn loops_bad_locations_and_turning_it_off() {
         msg("invalid redirect Location 'http://h:99999/x'"),
         1
     )));
-    assert_eq!(f.len(), 2, "{f:?}");
+    assert_eq!(f.len(), 3, "{f:?}");
 }
 
 #[test]

@@ -98,20 +98,18 @@ pub(super) async fn follow(
             return fail(done, RedirectError::TooMany(MAX_REDIRECTS).to_string());
         }
         take_cookies(client, &done.sink.heads);
-        done.history.push((status, url.into()));
         rules.body &= hop.keep_body;
         rules.auth &= redirect::origin_of(&hop.url) == first_origin;
 
-        client
-            .shared
-            .sinks
-            .borrow_mut()
-            .push(std::mem::take(&mut done.sink));
+        // A hop that cannot be built (a name that does not resolve) ends
+        // the chain as a failure, with the last response's URL.
         let (dest, conn, mut sink) = match prepare(client, hop.method, &hop.url, opts, rules) {
             Ok(x) => x,
             Err(mlua::Error::RuntimeError(m)) => return fail(done, m),
             Err(e) => return fail(done, e.to_string()),
         };
+        client.shared.sinks.borrow_mut().push(done.sink);
+        done.history.push((status, url.into()));
         let (result, connect_failed) =
             exchange(&dest, conn, &mut sink, hop.method, started, timeout).await;
         done = Done {

@@ -1,16 +1,22 @@
-//! One request from Lua, start to finish: parsing the options table,
-//! serializing the request (option headers, the client's default headers,
-//! JSON or raw body, the cookie jar), sending it on the user's connection
-//! for its origin, taking `Set-Cookie`s into the jar, building the response
-//! object, recording it once in the shard's stats and firing the `request`
-//! event. It does not own the client userdata, its per-user state or where
-//! a path goes (`client`), the response object's Lua API
+//! One request from Lua, start to finish: the call's arguments, sending the
+//! request (built by `client_build`) on the user's connection for its
+//! origin, following its redirects (`client_redirect`, entered only when
+//! the first response is one), taking `Set-Cookie`s into the jar, building
+//! the response object, recording it once in the shard's stats and firing
+//! the `request` event. It does not own the client userdata, its per-user
+//! state or where a path goes (`client`), the response object's Lua API
 //! (`client_response`), the cookie jar's rules (`client_cookies`), Lua <->
 //! JSON (`json`), nor HTTP framing and timeouts (`http`).
 //!
+//! A redirect chain is one request: recorded under the first request's
+//! method and name, with the time from the first send to the last
+//! response, the last response's status and body size.
+//!
 //! Recording (exactly once per request, under `(method, opts.name or path)`):
-//! transport error → `Failure::Http`, `r:failure(msg)` → `Failure::Message`,
-//! status >= 400 without `r:success()` → `Failure::Status`, else a success.
+//! transport error → `Failure::Http`, a redirect chain that went wrong
+//! (`too many redirects (10)`, a bad `Location`) or `r:failure(msg)` →
+//! `Failure::Message`, status >= 400 without `r:success()` →
+//! `Failure::Status`, else a success.
 //! Latency is from just before the send (connect included) to the complete
 //! response; bytes are the body length. A transport error is not a Lua
 //! error: `r.ok == false`, `r.status == 0`, `r.error == "connection refused"`.

@@ -206,6 +206,7 @@ fn loops_bad_locations_and_turning_it_off() {
         paths[11..],
         [
             "/bad",
+            "/nohost",
             "/s/302",
             "/bare",
             "/s/301",

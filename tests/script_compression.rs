@@ -1,9 +1,9 @@
 //! Compressed responses in the Lua client, against the in-process server
 //! of `common/script_client_server.rs`: the default `Accept-Encoding` on
 //! the wire and how a script changes or removes it, gzip and deflate
-//! (zlib and raw) bodies decoded for `r.body` / `r.text` / `r:json()`,
-//! unknown encodings handed raw, a corrupt body as a Lua error, a
-//! decompression bomb bounded by `--max-body-size`, the stats' bytes being
+//! (zlib and raw) and brotli bodies decoded for `r.body` / `r.text` /
+//! `r:json()`, unknown encodings handed raw, a corrupt body as a Lua error,
+//! gzip and brotli decompression bombs bounded by `--max-body-size`, the stats' bytes being
 //! the bytes on the wire, and a body the script never reads never decoded.
 
 use std::io::Write;
@@ -46,6 +46,28 @@ fn encoded(encoding: &str, body: &[u8]) -> Reply {
     Reply::Bytes(r)
 }
 
+/// `TEXT`, brotli-compressed by Python's brotli (no encoder in the
+/// dependencies): `brotli.compress(TEXT).hex()`.
+const BROTLI_TEXT: &str =
+    "1b3a00001c09364ed437269ed5185a82b0b5354b19db9b1ca4176eb2cac6b6e65f0a7c3445";
+/// 200 MiB of zeros, brotli-compressed (317 bytes):
+/// `brotli.compress(b"\0" * (200 << 20), quality=5).hex()`.
+const BROTLI_BOMB: &str =
+    "cbffff3f002400e2b14072effff8ffff078004401c1680eefd1fffffff00900088c302d0bdffe3ff\
+ff1f001200715800baf77ffcffff034002200e0b40f7fe8fffff7f004800c46101e8defff1ffff0f\
+000980382c00ddfb3ffeffff012001108705a07bffc7ffff3f002400e2b00074effff8ffff078004\
+401c1680eefd1fffffff00900088c302d0bdffe3ffff1f001200715800baf77ffcffff034002200e\
+0b40f7fe8fffff7f004800c46101e8defff1ffff0f000980382c00ddfb3ffeffff012001108705a0\
+7bffc7ffff3f002400e2b00074effff8ffff078004401c1680eefd1fffffff00900088c302d0bdff\
+e3ffff1f001200715800baf77ffcffff034002200e0b40f7fe8fffff7f004800c46101e8defff1ff\
+ff0f000980382c00ddfb3ffeffff012001108705a07bffc7ffff3f002400e2b00074efff06";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
 const TEXT: &str = "hello compressed world, hello compressed world, hello again";
 const JSON: &str = r#"{"items":[1,2,3],"name":"gz"}"#;
 
@@ -56,7 +78,8 @@ fn bodies_server() -> Server {
         "/zlib" => encoded("deflate", &zlib(TEXT.as_bytes())),
         "/raw-deflate" => encoded("deflate", &raw_deflate(TEXT.as_bytes())),
         "/json" => encoded("gzip", &gzip(JSON.as_bytes())),
-        "/br" => encoded("br", b"\x1b\x03brotli-ish"),
+        "/br" => encoded("br", &unhex(BROTLI_TEXT)),
+        "/zstd" => encoded("zstd", b"\x28\xb5\x2f\xfdzstd-ish"),
         "/corrupt" => encoded("gzip", b"\x1f\x8b\x08\x00garbage that is not deflate"),
         _ => encoded("identity", TEXT.as_bytes()),
     })
@@ -121,8 +144,9 @@ fn gzip_and_deflate_bodies_are_decoded_and_bytes_stay_on_the_wire() {
         assert(r.headers["content-encoding"] == "gzip")
         local j = c:get("/json"):json()
         assert(j.name == "gz" and #j.items == 3 and j.items[3] == 3)
+        assert(c:get("/br").body == text)
         -- Unknown encodings: the bytes as they came.
-        assert(c:get("/br").body == "\27\3brotli-ish")
+        assert(c:get("/zstd").body == "\x28\xb5\x2f\xfdzstd-ish")
         "#,
         (c, TEXT, wire),
     );
@@ -180,6 +204,25 @@ fn a_decompression_bomb_is_bounded_by_the_body_limit() {
         assert(tostring(e):find("cannot decode gzip body: the decoded body is larger than 64 MiB (--max-body-size)", 1, true), tostring(e))
         "#,
         (c, wire),
+    );
+}
+
+#[test]
+fn a_brotli_bomb_is_bounded_too() {
+    let bomb = unhex(BROTLI_BOMB);
+    assert_eq!(bomb.len(), 317);
+    let srv = Server::start(move |_| encoded("br", &bomb));
+    let env = env();
+    let c = env.client(Some(&srv.url("")));
+    env.ok(
+        r#"
+        local c = ...
+        local r = c:get("/bomb")
+        assert(r.ok and r.content_length == 317)
+        local ok, e = pcall(function() return r.text end)
+        assert(not ok and tostring(e):find("cannot decode br body: the decoded body is larger than 64 MiB", 1, true), tostring(e))
+        "#,
+        c,
     );
 }
 

@@ -70,6 +70,9 @@ impl Drop for Response {
     }
 }
 
+/// A redirect followed on the way to a response: its status and URL.
+pub(crate) type Hop = (u16, Box<str>);
+
 /// What the script decided inside a `catch_response` callback.
 #[derive(Debug, Default)]
 pub(crate) enum Mark {
@@ -102,7 +105,7 @@ pub struct Response {
     /// a transport error.
     pub(crate) fault: Option<Box<str>>,
     /// The redirects followed to get here: status and URL of each.
-    pub(crate) history: Option<Box<[(u16, Box<str>)]>>,
+    pub(crate) history: Option<Box<[Hop]>>,
     /// `--max-body-size`, which bounds the decoded body too.
     pub(crate) max_body: usize,
     headers_cache: RefCell<Option<Table>>,

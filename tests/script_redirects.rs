@@ -19,7 +19,7 @@ use mlua::Table;
 #[path = "common/script_client_server.rs"]
 mod server;
 
-use server::{env, failures, response, rows, Reply, Server};
+use server::{env, env_limits, failures, response, rows, Reply, Server};
 
 fn hop_server() -> Server {
     Server::start(|req| {
@@ -316,6 +316,38 @@ fn the_timeout_bounds_the_whole_chain() {
         c,
     );
     assert!(srv.requests().len() <= 2);
+}
+
+#[test]
+fn the_body_limit_applies_to_every_hop() {
+    let big = "x".repeat(4096);
+    let srv = Server::start(move |req| match req.path() {
+        "/big-hop" => response("302 Found", &["Location: /small"], &big),
+        "/to-big" => response("302 Found", &["Location: /big"], ""),
+        "/big" => response("200 OK", &[], &big),
+        _ => response("200 OK", &[], "small"),
+    });
+    let limits = locusta::script::ScriptLimits {
+        max_body: 1024,
+        ..Default::default()
+    };
+    let env = env_limits(Default::default(), limits);
+    let c = env.client(Some(&srv.url("")));
+    env.ok(
+        r#"
+        local c = ...
+        for _, p in ipairs({ "/big-hop", "/to-big" }) do
+          local r = c:get(p)
+          assert(not r.ok and r.error == "body larger than 1 KiB", p .. ": " .. tostring(r.error))
+        end
+        assert(c:get("/s").body == "small")
+        "#,
+        c,
+    );
+    let paths: Vec<String> = srv.requests().iter().map(|r| r.path().into()).collect();
+    assert_eq!(paths, ["/big-hop", "/to-big", "/big", "/s"]);
+    let f = failures(&env.delta());
+    assert_eq!(f.len(), 2, "{f:?}");
 }
 
 #[test]

@@ -52,9 +52,13 @@ impl Done {
     /// Whether the response is a redirect to follow: a redirect status
     /// with a `Location` (one without is the response, as in requests).
     pub(super) fn is_redirect(&self) -> bool {
+        // A body past the limit may trip the sink in the same poll that
+        // completes the exchange: that is the chain's (failed) end.
         match &self.result {
             Some(Ok(info)) => {
-                redirect::is_redirect(info.status) && location(&self.sink.heads).is_some()
+                redirect::is_redirect(info.status)
+                    && !self.sink.over.hit.get()
+                    && location(&self.sink.heads).is_some()
             }
             _ => false,
         }
@@ -83,10 +87,13 @@ pub(super) async fn follow(
         auth: true,
     };
     loop {
-        let Some(Ok(info)) = &done.result else {
+        if !done.is_redirect() {
             return done;
+        }
+        let status = match &done.result {
+            Some(Ok(info)) => info.status,
+            _ => return done,
         };
-        let status = info.status;
         let url = url_of(&done.dest, &done.sink);
         let loc = location(&done.sink.heads).map(String::from_utf8_lossy);
         let hop = match redirect::next_hop(status, done.hop_method, loc.as_deref(), &url) {

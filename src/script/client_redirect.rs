@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::client::{Client, Dest};
 use super::client_build::{prepare, HopRules, Opts};
-use super::client_request::{exchange, take_cookies};
+use super::client_request::{exchange, recycle, take_cookies};
 use super::client_response::headers;
 use super::client_sink::Sink;
 use crate::http::redirect::{self, RedirectError, MAX_REDIRECTS};
@@ -115,7 +115,7 @@ pub(super) async fn follow(
             Err(mlua::Error::RuntimeError(m)) => return fail(done, m),
             Err(e) => return fail(done, e.to_string()),
         };
-        client.shared.sinks.borrow_mut().push(done.sink);
+        recycle(&client.shared, done.sink);
         done.history.push((status, url.into()));
         let (result, connect_failed) =
             exchange(&dest, conn, &mut sink, hop.method, started, timeout).await;

@@ -273,12 +273,17 @@ fn respond(lua: &Lua, client: &Client, done: Done, elapsed_us: u64) -> mlua::Res
     if !history.is_empty() {
         response.history = Some(history.into_boxed_slice());
     }
+    recycle(shared, sink);
+    shared.note_outside_heap(lua, response.heap_bytes())?;
+    lua.create_userdata(response)
+}
+
+/// A sink back to the pool, without a large body buffer.
+pub(super) fn recycle(shared: &Shared, mut sink: Sink) {
     if sink.body.capacity() > KEEP_BODY_CAPACITY {
         sink.body = Vec::new();
     }
     shared.sinks.borrow_mut().push(sink);
-    shared.note_outside_heap(lua, response.heap_bytes())?;
-    lua.create_userdata(response)
 }
 
 /// After the response, when there is a callback or a `request` listener.

@@ -171,6 +171,7 @@ pub fn new_client(lua: &Lua, host: Option<Target>) -> mlua::Result<AnyUserData> 
         main,
         others: RefCell::new(Vec::new()),
         headers: RefCell::new(None),
+        builtin_headers: Cell::new(true),
         cookies: RefCell::new(CookieJar::default()),
     })
 }
@@ -216,6 +217,11 @@ pub struct Client {
     others: RefCell<Vec<(Box<str>, Rc<Dest>)>>,
     /// `self.client.headers`, created on first use.
     pub(super) headers: RefCell<Option<Table>>,
+    /// Until the script reads or replaces `headers`, the built-in default
+    /// headers (`Accept-Encoding`) are written without a Lua table; the
+    /// first read puts them into the table, where the script can change
+    /// or remove them.
+    pub(super) builtin_headers: Cell<bool>,
     pub(super) cookies: RefCell<CookieJar>,
 }
 
@@ -301,6 +307,9 @@ impl Client {
             return Ok(t.clone());
         }
         let t = lua.create_table()?;
+        if self.builtin_headers.replace(false) {
+            t.raw_set("Accept-Encoding", super::client_build::ACCEPT_ENCODING)?;
+        }
         *self.headers.borrow_mut() = Some(t.clone());
         Ok(t)
     }
@@ -396,10 +405,12 @@ impl UserData for Client {
             MetaMethod::NewIndex,
             |_, c, (key, value): (String, Value)| match (key.as_str(), value) {
                 ("headers", Value::Table(t)) => {
+                    c.builtin_headers.set(false);
                     *c.headers.borrow_mut() = Some(t);
                     Ok(())
                 }
                 ("headers", Value::Nil) => {
+                    c.builtin_headers.set(false);
                     *c.headers.borrow_mut() = None;
                     Ok(())
                 }

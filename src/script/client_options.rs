@@ -1,6 +1,6 @@
 //! Locust's (Python requests') request options beyond the basics, for
 //! `client_request`: `params` (query string), `data` (form or raw body),
-//! `auth` (Basic), `cookies` (for one request) and `allow_redirects`. Owns
+//! `auth` (Basic) and `cookies` (for one request). Owns
 //! parsing them from the options table into [`Extra`] and what each adds
 //! to the request (target, headers, body). It does not own the basic
 //! options, serializing or sending (`client_request`), nor the jar's rules
@@ -14,8 +14,6 @@
 //! `%XX`), list values repeat the key (`doseq`). Lua tables have no order:
 //! map entries go out sorted by key; a list of `{key, value}` pairs keeps
 //! its order (and goes first).
-
-use std::sync::Once;
 
 use mlua::{Table, Value};
 
@@ -40,20 +38,11 @@ pub(super) struct Extra {
 
 /// Whether `key` is one of the options this module owns.
 pub(super) fn owns(key: &str) -> bool {
-    matches!(
-        key,
-        "params" | "data" | "auth" | "cookies" | "allow_redirects"
-    )
+    matches!(key, "params" | "data" | "auth" | "cookies")
 }
 
 /// Parse one option this module owns into `extra` (created on first use).
 pub(super) fn parse(extra: &mut Option<Box<Extra>>, key: &str, v: Value) -> mlua::Result<()> {
-    if let ("allow_redirects", Value::Boolean(follow)) = (key, &v) {
-        if *follow {
-            warn_redirects_once();
-        }
-        return Ok(());
-    }
     if v.is_nil() {
         return Ok(());
     }
@@ -73,8 +62,7 @@ pub(super) fn parse(extra: &mut Option<Box<Extra>>, key: &str, v: Value) -> mlua
                 "params" => "a table (or an encoded string)",
                 "data" => "a table (form) or a string (raw body)",
                 "auth" => "a table { user, password }",
-                "cookies" => "a table { name = value }",
-                _ => "a boolean",
+                _ => "a table { name = value }",
             };
             return Err(err(format!(
                 "request option {k} must be {want}, got a {}",
@@ -104,17 +92,6 @@ pub(super) fn check(
         *body = Some(s);
     }
     Ok(())
-}
-
-/// `allow_redirects = true`: accepted, but redirects are not followed yet.
-fn warn_redirects_once() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        log::warn!(
-            "request option allow_redirects = true: locusta does not follow redirects yet; \
-             the 3xx response is returned and recorded as it is (what allow_redirects = false does)"
-        )
-    });
 }
 
 /// Append `query` to a request target, before any fragment (dropped: it

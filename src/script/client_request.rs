@@ -1,16 +1,22 @@
-//! One request from Lua, start to finish: parsing the options table,
-//! serializing the request (option headers, the client's default headers,
-//! JSON or raw body, the cookie jar), sending it on the user's connection
-//! for its origin, taking `Set-Cookie`s into the jar, building the response
-//! object, recording it once in the shard's stats and firing the `request`
-//! event. It does not own the client userdata, its per-user state or where
-//! a path goes (`client`), the response object's Lua API
+//! One request from Lua, start to finish: the call's arguments, sending the
+//! request (built by `client_build`) on the user's connection for its
+//! origin, following its redirects (`client_redirect`, entered only when
+//! the first response is one), taking `Set-Cookie`s into the jar, building
+//! the response object, recording it once in the shard's stats and firing
+//! the `request` event. It does not own the client userdata, its per-user
+//! state or where a path goes (`client`), the response object's Lua API
 //! (`client_response`), the cookie jar's rules (`client_cookies`), Lua <->
 //! JSON (`json`), nor HTTP framing and timeouts (`http`).
 //!
+//! A redirect chain is one request: recorded under the first request's
+//! method and name, with the time from the first send to the last
+//! response, the last response's status and body size.
+//!
 //! Recording (exactly once per request, under `(method, opts.name or path)`):
-//! transport error → `Failure::Http`, `r:failure(msg)` → `Failure::Message`,
-//! status >= 400 without `r:success()` → `Failure::Status`, else a success.
+//! transport error → `Failure::Http`, a redirect chain that went wrong
+//! (`too many redirects (10)`, a bad `Location`) or `r:failure(msg)` →
+//! `Failure::Message`, status >= 400 without `r:success()` →
+//! `Failure::Status`, else a success.
 //! Latency is from just before the send (connect included) to the complete
 //! response; bytes are the body length. A transport error is not a Lua
 //! error: `r.ok == false`, `r.status == 0`, `r.error == "connection refused"`.
@@ -27,214 +33,24 @@
 //! length check of the [`REQUEST_LISTENERS`](super::client::REQUEST_LISTENERS)
 //! table.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use mlua::{AnyUserData, Function, Lua, Table, UserDataRef, Value};
+use mlua::{AnyUserData, Function, Lua, UserDataRef, Value};
 
 use super::client::{err, Client, Dest, Shared};
+pub(super) use super::client_build::Scratch;
+use super::client_build::{prepare, HopRules, Opts};
 use super::client_cookies::now_unix;
-use super::client_options::{self, Extra};
+use super::client_options;
+use super::client_redirect::{self, Done};
 use super::client_response::{headers, Response};
 use super::client_sink::OverflowHit;
 pub(super) use super::client_sink::Sink;
-use crate::http::{write_request, Connection, HttpError, Method, ResponseInfo};
+use crate::http::{Connection, HttpError, Method, ResponseInfo};
 use crate::stats::Failure;
 
 /// A sink's body buffer above this is freed after use instead of kept.
 const KEEP_BODY_CAPACITY: usize = 256 * 1024;
-
-/// Whether a header name could change the request's framing or is not a
-/// header name at all.
-fn bad_header_name(name: &str) -> bool {
-    name.is_empty()
-        || name
-            .bytes()
-            .any(|b| matches!(b, b':' | b'\r' | b'\n' | 0 | b' ' | b'\t'))
-}
-
-/// Whether a header value would end the header line early.
-fn bad_header_value(value: &str) -> bool {
-    value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
-}
-
-/// Request headers as text + spans (name start, name end, value end).
-#[derive(Default)]
-pub(super) struct Scratch {
-    text: String,
-    spans: Vec<(usize, usize, usize)>,
-}
-
-impl Scratch {
-    fn clear(&mut self) {
-        self.text.clear();
-        self.spans.clear();
-    }
-
-    fn push(&mut self, name: &str, value: &str) {
-        let a = self.text.len();
-        self.text.push_str(name);
-        let b = self.text.len();
-        self.text.push_str(value);
-        self.spans.push((a, b, self.text.len()));
-    }
-
-    /// Whether one of the first `upto` headers is called `name`.
-    fn has(&self, name: &str, upto: usize) -> bool {
-        self.spans[..upto]
-            .iter()
-            .any(|&(a, b, _)| self.text[a..b].eq_ignore_ascii_case(name))
-    }
-
-    fn pairs(&self) -> Vec<(&str, &str)> {
-        self.spans
-            .iter()
-            .map(|&(a, b, c)| (&self.text[a..b], &self.text[b..c]))
-            .collect()
-    }
-}
-
-/// The options table of one request.
-#[derive(Default)]
-struct Opts {
-    name: Option<mlua::LuaString>,
-    headers: Option<Table>,
-    json: Option<Value>,
-    body: Option<mlua::LuaString>,
-    timeout: Option<Duration>,
-    catch_response: bool,
-    /// params, data, auth, cookies, allow_redirects (`client_options`).
-    extra: Option<Box<Extra>>,
-}
-
-impl Opts {
-    fn parse(t: &Table) -> mlua::Result<Opts> {
-        let mut o = Opts::default();
-        for pair in t.pairs::<Value, Value>() {
-            let (k, v) = pair?;
-            let key = match &k {
-                Value::String(s) => s
-                    .to_str()
-                    .map_err(|_| err("request options: a key is not valid UTF-8"))?,
-                other => {
-                    return Err(err(format!(
-                        "request options: keys must be strings, got a {}",
-                        other.type_name()
-                    )))
-                }
-            };
-            match (&*key, v) {
-                ("name", Value::String(s)) => o.name = Some(s),
-                ("headers", Value::Table(h)) => o.headers = Some(h),
-                ("json", v) => o.json = Some(v),
-                ("body", Value::String(s)) => o.body = Some(s),
-                ("timeout", v @ (Value::Integer(_) | Value::Number(_))) => {
-                    let secs = match v {
-                        Value::Integer(i) => i as f64,
-                        Value::Number(n) => n,
-                        _ => 0.0,
-                    };
-                    if !(secs > 0.0 && secs.is_finite()) {
-                        return Err(err(format!(
-                            "request option timeout must be a positive number of seconds, got {secs}"
-                        )));
-                    }
-                    o.timeout = Some(Duration::from_secs_f64(secs.min(86_400.0)));
-                }
-                ("catch_response", Value::Boolean(b)) => o.catch_response = b,
-                ("catch_response", Value::Nil) => {}
-                (k @ ("name" | "headers" | "body" | "timeout" | "catch_response"), v) => {
-                    let want = match k {
-                        "name" | "body" => "a string",
-                        "headers" => "a table",
-                        "timeout" => "a number (seconds)",
-                        _ => "a boolean",
-                    };
-                    return Err(err(format!(
-                        "request option {k} must be {want}, got a {}",
-                        v.type_name()
-                    )));
-                }
-                (k, v) if client_options::owns(k) => client_options::parse(&mut o.extra, k, v)?,
-                (other, _) => {
-                    return Err(err(format!(
-                    "unknown request option '{other}' (known: name, headers, json, body, timeout, \
-                         catch_response, params, data, auth, cookies, allow_redirects)"
-                )))
-                }
-            }
-        }
-        if o.json.is_some() && o.body.is_some() {
-            return Err(err("request options json and body exclude each other"));
-        }
-        if let Some(x) = &mut o.extra {
-            client_options::check(x, &mut o.body, o.json.is_some())?;
-        }
-        Ok(o)
-    }
-}
-
-/// Add a header table's entries to `sc` (strings as they are, numbers
-/// formatted), skipping names among the first `skip_upto` already there.
-fn add_headers(sc: &mut Scratch, t: &Table, skip_upto: usize) -> mlua::Result<()> {
-    use std::fmt::Write;
-    for pair in t.pairs::<Value, Value>() {
-        let (k, v) = pair?;
-        let Value::String(k) = &k else {
-            return Err(err(format!(
-                "header names must be strings, got a {}",
-                k.type_name()
-            )));
-        };
-        let name = k
-            .to_str()
-            .map_err(|_| err("header name is not valid UTF-8"))?;
-        if bad_header_name(&name) {
-            return Err(err(format!(
-                "header name {:?} is not allowed: names must be non-empty, without ':', \
-                 spaces, CR, LF or NUL",
-                &*name
-            )));
-        }
-        if skip_upto > 0 && sc.has(&name, skip_upto) {
-            continue;
-        }
-        let a = sc.text.len();
-        sc.text.push_str(&name);
-        let b = sc.text.len();
-        match &v {
-            Value::String(s) => {
-                let value = s
-                    .to_str()
-                    .map_err(|_| err(format!("header {}: value is not valid UTF-8", &*name)))?;
-                if bad_header_value(&value) {
-                    sc.text.truncate(a);
-                    return Err(err(format!(
-                        "header {}: the value contains CR, LF or NUL, which would end the \
-                         header line (value {:?})",
-                        &*name, &*value
-                    )));
-                }
-                sc.text.push_str(&value);
-            }
-            Value::Integer(i) => {
-                let _ = write!(sc.text, "{i}");
-            }
-            Value::Number(n) => {
-                let _ = write!(sc.text, "{n}");
-            }
-            other => {
-                return Err(err(format!(
-                    "header {}: value must be a string or number, got a {}",
-                    &*name,
-                    other.type_name()
-                )))
-            }
-        }
-        sc.spans.push((a, b, sc.text.len()));
-    }
-    Ok(())
-}
 
 /// One request from Lua, start to finish.
 ///
@@ -264,31 +80,44 @@ pub(super) async fn request(
         (None, Some(x)) => client_options::name_with_query(lua, &path, x)?,
         (name, _) => name,
     };
-    let (dest, mut conn, mut sink) = prepare(lua, client, method, &path, opts)?;
+    if let Some(v) = opts.json.take() {
+        opts.json_body = Some(super::json::to_json(lua, &v)?);
+    }
+    let (dest, conn, mut sink) = {
+        let path_str = path.to_str().map_err(|_| {
+            err(format!(
+                "client:{}: path is not valid UTF-8",
+                method.as_str().to_ascii_lowercase()
+            ))
+        })?;
+        prepare(client, method, &path_str, &opts, HopRules::FIRST)?
+    };
     let name = name.unwrap_or(path);
 
-    let connects_before = (conn.is_connected(), conn.connects());
     let started = Instant::now();
-    let over = sink.over.clone();
-    let result = {
-        let send = conn.send_buffered_at(started, timeout, method, &mut sink);
-        monoio::select! {
-            r = send => Some(r),
-            _ = OverflowHit(&over) => None,
-        }
+    let (result, connect_failed) = exchange(&dest, conn, &mut sink, method, started, timeout).await;
+    let mut done = Done {
+        method,
+        hop_method: method,
+        result,
+        dest,
+        sink,
+        connect_failed,
+        history: Vec::new(),
+        fault: None,
     };
+    // requests' head() does not follow unless asked to.
+    let follow = opts.allow_redirects.unwrap_or(method != Method::Head);
+    if follow && done.is_redirect() {
+        done = Box::pin(client_redirect::follow(
+            client, &opts, started, timeout, done,
+        ))
+        .await;
+    }
     let elapsed_us = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
-    // A connect was needed and none succeeded: the connect failed.
-    let connect_failed = !connects_before.0 && conn.connects() == connects_before.1;
-    if !connects_before.0 && !connect_failed {
-        dest.backoff.borrow_mut().reset();
-    }
-    if result.is_some() {
-        dest.conn.borrow_mut().get_or_insert(conn);
-    }
-    // else: abandoned mid-body, the connection goes with it (dropped here).
+    let (connect_failed, dest) = (done.connect_failed, done.dest.clone());
 
-    let ud = respond(lua, client, method, result, elapsed_us, &dest, sink)?;
+    let ud = respond(lua, client, done, elapsed_us)?;
     let out = if cb.is_none() && shared.listeners.raw_len() == 0 {
         count(shared, &ud, method, &name)?;
         Ok(ud)
@@ -299,6 +128,38 @@ pub(super) async fn request(
         Box::pin(connect_backoff(&dest)).await;
     }
     out
+}
+
+/// One exchange on `dest`'s connection (taken out as `conn`, put back
+/// unless the exchange was abandoned past the body limit). Returns the
+/// result (`None`: abandoned) and whether a needed connect failed.
+pub(super) async fn exchange(
+    dest: &Dest,
+    mut conn: Box<Connection>,
+    sink: &mut Sink,
+    method: Method,
+    started: Instant,
+    timeout: Duration,
+) -> (Option<Result<ResponseInfo, HttpError>>, bool) {
+    let connects_before = (conn.is_connected(), conn.connects());
+    let over = sink.over.clone();
+    let result = {
+        let send = conn.send_buffered_at(started, timeout, method, sink);
+        monoio::select! {
+            r = send => Some(r),
+            _ = OverflowHit(&over) => None,
+        }
+    };
+    // A connect was needed and none succeeded: the connect failed.
+    let connect_failed = !connects_before.0 && conn.connects() == connects_before.1;
+    if !connects_before.0 && !connect_failed {
+        dest.backoff.borrow_mut().reset();
+    }
+    if result.is_some() {
+        dest.conn.borrow_mut().get_or_insert(conn);
+    }
+    // else: abandoned mid-body, the connection goes with it (dropped here).
+    (result, connect_failed)
 }
 
 /// After a failed connect (recorded already), pause before the user goes
@@ -354,132 +215,33 @@ fn parse_call(
     Ok((path, opts, cb))
 }
 
-/// Resolve the destination and serialize the request into its connection's
-/// own buffer. Returns the destination, its connection (taken out while the
-/// request uses it) and a sink holding the request target (for `r.url`).
-fn prepare(
-    lua: &Lua,
-    client: &Client,
-    method: Method,
-    path: &mlua::LuaString,
-    opts: Opts,
-) -> mlua::Result<(Rc<Dest>, Box<Connection>, Sink)> {
-    let shared = &*client.shared;
-    let path_str = path.to_str().map_err(|_| {
-        err(format!(
-            "client:{}: path is not valid UTF-8",
-            method.as_str().to_ascii_lowercase()
-        ))
-    })?;
-    let (dest, mut target) = client.resolve(&path_str)?;
-    let extra = opts.extra.as_deref();
-    if let Some(q) = extra.and_then(|x| x.query.as_deref()) {
-        target = client_options::add_query(&target, q).into();
+/// `Set-Cookie`s of a response's header section into the user's jar.
+pub(super) fn take_cookies(client: &Client, heads: &[u8]) {
+    let mut now = None;
+    for (name, value) in headers(heads) {
+        if name == b"set-cookie" {
+            let now = *now.get_or_insert_with(now_unix);
+            client.cookies.borrow_mut().apply_set_cookie(value, now);
+        }
     }
-    let json_body = match &opts.json {
-        Some(v) => Some(super::json::to_json(lua, v)?),
-        None => None,
-    };
-
-    let mut conn = dest.conn.borrow_mut().take().unwrap_or_else(|| {
-        Box::new(Connection::to(
-            dest.endpoint.clone(),
-            shared.ctx.cfg.clone(),
-        ))
-    });
-    let mut buf = std::mem::take(conn.request_buf());
-    let built = (|| -> mlua::Result<()> {
-        let mut sc = shared.scratch.borrow_mut();
-        sc.clear();
-        // requests applies auth after the headers: it wins over both.
-        if let Some(a) = extra.and_then(|x| x.auth.as_deref()) {
-            sc.push("Authorization", a);
-        }
-        let auth = sc.spans.len();
-        if let Some(h) = &opts.headers {
-            add_headers(&mut sc, h, auth)?;
-        }
-        let given = sc.spans.len();
-        if let Some(d) = &*client.headers.borrow() {
-            if !d.is_empty() {
-                add_headers(&mut sc, d, given)?;
-            }
-        }
-        let all = sc.spans.len();
-        if json_body.is_some() && !sc.has("content-type", all) {
-            sc.push("Content-Type", "application/json");
-        }
-        let form = extra.and_then(|x| x.form.as_deref());
-        if form.is_some() && !sc.has("content-type", all) {
-            sc.push("Content-Type", "application/x-www-form-urlencoded");
-        }
-        let jar = client.cookies.borrow();
-        let once = extra.map_or(&[][..], |x| &x.cookies[..]);
-        let any_cookie = !jar.is_empty() || !once.is_empty();
-        if any_cookie && !sc.has("cookie", all) {
-            let a = sc.text.len();
-            sc.text.push_str("Cookie");
-            let b = sc.text.len();
-            if once.is_empty() {
-                jar.write_header(&mut sc.text);
-            } else {
-                client_options::write_cookies(&jar, once, &mut sc.text);
-            }
-            let c = sc.text.len();
-            sc.spans.push((a, b, c));
-        }
-        let body_str;
-        let body: &[u8] = match (&json_body, &opts.body) {
-            (Some(j), _) => j,
-            (None, None) if form.is_some() => form.unwrap_or("").as_bytes(),
-            (None, Some(s)) => {
-                body_str = s.as_bytes();
-                &body_str
-            }
-            (None, None) => b"",
-        };
-        if sc.spans.is_empty() {
-            write_request(&mut buf, method, &target, &dest.host_header, &[], body);
-        } else {
-            let pairs = sc.pairs();
-            write_request(&mut buf, method, &target, &dest.host_header, &pairs, body);
-        }
-        Ok(())
-    })();
-    if let Err(e) = built {
-        buf.clear();
-        *conn.request_buf() = buf;
-        dest.conn.borrow_mut().get_or_insert(conn);
-        return Err(e);
-    }
-    // Back into the connection: the buffer moves into the write op and
-    // back without copying.
-    *conn.request_buf() = buf;
-
-    let mut sink = shared.sinks.borrow_mut().pop().unwrap_or_default();
-    sink.heads.clear();
-    sink.body.clear();
-    sink.path.clear();
-    sink.limit = shared.ctx.limits.max_body;
-    sink.over.hit.set(false);
-    sink.path.push_str(&target);
-    Ok((dest, conn, sink))
 }
 
-/// The response object, after the send: Set-Cookies into the jar, the
-/// sink back to the pool.
-fn respond(
-    lua: &Lua,
-    client: &Client,
-    method: Method,
-    result: Option<Result<ResponseInfo, HttpError>>,
-    elapsed_us: u64,
-    dest: &Dest,
-    mut sink: Sink,
-) -> mlua::Result<AnyUserData> {
+/// The response object, after the send (or the chain): Set-Cookies into
+/// the jar, the sink back to the pool.
+fn respond(lua: &Lua, client: &Client, done: Done, elapsed_us: u64) -> mlua::Result<AnyUserData> {
     let shared = &*client.shared;
+    let Done {
+        method,
+        result,
+        dest,
+        mut sink,
+        history,
+        fault,
+        ..
+    } = done;
     let too_large = sink.over.hit.get().then_some(sink.limit);
     let (status, error, body_len) = match result {
+        _ if fault.is_some() => (0, None, 0),
         Some(Ok(info)) => (info.status, None, info.body_len),
         Some(Err(e)) if too_large.is_none() => (0, Some(e), 0),
         // Abandoned (or timed out) past the limit: the limit is the cause.
@@ -488,14 +250,8 @@ fn respond(
     if too_large.is_some() {
         sink.body.clear();
     }
-    if error.is_none() && too_large.is_none() {
-        let mut jar = None;
-        for (name, value) in headers(&sink.heads) {
-            if name == b"set-cookie" {
-                let now = *jar.get_or_insert_with(now_unix);
-                client.cookies.borrow_mut().apply_set_cookie(value, now);
-            }
-        }
+    if error.is_none() && too_large.is_none() && fault.is_none() {
+        take_cookies(client, &sink.heads);
     } else {
         sink.heads.clear();
         sink.body.clear();
@@ -512,12 +268,22 @@ fn respond(
         dest.url_prefix.clone(),
     );
     response.too_large = too_large;
+    response.fault = fault;
+    response.max_body = shared.ctx.limits.max_body;
+    if !history.is_empty() {
+        response.history = Some(history.into_boxed_slice());
+    }
+    recycle(shared, sink);
+    shared.note_outside_heap(lua, response.heap_bytes())?;
+    lua.create_userdata(response)
+}
+
+/// A sink back to the pool, without a large body buffer.
+pub(super) fn recycle(shared: &Shared, mut sink: Sink) {
     if sink.body.capacity() > KEEP_BODY_CAPACITY {
         sink.body = Vec::new();
     }
     shared.sinks.borrow_mut().push(sink);
-    shared.note_outside_heap(lua, response.heap_bytes())?;
-    lua.create_userdata(response)
 }
 
 /// After the response, when there is a callback or a `request` listener.

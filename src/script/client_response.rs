@@ -2,9 +2,11 @@
 //!
 //! Built once per request from the client's reusable buffers: the header
 //! section (lowercased names), the request path (for `r.url`) and the body
-//! are copied into one allocation; the Lua-side views (`r.headers` table,
-//! `r.body` string) are created only when the script reads them, so a task
-//! that only looks at `r.status` pays for none of it.
+//! (as on the wire) are copied into one allocation; the Lua-side views
+//! (`r.headers` table, `r.body` string — decoded by its `Content-Encoding`
+//! then, see `client_decode` —, `r.history`) are created only when the
+//! script reads them, so a task that only looks at `r.status` pays for
+//! none of it.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -68,6 +70,9 @@ impl Drop for Response {
     }
 }
 
+/// A redirect followed on the way to a response: its status and URL.
+pub(crate) type Hop = (u16, Box<str>);
+
 /// What the script decided inside a `catch_response` callback.
 #[derive(Debug, Default)]
 pub(crate) enum Mark {
@@ -95,6 +100,14 @@ pub struct Response {
     /// `Some(limit)`: the body passed `--max-body-size` (a failure that
     /// `r:success()` cannot undo, like a transport error).
     pub(crate) too_large: Option<usize>,
+    /// A redirect chain that ended without a final response (`too many
+    /// redirects (10)`, `invalid redirect Location '…'`): a failure like
+    /// a transport error.
+    pub(crate) fault: Option<Box<str>>,
+    /// The redirects followed to get here: status and URL of each.
+    pub(crate) history: Option<Box<[Hop]>>,
+    /// `--max-body-size`, which bounds the decoded body too.
+    pub(crate) max_body: usize,
     headers_cache: RefCell<Option<Table>>,
     body_cache: RefCell<Option<mlua::LuaString>>,
 }
@@ -136,6 +149,9 @@ impl Response {
             mark: RefCell::new(Mark::None),
             recorded: Cell::new(false),
             too_large: None,
+            fault: None,
+            history: None,
+            max_body: usize::MAX,
             headers_cache: RefCell::new(None),
             body_cache: RefCell::new(None),
         }
@@ -153,6 +169,9 @@ impl Response {
     pub(crate) fn failure(&self) -> Option<Failure> {
         if let Some(e) = self.error {
             return Some(Failure::Http(e));
+        }
+        if let Some(f) = &self.fault {
+            return Some(Failure::Message(f.clone()));
         }
         if let Some(limit) = self.too_large {
             return Some(Failure::Message(
@@ -174,6 +193,7 @@ impl Response {
     fn ok(&self) -> bool {
         self.error.is_none()
             && self.too_large.is_none()
+            && self.fault.is_none()
             && (200..400).contains(&self.status)
             && !matches!(*self.mark.borrow(), Mark::Failure(_))
     }
@@ -207,9 +227,32 @@ impl Response {
         if let Some(s) = &*self.body_cache.borrow() {
             return Ok(s.clone());
         }
-        let s = lua.create_string(self.body())?;
+        let encoding = headers(&self.data[..self.path_at])
+            .find(|(n, _)| *n == b"content-encoding")
+            .map(|(_, v)| v);
+        let decoded = match encoding {
+            None => None,
+            Some(enc) => super::client_decode::decode(enc, self.body(), self.max_body)
+                .map_err(mlua::Error::runtime)?,
+        };
+        let s = lua.create_string(decoded.as_deref().unwrap_or(self.body()))?;
         *self.body_cache.borrow_mut() = Some(s.clone());
         Ok(s)
+    }
+
+    /// `r.history`: a list of `{ status =, status_code =, url = }`, oldest
+    /// first (Locust gives response objects; these are their main fields).
+    fn history_table(&self, lua: &Lua) -> mlua::Result<Table> {
+        let hops = self.history.as_deref().unwrap_or(&[]);
+        let t = lua.create_table_with_capacity(hops.len(), 0)?;
+        for (status, url) in hops {
+            let h = lua.create_table_with_capacity(0, 3)?;
+            h.raw_set("status", *status)?;
+            h.raw_set("status_code", *status)?;
+            h.raw_set("url", &**url)?;
+            t.raw_push(h)?;
+        }
+        Ok(t)
     }
 
     /// `r:raise_for_status()`'s error, as requests words it
@@ -217,7 +260,7 @@ impl Response {
     /// over-limit body raises too (requests would have raised earlier).
     fn status_error(&self) -> Option<String> {
         let url = format!("{}{}", self.url_prefix, self.path());
-        if self.error.is_some() || self.too_large.is_some() {
+        if self.error.is_some() || self.too_large.is_some() || self.fault.is_some() {
             let why = self.failure().map(|f| f.to_string()).unwrap_or_default();
             return Some(format!("{why} for url: {url}"));
         }
@@ -261,6 +304,7 @@ impl UserData for Response {
         fields.add_field_method_get("elapsed_ms", |_, r| Ok(r.elapsed_us as f64 / 1000.0));
         fields.add_field_method_get("error", |_, r| Ok(r.failure().map(|f| f.to_string())));
         fields.add_field_method_get("url", |_, r| Ok(format!("{}{}", r.url_prefix, r.path())));
+        fields.add_field_method_get("history", |lua, r| r.history_table(lua));
         fields.add_field_method_get("request_type", |_, r| Ok(r.method.as_str()));
         // Bytes of body received (Locust's `response_length`).
         fields.add_field_method_get("content_length", |_, r| Ok(r.body_len));
@@ -268,13 +312,14 @@ impl UserData for Response {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("json", |lua, r, ()| {
-            super::json::from_json(lua, r.body()).map_err(|e| {
-                let mut start: String =
-                    String::from_utf8_lossy(&r.body()[..r.body().len().min(40)])
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .collect();
-                if r.body().len() > 40 {
+            let body = r.body_string(lua)?;
+            let body = body.as_bytes();
+            super::json::from_json(lua, &body).map_err(|e| {
+                let mut start: String = String::from_utf8_lossy(&body[..body.len().min(40)])
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .collect();
+                if body.len() > 40 {
                     start.push('…');
                 }
                 mlua::Error::runtime(format!(

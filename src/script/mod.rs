@@ -12,7 +12,9 @@
 //! - `runtime`: the Lua state, `require "locusta"`, user classes, tasks,
 //!   task sets, wait times, events, exceptions, `inspect` (helper A).
 //! - `client`: `self.client` and the response object (helper B);
-//!   `client_request` builds, sends and records one request.
+//!   `client_request` sends and records one request, `client_build`
+//!   serializes it, `client_redirect` follows its redirects and
+//!   `client_decode` decodes compressed bodies when the script reads them.
 //! - `json`: `locusta.json` and Lua <-> JSON (helper B).
 //! - `limits`: what a script may cost (time without yielding, body size,
 //!   Lua heap) and `locusta.quit`'s exit code.
@@ -80,8 +82,11 @@ pub enum ScriptError {
 }
 
 pub mod client;
+mod client_build;
 pub mod client_cookies;
+pub mod client_decode;
 mod client_options;
+mod client_redirect;
 mod client_request;
 pub mod client_response;
 mod client_sink;

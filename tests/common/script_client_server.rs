@@ -182,13 +182,17 @@ pub fn env() -> Env {
 }
 
 pub fn env_with(cfg: ClientConfig) -> Env {
+    env_limits(cfg, Default::default())
+}
+
+pub fn env_limits(cfg: ClientConfig, limits: locusta::script::ScriptLimits) -> Env {
     let lua = Lua::new();
     let module = lua.create_table().unwrap();
     let stats = Rc::new(RefCell::new(ShardStats::new()));
     let ctx = Rc::new(ClientCtx {
         stats: stats.clone(),
         cfg,
-        limits: Default::default(),
+        limits,
         nested: Default::default(),
     });
     client::install(&lua, &module, ctx).unwrap();

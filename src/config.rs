@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::cli::{self, Cli, IoMode};
-use crate::engine::{ClassSpec, EngineConfig, Workload};
+use crate::engine::{ClassSpec, EngineConfig, RawOptions, Workload};
 use crate::http::{ClientConfig, Target};
 use crate::script::runtime::inspect;
 use crate::script::{ClassInfo, ScriptError, ScriptSource, TagFilter};
@@ -101,6 +101,10 @@ pub enum ConfigError {
     FullHistoryWithoutCsv,
     #[error("no user class has tasks left after --tags/--exclude-tags ({0})")]
     NoTasksLeft(String),
+    #[error("{0} only apply to raw mode (URLs, no -f); a script sets its requests itself")]
+    RawFlagsWithScript(String),
+    #[error("cannot read --data-file {path}: {reason}")]
+    DataFile { path: String, reason: String },
 }
 
 impl RunConfig {
@@ -126,14 +130,21 @@ impl RunConfig {
             return Err(ConfigError::FullHistoryWithoutCsv);
         }
         let (workload, classes, script_classes, target_label) = match script {
-            Some(source) => script_workload(cli, source)?,
+            Some(source) => {
+                let raw_flags = raw_flags_given(cli);
+                if !raw_flags.is_empty() {
+                    return Err(ConfigError::RawFlagsWithScript(raw_flags.join(", ")));
+                }
+                script_workload(cli, source)?
+            }
             None => {
                 let targets = raw_targets(cli)?;
+                let options = raw_options(cli)?;
                 let label = targets
                     .first()
                     .map_or_else(|| "the master's host".to_string(), |t| t.origin.clone());
                 (
-                    Workload::Raw { targets },
+                    Workload::Raw { targets, options },
                     Workload::raw_classes(),
                     Vec::new(),
                     label,
@@ -295,6 +306,46 @@ fn script_workload(cli: &Cli, mut source: ScriptSource) -> Result<WorkloadParts,
         default_host,
     };
     Ok((workload, classes, declared, format!("{label} with {path}")))
+}
+
+/// The raw-mode request flags set on this command line (with -f they are
+/// refused rather than silently ignored).
+fn raw_flags_given(cli: &Cli) -> Vec<&'static str> {
+    let given = [
+        ("--method", cli.method.is_some()),
+        ("-d/--data", cli.data.is_some()),
+        ("--data-file", cli.data_file.is_some()),
+        ("--header", !cli.headers.is_empty()),
+        ("--pipeline", cli.pipeline.is_some()),
+        ("--follow-redirects", cli.follow_redirects),
+    ];
+    given.iter().filter(|g| g.1).map(|g| g.0).collect()
+}
+
+/// Raw mode's request: `--method` (default GET, or POST when there is a
+/// body, as curl does), `--header`s, and the body of `-d` or `--data-file`.
+fn raw_options(cli: &Cli) -> Result<RawOptions, ConfigError> {
+    let body: Vec<u8> = match (&cli.data, &cli.data_file) {
+        (Some(d), _) => d.clone().into_bytes(),
+        (None, Some(path)) => std::fs::read(path).map_err(|e| ConfigError::DataFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?,
+        (None, None) => Vec::new(),
+    };
+    let has_body = cli.data.is_some() || cli.data_file.is_some();
+    let default_method = if has_body {
+        crate::http::Method::Post
+    } else {
+        crate::http::Method::Get
+    };
+    Ok(RawOptions {
+        method: cli.method.unwrap_or(default_method),
+        headers: cli.headers.clone(),
+        body: body.into(),
+        pipeline: cli.pipeline.unwrap_or(1),
+        follow_redirects: cli.follow_redirects,
+    })
 }
 
 /// Raw mode: the positional URLs (or paths on --host), one origin.

@@ -140,7 +140,7 @@ impl Worker<'_> {
         // The worker's own URLs win over the master's host (which then
         // need not even be a URL).
         let own_urls =
-            matches!(&self.cfg.workload, Workload::Raw { targets } if !targets.is_empty());
+            matches!(&self.cfg.workload, Workload::Raw { targets, .. } if !targets.is_empty());
         let host = if own_urls {
             None
         } else {
@@ -194,10 +194,13 @@ pub(super) fn workload_with_host(
         .transpose()
         .with_context(|| format!("the master's host {host:?} is not a URL"))?;
     Ok(match (workload.clone(), parsed) {
-        (Workload::Raw { targets }, Some(t)) if targets.is_empty() => {
-            Workload::Raw { targets: vec![t] }
-        }
-        (Workload::Raw { targets }, _) if targets.is_empty() => {
+        // The worker's own raw-mode request flags (--method, --header, …)
+        // stay: Locust's protocol carries only the host.
+        (Workload::Raw { targets, options }, Some(t)) if targets.is_empty() => Workload::Raw {
+            targets: vec![t],
+            options,
+        },
+        (Workload::Raw { targets, .. }, _) if targets.is_empty() => {
             anyhow::bail!("no URL to load: give this worker a URL or -H, or give the master -H")
         }
         (

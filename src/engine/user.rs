@@ -27,7 +27,16 @@ pub struct RawRequest {
 pub struct RawPlan {
     pub endpoint: crate::http::Endpoint,
     pub client: ClientConfig,
+    /// One per URL, in the order given.
     pub requests: Vec<RawRequest>,
+    /// Every request's method (`--method`).
+    pub method: Method,
+    /// `--pipeline`: requests written at once per connection.
+    pub depth: usize,
+    /// With `depth > 1`: `batches[i]` is `depth` requests from URL `i` on.
+    pub batches: Vec<Rc<Vec<u8>>>,
+    /// `--follow-redirects`.
+    pub follow_redirects: bool,
 }
 
 /// Stop request for one user, in three steps: graceful (finish the current
@@ -177,7 +186,7 @@ pub async fn run_raw_user(
         let req = &plan.requests[i];
         let connects_before = (conn.is_connected(), conn.connects());
         let result = conn
-            .send_since(started, &req.bytes, Method::Get, &mut DiscardBody)
+            .send_since(started, &req.bytes, plan.method, &mut DiscardBody)
             .await;
         let ended = Instant::now();
         let micros = ended.duration_since(started).as_micros() as u64;

@@ -4,12 +4,13 @@
 //! It owns URL parsing and resolution ([`Target`], once at startup), request
 //! serialization into a reusable buffer ([`write_request`]), a sans-I/O
 //! response parser ([`ResponseParser`]: httparse heads, Content-Length,
-//! chunked, close-delimited, keep-alive rules) and one keep-alive connection
-//! on monoio with connect and whole-request timeouts ([`Connection`]).
+//! chunked, close-delimited, keep-alive rules), one keep-alive connection
+//! on monoio with connect and whole-request timeouts ([`Connection`]) and
+//! the redirect rules ([`redirect`], pure; callers follow the hops).
 //!
 //! It does not own: TLS (`https://` is refused with a clear message until a
 //! later release), statistics (callers time requests and record
-//! [`HttpError`]s), cookies, redirects or compression (bodies are handed to a
+//! [`HttpError`]s), cookies or compression (bodies are handed to a
 //! [`ResponseSink`] exactly as they arrive, de-chunked).
 
 pub mod conn;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod method;
 pub mod parse;
 pub mod reader;
+pub mod redirect;
 pub mod request;
 pub mod url;
 

@@ -103,6 +103,8 @@ pub enum ConfigError {
     NoTasksLeft(String),
     #[error("{0} only apply to raw mode (URLs, no -f); a script sets its requests itself")]
     RawFlagsWithScript(String),
+    #[error("--pipeline {0} and --follow-redirects do not go together: a redirect's next hop cannot join a pipeline already written")]
+    PipelineWithRedirects(u32),
     #[error("cannot read --data-file {path}: {reason}")]
     DataFile { path: String, reason: String },
 }
@@ -333,6 +335,10 @@ fn raw_options(cli: &Cli) -> Result<RawOptions, ConfigError> {
         })?,
         (None, None) => Vec::new(),
     };
+    let pipeline = cli.pipeline.unwrap_or(1);
+    if pipeline > 1 && cli.follow_redirects {
+        return Err(ConfigError::PipelineWithRedirects(pipeline));
+    }
     let has_body = cli.data.is_some() || cli.data_file.is_some();
     let default_method = if has_body {
         crate::http::Method::Post
@@ -343,7 +349,7 @@ fn raw_options(cli: &Cli) -> Result<RawOptions, ConfigError> {
         method: cli.method.unwrap_or(default_method),
         headers: cli.headers.clone(),
         body: body.into(),
-        pipeline: cli.pipeline.unwrap_or(1),
+        pipeline,
         follow_redirects: cli.follow_redirects,
     })
 }

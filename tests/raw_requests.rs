@@ -185,6 +185,10 @@ fn bad_request_flags_exit_2_naming_them() {
         (&["-d", "x", "--data-file", missing, &url], "--data-file"),
         (&["--data-file", missing, &url], "missing.bin"),
         (&["--pipeline", "0", &url], "--pipeline"),
+        (
+            &["--pipeline", "2", "--follow-redirects", &url],
+            "--follow-redirects",
+        ),
         (&["-f", script, "-H", &url, "--method", "POST"], "--method"),
         (
             &[

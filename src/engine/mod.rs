@@ -8,6 +8,7 @@
 
 mod control;
 mod dispatch;
+mod follow;
 mod population;
 mod raw;
 mod shard;

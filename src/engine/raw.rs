@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::user::{RawPlan, RawRequest};
+use crate::http::redirect::target_url;
 use crate::http::{write_request, ClientConfig, Method, Target};
 use crate::stats::ShardStats;
 
@@ -21,12 +22,9 @@ pub struct RawOptions {
     pub body: Arc<[u8]>,
     /// Requests in flight per connection (1: one at a time).
     pub pipeline: u32,
-    /// Follow 3xx responses (up to [`MAX_REDIRECTS`] hops).
+    /// Follow 3xx responses (up to `redirect::MAX_REDIRECTS` hops).
     pub follow_redirects: bool,
 }
-
-/// Hops a redirect chain may take before it fails (Locust's default).
-pub const MAX_REDIRECTS: usize = 10;
 
 impl Default for RawOptions {
     /// wrk's request: GET, no extra header, no body, one at a time.
@@ -70,6 +68,7 @@ pub(super) fn build_plan(
             RawRequest {
                 bytes: Rc::new(bytes),
                 entry: stats.entry(options.method, &t.path),
+                url: target_url(t).into(),
             }
         })
         .collect();
@@ -92,10 +91,8 @@ pub(super) fn build_plan(
         endpoint: targets[0].endpoint(),
         client,
         requests,
-        method: options.method,
-        depth,
+        options: options.clone(),
         batches,
-        follow_redirects: options.follow_redirects,
     }
 }
 

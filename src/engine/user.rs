@@ -14,13 +14,15 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::http::{ClientConfig, Connection, DiscardBody, HttpError, Method, ResponseInfo};
+use crate::http::{ClientConfig, Connection, DiscardBody, HttpError, ResponseInfo};
 use crate::stats::{EntryId, Failure, ShardStats};
 
 /// One raw-mode request, serialized once per shard and shared by its users.
 pub struct RawRequest {
     pub bytes: Rc<Vec<u8>>,
     pub entry: EntryId,
+    /// The absolute URL, the base a redirect's `Location` resolves against.
+    pub url: Rc<str>,
 }
 
 /// What raw-mode users on one shard do.
@@ -29,14 +31,11 @@ pub struct RawPlan {
     pub client: ClientConfig,
     /// One per URL, in the order given.
     pub requests: Vec<RawRequest>,
-    /// Every request's method (`--method`).
-    pub method: Method,
-    /// `--pipeline`: requests written at once per connection.
-    pub depth: usize,
-    /// With `depth > 1`: `batches[i]` is `depth` requests from URL `i` on.
+    /// The flags the requests were built from (method, headers, body,
+    /// pipeline depth, redirects).
+    pub options: super::RawOptions,
+    /// With `--pipeline N > 1`: `batches[i]` is N requests from URL `i` on.
     pub batches: Vec<Rc<Vec<u8>>>,
-    /// `--follow-redirects`.
-    pub follow_redirects: bool,
 }
 
 /// Stop request for one user, in three steps: graceful (finish the current
@@ -186,7 +185,7 @@ pub async fn run_raw_user(
         let req = &plan.requests[i];
         let connects_before = (conn.is_connected(), conn.connects());
         let result = conn
-            .send_since(started, &req.bytes, plan.method, &mut DiscardBody)
+            .send_since(started, &req.bytes, plan.options.method, &mut DiscardBody)
             .await;
         let ended = Instant::now();
         let micros = ended.duration_since(started).as_micros() as u64;

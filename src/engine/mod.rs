@@ -9,6 +9,7 @@
 mod control;
 mod dispatch;
 mod follow;
+mod pipelined;
 mod population;
 mod raw;
 mod shard;

@@ -255,7 +255,7 @@ impl ConnectBackoff {
 }
 
 /// Count one request's outcome; true when it failed.
-fn record(
+pub(super) fn record(
     stats: &mut ShardStats,
     entry: EntryId,
     micros: u64,

@@ -71,20 +71,20 @@ pub struct ResponseInfo {
 pub struct Connection {
     endpoint: Endpoint,
     /// `endpoint.addr`, for the connect and the logs.
-    addr: SocketAddr,
-    cfg: ClientConfig,
+    pub(super) addr: SocketAddr,
+    pub(super) cfg: ClientConfig,
     /// `Some` while the connection may carry the next request.
-    stream: Option<TcpStream>,
+    pub(super) stream: Option<TcpStream>,
     /// The connection's own request buffer, for `request_buf`/`send_buffered`.
     write_buf: Option<Vec<u8>>,
-    parser: ResponseParser,
+    pub(super) parser: ResponseParser,
     /// Cancels the in-flight op on timeout; replaced after each use.
-    canceller: Canceller,
+    pub(super) canceller: Canceller,
     /// The request deadline, kept from request to request and reset: a
     /// later deadline only updates the timer entry in place (no timer-wheel
     /// work), and boxed it keeps 640 bytes out of every request's future.
     /// Between requests it may fire once, waking its last task spuriously.
-    deadline: Option<Pin<Box<Sleep>>>,
+    pub(super) deadline: Option<Pin<Box<Sleep>>>,
     connects: u64,
 }
 
@@ -286,7 +286,7 @@ impl Connection {
 
     /// Connect, bounded by `connect_timeout` and by the request deadline.
     /// `timed_out` is the error to give when the request deadline passes.
-    async fn connect(
+    pub(super) async fn connect(
         &mut self,
         mut deadline: Pin<&mut Sleep>,
         timed_out: HttpError,
@@ -404,7 +404,7 @@ impl Connection {
 /// means the connection is not in step. One non-blocking syscall, the check
 /// curl makes before reuse; it works alike on io_uring and epoll because
 /// it bypasses the driver.
-fn idle_and_open(stream: &TcpStream) -> bool {
+pub(super) fn idle_and_open(stream: &TcpStream) -> bool {
     use std::os::fd::AsRawFd;
     let mut byte = 0u8;
     // SAFETY: a valid socket fd and a 1-byte buffer we own; MSG_PEEK leaves
@@ -428,7 +428,7 @@ fn idle_and_open(stream: &TcpStream) -> bool {
 /// one thread), so memory follows the requests in flight, not the users:
 /// 10,000 users in think time hold no read buffer at all. A buffer lost to
 /// a dropped `send` is simply not returned.
-struct ReadBufs;
+pub(super) struct ReadBufs;
 
 /// Enough for every request in flight on a busy shard; more are freed.
 const POOL_MAX: usize = 4096;
@@ -438,13 +438,13 @@ thread_local! {
 }
 
 impl ReadBufs {
-    fn take() -> Vec<u8> {
+    pub(super) fn take() -> Vec<u8> {
         READ_BUF_POOL
             .with(|p| p.borrow_mut().pop())
             .unwrap_or_else(|| Vec::with_capacity(READ_BUF))
     }
 
-    fn give_back(mut buf: Vec<u8>) {
+    pub(super) fn give_back(mut buf: Vec<u8>) {
         buf.clear();
         READ_BUF_POOL.with(|p| {
             let mut pool = p.borrow_mut();
@@ -460,7 +460,7 @@ impl ReadBufs {
 /// its buffer back. Returns the op's output and whether the deadline passed.
 /// Not an `async fn`: the op stays pinned in the caller's future instead of
 /// being moved into (and so stored twice in) this one.
-fn bounded<'a, T>(
+pub(super) fn bounded<'a, T>(
     mut op: Pin<&'a mut impl Future<Output = T>>,
     mut deadline: Pin<&'a mut Sleep>,
     canceller: &'a mut Canceller,

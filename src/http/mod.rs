@@ -17,6 +17,7 @@ pub mod conn;
 pub mod error;
 pub mod method;
 pub mod parse;
+pub mod pipeline;
 pub mod reader;
 pub mod redirect;
 pub mod request;

@@ -7,8 +7,10 @@
 //! chunked, close-delimited, keep-alive rules) and one keep-alive connection
 //! on monoio with connect and whole-request timeouts ([`Connection`]).
 //!
-//! It does not own: TLS (`https://` is refused with a clear message until a
-//! later release), statistics (callers time requests and record
+//! TLS for `https://` is rustls over the same connection ([`tls`] for the
+//! settings and failure names, [`stream`] for the stream).
+//!
+//! It does not own: statistics (callers time requests and record
 //! [`HttpError`]s), cookies, redirects or compression (bodies are handed to a
 //! [`ResponseSink`] exactly as they arrive, de-chunked).
 
@@ -18,6 +20,8 @@ pub mod method;
 pub mod parse;
 pub mod reader;
 pub mod request;
+pub mod stream;
+pub mod tls;
 pub mod url;
 
 pub use conn::{ClientConfig, Connection, ResponseInfo};
@@ -26,4 +30,6 @@ pub use method::Method;
 pub use parse::{DiscardBody, ResponseParser, ResponseSink};
 pub use reader::{ReadCursor, Step};
 pub use request::write_request;
+pub use stream::Stream;
+pub use tls::{TlsKind, TlsOptions};
 pub use url::{Endpoint, Scheme, Target, UrlError};

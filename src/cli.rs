@@ -219,6 +219,22 @@ pub struct Cli {
     #[arg(long, env = "LOCUSTA_PRINT_STATS")]
     pub print_stats: bool,
 
+    /// https: accept any server certificate (name, issuer, dates unchecked; handshake signatures still are)
+    #[arg(long, env = "LOCUSTA_INSECURE")]
+    pub insecure: bool,
+
+    /// https: trust the CA certificates in this PEM file instead of the system's
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+
+    /// https: client certificate chain (PEM) for mTLS; needs --client-key
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_CLIENT_CERT")]
+    pub client_cert: Option<std::path::PathBuf>,
+
+    /// https: the client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_CLIENT_KEY")]
+    pub client_key: Option<std::path::PathBuf>,
+
     /// Raw mode: the request method (default GET, or POST with a body, as curl)
     #[arg(long, env = "LOCUSTA_METHOD", value_parser = parse_method)]
     pub method: Option<crate::http::Method>,

@@ -1,8 +1,8 @@
 //! A validated run: what the flags mean once checked together.
 //!
 //! `cli` parses text into flags; this module checks combinations (a URL or a
-//! host is needed, raw-mode URLs share one origin, `https://` is refused for
-//! now) and produces the [`RunConfig`] the front ends run. Every problem is a
+//! host is needed, raw-mode URLs share one origin, the TLS files load) and
+//! produces the [`RunConfig`] the front ends run. Every problem is a
 //! [`ConfigError`] shown to the user before anything starts (exit 2).
 
 use std::time::Duration;
@@ -107,6 +107,8 @@ pub enum ConfigError {
     PipelineWithRedirects(u32),
     #[error("cannot read --data-file {path}: {reason}")]
     DataFile { path: String, reason: String },
+    #[error("{0}")]
+    Tls(#[from] crate::http::tls::TlsConfigError),
 }
 
 impl RunConfig {
@@ -170,6 +172,7 @@ impl RunConfig {
             client: ClientConfig {
                 connect_timeout: cli.connect_timeout,
                 request_timeout: cli.timeout,
+                tls: tls_config(cli)?,
             },
             workload,
             classes,
@@ -452,6 +455,21 @@ pub fn parse_duration_secs(s: &str) -> Result<Duration, String> {
         }
         _ => Err(bad()),
     }
+}
+
+/// The TLS flags' shared config; `None` when no flag was given (https then
+/// uses the system roots, built on first use).
+fn tls_config(cli: &Cli) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, ConfigError> {
+    let opts = crate::http::TlsOptions {
+        insecure: cli.insecure,
+        ca_cert: cli.ca_cert.clone(),
+        client_cert: cli.client_cert.clone(),
+        client_key: cli.client_key.clone(),
+    };
+    if opts.is_default() {
+        return Ok(None);
+    }
+    Ok(Some(opts.build()?))
 }
 
 #[cfg(test)]

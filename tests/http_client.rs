@@ -39,6 +39,7 @@ fn cfg(request_timeout: Duration) -> ClientConfig {
     ClientConfig {
         connect_timeout: Duration::from_secs(5),
         request_timeout,
+        ..ClientConfig::default()
     }
 }
 
@@ -482,6 +483,7 @@ fn fd_leak_after_timeouts<F: FnOnce(std::pin::Pin<Box<dyn Future<Output = usize>
             let cfg = ClientConfig {
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_millis(50),
+                ..ClientConfig::default()
             };
             let users: Vec<_> = (0..150)
                 .map(|_| {

@@ -36,6 +36,7 @@ fn cfg() -> ClientConfig {
     ClientConfig {
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(5),
+        ..ClientConfig::default()
     }
 }
 

@@ -21,11 +21,17 @@
 //! one, and only when its method is idempotent: a POST the server may have
 //! processed is a failure, never a silent second send.
 //!
+//! `https://` endpoints speak TLS over the same calls: the handshake runs
+//! right after the TCP connect, inside the same connect timeout and request
+//! deadline, so its time is part of the first request's time on a
+//! connection (see [`super::stream`] and [`super::tls`]).
+//!
 //! Needs a runtime built with `enable_timer()`.
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -35,7 +41,9 @@ use monoio::net::TcpStream;
 use monoio::time::Sleep;
 
 use super::reader::{ReadCursor, Step};
-use super::{Endpoint, HttpError, Method, Millis, ResponseParser, ResponseSink};
+use super::stream::{handshake, Stream};
+use super::tls::TlsKind;
+use super::{Endpoint, HttpError, Method, Millis, ResponseParser, ResponseSink, Scheme};
 
 /// The read buffer's size, and so the largest response head we accept.
 const READ_BUF: usize = 64 * 1024;
@@ -44,10 +52,13 @@ const READ_BUF: usize = 64 * 1024;
 /// `Copy`: settings that own data, such as TLS, are shared by `Arc`).
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// Bound on establishing the TCP connection alone.
+    /// Bound on establishing the connection: TCP connect + TLS handshake.
     pub connect_timeout: Duration,
     /// Bound on the whole request: connect + write + read of the response.
     pub request_timeout: Duration,
+    /// The TLS flags' config, shared by every connection (and so is its
+    /// session store); `None`: system roots, built on first https use.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -56,6 +67,7 @@ impl Default for ClientConfig {
         ClientConfig {
             connect_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -74,7 +86,7 @@ pub struct Connection {
     pub(super) addr: SocketAddr,
     pub(super) cfg: ClientConfig,
     /// `Some` while the connection may carry the next request.
-    pub(super) stream: Option<TcpStream>,
+    pub(super) stream: Option<Stream>,
     /// The connection's own request buffer, for `request_buf`/`send_buffered`.
     write_buf: Option<Vec<u8>>,
     pub(super) parser: ResponseParser,
@@ -192,7 +204,7 @@ impl Connection {
         self.stream.is_some()
     }
 
-    /// How many TCP connects this Connection made.
+    /// How many connections (TCP connect, and handshake for TLS) this made.
     pub fn connects(&self) -> u64 {
         self.connects
     }
@@ -233,7 +245,7 @@ impl Connection {
     ) -> (B, Result<ResponseInfo, HttpError>) {
         let mut retried = false;
         loop {
-            if self.stream.as_ref().is_some_and(|s| !idle_and_open(s)) {
+            if self.stream.as_mut().is_some_and(|s| !idle_and_open(s)) {
                 self.stream = None;
                 log::debug!(
                     "connection to {} closed: closed by the server, or bytes no request asked for",
@@ -284,13 +296,15 @@ impl Connection {
         }
     }
 
-    /// Connect, bounded by `connect_timeout` and by the request deadline.
-    /// `timed_out` is the error to give when the request deadline passes.
+    /// Connect (and for https, handshake), bounded by `connect_timeout` and
+    /// by the request deadline. `timed_out` is the error to give when the
+    /// request deadline passes.
     pub(super) async fn connect(
         &mut self,
         mut deadline: Pin<&mut Sleep>,
         timed_out: HttpError,
-    ) -> Result<TcpStream, HttpError> {
+    ) -> Result<Stream, HttpError> {
+        let began = Instant::now();
         let connect =
             monoio::time::timeout(self.cfg.connect_timeout, TcpStream::connect_addr(self.addr));
         let mut connect = pin!(connect);
@@ -314,8 +328,65 @@ impl Connection {
         // Requests are small and latency is what we measure: no Nagle delay.
         // Failing to set it only costs latency, so it is not an error.
         let _ = stream.set_nodelay(true);
+        let stream = match self.endpoint.scheme {
+            Scheme::Http => Stream::Plain(stream),
+            Scheme::Https => {
+                let left = self.cfg.connect_timeout.saturating_sub(began.elapsed());
+                self.handshake(stream, left, deadline, timed_out).await?
+            }
+        };
         self.connects += 1;
         Ok(stream)
+    }
+
+    /// The TLS handshake on a fresh TCP stream, bounded by what is `left` of
+    /// the connect timeout and by the request deadline; on either, the
+    /// in-flight op is cancelled and waited for, as for reads and writes.
+    async fn handshake(
+        &mut self,
+        tcp: TcpStream,
+        left: Duration,
+        mut deadline: Pin<&mut Sleep>,
+        timed_out: HttpError,
+    ) -> Result<Stream, HttpError> {
+        let config = self
+            .cfg
+            .tls
+            .clone()
+            .unwrap_or_else(super::tls::default_config);
+        let Connection {
+            endpoint,
+            canceller,
+            cfg,
+            ..
+        } = self;
+        let mut hs = pin!(handshake(tcp, endpoint, config, canceller.handle()));
+        let mut limit = pin!(monoio::time::sleep(left));
+        let mut fired = None;
+        let outcome = poll_fn(|cx| {
+            if let Poll::Ready(r) = hs.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            if fired.is_none() {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    fired = Some(timed_out);
+                } else if limit.as_mut().poll(cx).is_ready() {
+                    fired = Some(HttpError::Tls(TlsKind::HandshakeTimeout(
+                        Millis::from_duration(cfg.connect_timeout),
+                    )));
+                }
+                if fired.is_some() {
+                    *canceller = std::mem::take(canceller).cancel();
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match (fired, outcome) {
+            (Some(e), _) => Err(e),
+            (None, Ok(tls)) => Ok(Stream::Tls(Box::new(tls))),
+            (None, Err(e)) => Err(e),
+        }
     }
 
     /// Write the request and read one response on the current stream.
@@ -371,7 +442,14 @@ impl Connection {
             match n {
                 _ if timed_out => break Err(timeout),
                 Err(e) => break Err(HttpError::from_io(&e)),
-                Ok(0) => break parser.eof(sink).map(|()| false),
+                // A close-delimited body ended by a TCP FIN with no TLS
+                // close_notify may be truncated: say so.
+                Ok(0) => match parser.eof(sink) {
+                    Ok(()) if stream.unclean_eof() => {
+                        break Err(HttpError::Tls(TlsKind::NoCloseNotify))
+                    }
+                    r => break r.map(|()| false),
+                },
                 Ok(_) => got_bytes = true,
             }
             match cursor.advance(parser, &mut buf, sink) {
@@ -404,8 +482,12 @@ impl Connection {
 /// means the connection is not in step. One non-blocking syscall, the check
 /// curl makes before reuse; it works alike on io_uring and epoll because
 /// it bypasses the driver.
-pub(super) fn idle_and_open(stream: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
+/// For TLS a waiting record (a close_notify, a ticket) also counts as not
+/// idle: the connection is dropped and a new one (resumed) made.
+pub(super) fn idle_and_open(stream: &mut Stream) -> bool {
+    if stream.has_buffered() {
+        return false;
+    }
     let mut byte = 0u8;
     // SAFETY: a valid socket fd and a 1-byte buffer we own; MSG_PEEK leaves
     // the data in place and MSG_DONTWAIT never blocks.

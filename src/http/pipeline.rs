@@ -26,6 +26,7 @@ use monoio::time::Sleep;
 
 use super::conn::{bounded, idle_and_open, ReadBufs};
 use super::reader::{ReadCursor, Step};
+use super::tls::TlsKind;
 use super::{Connection, HttpError, Method, Millis, ResponseInfo, ResponseSink};
 
 /// How a batch's read ended.
@@ -67,7 +68,7 @@ impl Connection {
         let mut delivered = 0usize;
         let mut retried = false;
         let error = loop {
-            if self.stream.as_ref().is_some_and(|s| !idle_and_open(s)) {
+            if self.stream.as_mut().is_some_and(|s| !idle_and_open(s)) {
                 self.stream = None;
                 log::debug!(
                     "connection to {} closed: closed by the server, or bytes no request asked for",
@@ -215,6 +216,11 @@ impl Connection {
                         eof = true;
                         if let Err(e) = parser.eof(sink) {
                             break 'responses Some(e);
+                        }
+                        // As `exchange`: a close-delimited body ended by a
+                        // FIN without TLS close_notify may be truncated.
+                        if stream.unclean_eof() {
+                            break 'responses Some(HttpError::Tls(TlsKind::NoCloseNotify));
                         }
                         break;
                     }

@@ -8,13 +8,15 @@
 mod common;
 #[path = "common/http_server.rs"]
 mod http_server;
+#[path = "common/tls_server.rs"]
+mod tls_server;
 
 use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{aggregated, locusta, run_bounded, temp_dir, text};
+use common::{aggregated, locusta, ok, run_bounded, temp_dir, text};
 use http_server::{ServerConn, TestServer};
 
 const DEPTH: usize = 4;
@@ -247,4 +249,45 @@ fn garbage_or_silence_mid_pipeline_fails_the_rest() {
         let failures = std::fs::read_to_string(dir.join("p_failures.csv")).unwrap();
         assert!(failures.contains(&format!("GET,/b,{name},")), "{failures}");
     }
+}
+
+/// Over https: the batch is one TLS write, the responses come back through
+/// rustls, and the connection (one handshake per user) is kept.
+#[test]
+fn pipelined_over_tls() {
+    let ca = tls_server::Ca::new("pipeline test CA");
+    let leaf = ca.server(&["127.0.0.1"]);
+    let server = tls_server::TlsServer::start(
+        &leaf,
+        None,
+        tls_server::Behaviour::Serve(Box::new(|_| ok("tls"))),
+    );
+    let dir = temp_dir("pipe-tls");
+    let ca_file = tls_server::write_file(&dir, "ca.pem", &ca.pem());
+    let prefix = dir.join("p");
+    let out = run_bounded(
+        locusta()
+            .args([
+                "--headless",
+                "-u",
+                "2",
+                "-r",
+                "10",
+                "-t",
+                "1s",
+                "--only-summary",
+            ])
+            .args(["--shards", "1", "--csv", prefix.to_str().unwrap()])
+            .args(["--ca-cert", ca_file.to_str().unwrap(), "--pipeline", "8"])
+            .arg(server.url("127.0.0.1", "/t")),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let agg = aggregated(&dir.join("p_stats.csv"));
+    let total: usize = agg["Request Count"].parse().unwrap();
+    assert_eq!(agg["Failure Count"], "0");
+    assert!(total >= 16, "only {total}");
+    assert!(server.requests().len() >= total);
+    // One handshake per user (the second may resume the first's session).
+    assert_eq!(server.full() + server.resumed(), 2, "{:?}", server.errors());
 }

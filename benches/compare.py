@@ -15,6 +15,11 @@ think time, io_uring); Locust's FastHttpUser running benches/locust_get.py
 (`locust`: the same script shape, one locust process; only when the `locust`
 command or module is installed, `pip install locust`).
 
+Pipelined mode (`--pipeline 1,16`): wrk with benches/pipeline.lua (wrk's classic
+script: N requests written at once, N responses read) against `locusta --pipeline N`
+(uring, epoll), at each depth; depth 1 is plain wrk and plain locusta. It prints
+requests per CPU-second for each, and each depth's gain over the first depth.
+
 Python 3.8+ standard library only. Needs nginx, wrk and taskset
 (`apt-get install -y wrk nginx-light`) and a release build of locusta
 (`cargo build --release`). See benches/README.md.
@@ -40,6 +45,8 @@ TOOLS = ("wrk", "uring", "epoll", "lua", "locust")
 DEFAULT_TOOLS = ("wrk", "uring", "epoll", "lua")  # locust: opt in with --tools (it is slow)
 LUA_SCRIPT = os.path.join(HERE, "lua", "get.lua")
 LOCUST_SCRIPT = os.path.join(HERE, "locust_get.py")
+PIPELINE_SCRIPT = os.path.join(HERE, "pipeline.lua")
+PIPELINE_TOOLS = ("wrk", "uring", "epoll")  # raw mode only: a Lua script writes one request at a time
 INSTALL_HINT = "apt-get install -y wrk nginx-light"
 
 
@@ -173,10 +180,12 @@ def run_measured(cmd, workdir, name, timeout):
     return code, ru.ru_utime + ru.ru_stime, out_path
 
 
-def measure_wrk(wrk, args, url, workdir, rep):
+def measure_wrk(wrk, args, url, workdir, rep, depth=1):
     cmd = ["taskset", "-c", str(args.load_cpu), wrk, "-t1", f"-c{args.connections}",
            f"-d{args.duration}s", url]
-    code, cpu, out = run_measured(cmd, workdir, f"wrk-{rep}", args.duration + 30)
+    if depth > 1:
+        cmd[-1:] = ["-s", PIPELINE_SCRIPT, url, "--", str(depth)]
+    code, cpu, out = run_measured(cmd, workdir, f"wrk-{depth}-{rep}", args.duration + 30)
     with open(out) as f:
         text = f.read()
     m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", text)
@@ -204,13 +213,16 @@ def locust_command():
     return None
 
 
-def measure_locusta(driver, args, url, workdir, rep):
-    prefix = os.path.join(workdir, f"run-{driver}-{rep}")
+def measure_locusta(driver, args, url, workdir, rep, depth=1):
+    prefix = os.path.join(workdir, f"run-{driver}-{depth}-{rep}")
     c = str(args.connections)
     cmd = ["taskset", "-c", str(args.load_cpu), args.bin, "--headless", "-u", c, "-r", c,
            "-t", f"{args.duration}s", "--shards", "1", "--io", driver, "--only-summary",
            "--csv", prefix, url]
-    return measure_csv(cmd, f"locusta --io {driver}", prefix, args, workdir, f"locusta-{driver}-{rep}")
+    if depth > 1:
+        cmd[-1:] = ["--pipeline", str(depth), url]
+    return measure_csv(cmd, f"locusta --io {driver}", prefix, args, workdir,
+                       f"locusta-{driver}-{depth}-{rep}")
 
 
 def measure_lua(args, url, workdir, rep):
@@ -285,6 +297,8 @@ def main():
     p.add_argument("--target-cpu", type=int, help="CPU for nginx (default: first allowed)")
     p.add_argument("--load-cpu", type=int, help="CPU for the generator (default: second allowed)")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    p.add_argument("--pipeline", metavar="DEPTHS",
+                   help="pipelined mode: comma-separated depths, e.g. 1,16 (tools: wrk,uring,epoll)")
     args = p.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop nginx and the generator.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -296,6 +310,21 @@ def main():
         p.error(f"--tools: unknown {bad}; choose from {','.join(TOOLS)}")
     if args.repeat < 1 or args.duration < 1 or args.connections < 1:
         p.error("--repeat, --duration and --connections must be at least 1")
+    depths = [1]
+    if args.pipeline:
+        try:
+            depths = [int(d) for d in args.pipeline.split(",") if d.strip()]
+        except ValueError:
+            p.error(f"--pipeline: {args.pipeline!r} is not a list of depths (e.g. 1,16)")
+        if not depths or any(d < 1 or d > 1024 for d in depths):
+            p.error("--pipeline: depths are 1 to 1024")
+        if args.tools == ",".join(DEFAULT_TOOLS):
+            tools = list(PIPELINE_TOOLS)
+        if any(t not in PIPELINE_TOOLS for t in tools):
+            p.error(f"--pipeline: tools are {','.join(PIPELINE_TOOLS)} (pipelining is raw mode)")
+        if not os.path.isfile(PIPELINE_SCRIPT):
+            print(f"missing {PIPELINE_SCRIPT}", file=sys.stderr)
+            return 2
 
     nginx, wrk = which("nginx"), which("wrk")
     if not nginx or not wrk or not which("taskset"):
@@ -331,13 +360,15 @@ def main():
             return 2
         args.load_cpu = others[0]
 
+    # What runs: a tool at a depth ("wrk@16"); without --pipeline, each tool once.
+    runs = [f"{t}@{d}" if args.pipeline else t for d in depths for t in tools]
     busy = busy_cpus()
     if busy is not None and busy > 0.25:
         print(f"warning: {busy:.1f} CPUs busy before starting: something else is running; "
               "numbers will be noisy")
     print(f"target nginx on CPU {args.target_cpu}, generators on CPU {args.load_cpu}; "
           f"{args.connections} connections, {args.duration} s x {args.repeat} per tool", flush=True)
-    results, failed = {t: [] for t in tools}, {}
+    results, failed = {t: [] for t in runs}, {}
     nginx_proc = None
     workdir = tempfile.mkdtemp(prefix="locusta-compare-")
     try:
@@ -349,26 +380,28 @@ def main():
             return 1
         print(f"nginx {url} (pid {nginx_proc.pid}, files in {workdir})", flush=True)
         for rep in range(args.repeat):  # interleaved, so drift hits every tool alike
-            for tool in tools:
-                if tool in failed:
+            for key in runs:
+                if key in failed:
                     continue
-                print(f"  run {rep + 1}/{args.repeat}: {tool} ...", end="", flush=True)
+                tool, _, depth = key.partition("@")
+                depth = int(depth or 1)
+                print(f"  run {rep + 1}/{args.repeat}: {key} ...", end="", flush=True)
                 target_cpu0 = group_cpu(nginx_proc.pid)
                 try:
                     if tool == "wrk":
-                        r = measure_wrk(wrk, args, url, workdir, rep)
+                        r = measure_wrk(wrk, args, url, workdir, rep, depth)
                     elif tool == "lua":
                         r = measure_lua(args, url, workdir, rep)
                     elif tool == "locust":
                         r = measure_locust(args, url, workdir, rep)
                     else:
-                        r = measure_locusta(tool, args, url, workdir, rep)
+                        r = measure_locusta(tool, args, url, workdir, rep, depth)
                 except RunError as e:
                     print(" FAILED")
-                    failed[tool] = str(e)
+                    failed[key] = str(e)
                     continue
                 r["target_cpu_s"] = group_cpu(nginx_proc.pid) - target_cpu0
-                results[tool].append(r)
+                results[key].append(r)
                 print(f" {r['requests']} requests, {r['cpu_s']:.2f} s CPU", flush=True)
     finally:
         stop_nginx(nginx_proc)
@@ -377,20 +410,24 @@ def main():
     for tool, err in failed.items():
         print(f"\n{tool} failed: {err}", file=sys.stderr)
 
-    summary = {t: summarize(runs) for t, runs in results.items() if runs}
+    summary = {t: summarize(rs) for t, rs in results.items() if rs}
     base = summary.get("wrk", {}).get("us_per_req")
     names = {"wrk": ("wrk", "epoll"), "uring": ("locusta", "io_uring"), "epoll": ("locusta", "epoll"),
              "lua": ("locusta Lua", "io_uring"), "locust": ("Locust", "FastHttpUser")}
     header = ("tool", "driver", "requests", "req/s", "CPU s", "µs CPU/req", "(min–max)", "vs wrk",
               "errors", "nginx CPU s")
     rows = []
-    for t in tools:
-        s = summary.get(t)
+    for key in runs:
+        t, _, depth = key.partition("@")
+        s = summary.get(key)
+        label = (names[t][0] + (f" pipeline {depth}" if depth else ""), names[t][1])
         if s is None:
-            rows.append((*names[t], "failed", "", "", "", "", "", "", ""))
+            rows.append((*label, "failed", "", "", "", "", "", "", ""))
             continue
-        ratio = f"{s['us_per_req'] / base:.2f}x" if base else "n/a"
-        rows.append((*names[t], str(s["requests"]), f"{s['req_per_s']:,.0f}", f"{s['cpu_s']:.2f}",
+        # Pipelined: against wrk at the same depth.
+        b = summary.get(f"wrk@{depth}", {}).get("us_per_req") if depth else base
+        ratio = f"{s['us_per_req'] / b:.2f}x" if b else "n/a"
+        rows.append((*label, str(s["requests"]), f"{s['req_per_s']:,.0f}", f"{s['cpu_s']:.2f}",
                      f"{s['us_per_req']:.2f}", f"{s['us_min']:.2f}–{s['us_max']:.2f}", ratio,
                      str(s["errors"]), f"{s['target_cpu_s']:.2f}"))
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
@@ -401,6 +438,19 @@ def main():
           "errors = wrk socket errors + non-2xx, locusta/Locust Failure Count;\n"
           f"nginx CPU s near {args.duration} means the target was the bottleneck (req/s is nginx's, "
           "not the generator's)")
+    if args.pipeline:
+        print("\nrequests per CPU-second (the generator's), and the gain over depth "
+              f"{depths[0]} (issue target for locusta: depth 16 >= 3x depth 1)")
+        for t in tools:
+            first = summary.get(f"{t}@{depths[0]}")
+            for d in depths:
+                s = summary.get(f"{t}@{d}")
+                if s is None:
+                    print(f"  {names[t][0]:8} {names[t][1]:9} depth {d:4}: failed")
+                    continue
+                per_cpu = 1e6 / s["us_per_req"]
+                gain = f"{first['us_per_req'] / s['us_per_req']:.2f}x" if first else "n/a"
+                print(f"  {names[t][0]:8} {names[t][1]:9} depth {d:4}: {per_cpu:12,.0f} req/CPU-s  {gain}")
 
     if args.json:
         doc = {
@@ -410,10 +460,12 @@ def main():
                        "body_bytes": 200},
             "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
                         "nginx": subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()},
-            "results": [{"tool": names[t][0], "driver": names[t][1], "median": summary.get(t),
-                         "runs": results[t], "error": failed.get(t),
-                         "ratio_to_wrk": (summary[t]["us_per_req"] / base) if base and t in summary else None}
-                        for t in tools],
+            "results": [{"tool": names[k.partition("@")[0]][0],
+                         "driver": names[k.partition("@")[0]][1],
+                         "pipeline": int(k.partition("@")[2] or 1), "median": summary.get(k),
+                         "runs": results[k], "error": failed.get(k),
+                         "ratio_to_wrk": (summary[k]["us_per_req"] / base) if base and k in summary else None}
+                        for k in runs],
         }
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)

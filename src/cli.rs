@@ -30,7 +30,7 @@ pub enum IoMode {
     version,
     about = "Load generator: Locust's way of working on a thread-per-core io_uring engine",
     after_help = "Scripted users: -f script.lua (Locust's user model in Lua). Raw mode (no script): give \
-one or more http:// URLs of one origin; each user loops GET over them with no think time, like wrk.\n\n\
+one or more http:// URLs of one origin; each user loops over them with no think time, like wrk (GET unless --method; see --header, -d, --pipeline, --follow-redirects).\n\n\
 Examples:\n  locusta --demo\n  locusta -f lua/examples/shop.lua -H http://127.0.0.1:8080 --headless -u 100 -r 10 -t 5m\n  \
 locusta --headless -u 64 -r 64 -t 30s --csv out http://127.0.0.1:8080/\n\n\
 Every option can also be set in ./locusta.conf (or --config FILE) as `key = value`, or as \

@@ -218,3 +218,33 @@ pub(super) fn workload_with_host(
         (w, _) => w,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::RawOptions;
+    use crate::http::Method;
+
+    #[test]
+    fn the_masters_host_keeps_the_workers_request_flags() {
+        let own = Workload::Raw {
+            targets: Vec::new(),
+            options: RawOptions {
+                method: Method::Put,
+                headers: vec![("X-A".into(), "1".into())],
+                pipeline: 4,
+                ..RawOptions::default()
+            },
+        };
+        let Workload::Raw { targets, options } =
+            workload_with_host(&own, Some("http://127.0.0.1:8089/x")).unwrap()
+        else {
+            panic!("not raw");
+        };
+        assert_eq!(targets[0].origin, "http://127.0.0.1:8089");
+        assert_eq!(
+            (options.method, options.pipeline, options.headers.len()),
+            (Method::Put, 4, 1)
+        );
+    }
+}

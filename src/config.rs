@@ -105,6 +105,8 @@ pub enum ConfigError {
     RawFlagsWithScript(String),
     #[error("--pipeline {0} and --follow-redirects do not go together: a redirect's next hop cannot join a pipeline already written")]
     PipelineWithRedirects(u32),
+    #[error("the request body ({body} bytes) times --pipeline {depth} is over {} MiB a batch", MAX_RAW_BODY >> 20)]
+    BatchTooLarge { body: usize, depth: u32 },
     #[error("cannot read --data-file {path}: {reason}")]
     DataFile { path: String, reason: String },
     #[error("{0}")]
@@ -332,15 +334,19 @@ fn raw_flags_given(cli: &Cli) -> Vec<&'static str> {
 fn raw_options(cli: &Cli) -> Result<RawOptions, ConfigError> {
     let body: Vec<u8> = match (&cli.data, &cli.data_file) {
         (Some(d), _) => d.clone().into_bytes(),
-        (None, Some(path)) => std::fs::read(path).map_err(|e| ConfigError::DataFile {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?,
+        (None, Some(path)) => read_body(path)?,
         (None, None) => Vec::new(),
     };
     let pipeline = cli.pipeline.unwrap_or(1);
     if pipeline > 1 && cli.follow_redirects {
         return Err(ConfigError::PipelineWithRedirects(pipeline));
+    }
+    // Each shard holds one batch per URL: keep it a sane size.
+    if body.len().saturating_mul(pipeline as usize) > MAX_RAW_BODY {
+        return Err(ConfigError::BatchTooLarge {
+            body: body.len(),
+            depth: pipeline,
+        });
     }
     let has_body = cli.data.is_some() || cli.data_file.is_some();
     let default_method = if has_body {
@@ -355,6 +361,29 @@ fn raw_options(cli: &Cli) -> Result<RawOptions, ConfigError> {
         pipeline,
         follow_redirects: cli.follow_redirects,
     })
+}
+
+/// The largest raw-mode body, and batch of pipelined bodies: every shard
+/// keeps a serialized copy.
+const MAX_RAW_BODY: usize = 64 << 20;
+
+/// `--data-file`, read once, at most [`MAX_RAW_BODY`] (so `/dev/zero` or a
+/// huge file is refused rather than read until memory runs out).
+fn read_body(path: &str) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let err = |reason: String| ConfigError::DataFile {
+        path: path.to_string(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut body = Vec::new();
+    file.take(MAX_RAW_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| err(e.to_string()))?;
+    if body.len() > MAX_RAW_BODY {
+        return Err(err(format!("larger than {} MiB", MAX_RAW_BODY >> 20)));
+    }
+    Ok(body)
 }
 
 /// Raw mode: the positional URLs (or paths on --host), one origin.

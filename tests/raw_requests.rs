@@ -174,6 +174,9 @@ fn bad_request_flags_exit_2_naming_them() {
     let script = script.to_str().unwrap();
     let missing = dir.join("missing.bin");
     let missing = missing.to_str().unwrap();
+    let mib = dir.join("one-mib.bin");
+    std::fs::write(&mib, vec![b'x'; 1 << 20]).unwrap();
+    let mib = mib.to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["--method", "FETCH", &url], "FETCH"),
         (&["--header", "NoColon", &url], "NoColon"),
@@ -184,6 +187,11 @@ fn bad_request_flags_exit_2_naming_them() {
         (&["--header", "Content-Length: 3", &url], "Content-Length"),
         (&["-d", "x", "--data-file", missing, &url], "--data-file"),
         (&["--data-file", missing, &url], "missing.bin"),
+        (&["--data-file", "/dev/zero", &url], "larger than 64 MiB"),
+        (
+            &["--data-file", mib, "--pipeline", "100", &url],
+            "times --pipeline 100",
+        ),
         (&["--pipeline", "0", &url], "--pipeline"),
         (
             &["--pipeline", "2", "--follow-redirects", &url],

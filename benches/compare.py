@@ -15,6 +15,17 @@ think time, io_uring); Locust's FastHttpUser running benches/locust_get.py
 (`locust`: the same script shape, one locust process; only when the `locust`
 command or module is installed, `pip install locust`).
 
+TLS (opt in with --tools): `wrk-tls`, `uring-tls`, `epoll-tls` run the same
+load over https keep-alive; `wrk-tls-close`, `uring-tls-close`,
+`epoll-tls-close` against a second TLS server that closes every connection
+after one response (`keepalive_requests 1`: a handshake per request, the
+same for every tool; wrk would need `-H 'Connection: close'`, locusta raw
+mode has no header flag). The certificate is a self-signed ECDSA P-256 one
+made at start with `openssl req` (locusta gets it as --ca-cert; wrk does not
+verify). nginx logs protocol, cipher suite and session reuse per request on
+the TLS servers only, and each run's line says what its connections
+negotiated (wrk: OpenSSL; locusta: rustls with ring).
+
 Python 3.8+ standard library only. Needs nginx, wrk and taskset
 (`apt-get install -y wrk nginx-light`) and a release build of locusta
 (`cargo build --release`). See benches/README.md.
@@ -36,7 +47,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TOOLS = ("wrk", "uring", "epoll", "lua", "locust")
+TLS_TOOLS = ("wrk-tls", "uring-tls", "epoll-tls", "wrk-tls-close", "uring-tls-close", "epoll-tls-close")
+TOOLS = ("wrk", "uring", "epoll", "lua", "locust") + TLS_TOOLS
 DEFAULT_TOOLS = ("wrk", "uring", "epoll", "lua")  # locust: opt in with --tools (it is slow)
 LUA_SCRIPT = os.path.join(HERE, "lua", "get.lua")
 LOCUST_SCRIPT = os.path.join(HERE, "locust_get.py")
@@ -66,10 +78,52 @@ def tail(path, n=15):
         return ""
 
 
-def nginx_config(nginx, port, workdir, worker_connections=8192):
+def make_cert(workdir):
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 (not a CA: rustls
+    refuses a CA certificate as a server's own); returns (cert, key) paths."""
+    cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-addext", "basicConstraints=critical,CA:FALSE"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RunError(f"openssl req failed:\n{r.stderr.strip()}")
+    return cert, key
+
+
+def tls_servers(tls_port, close_port, workdir):
+    """Two TLS server blocks serving the same body: keep-alive, and one
+    response per connection. Tickets on (nginx's default), a log line per
+    request with what was negotiated."""
+    body = ('"locusta compare target: a fixed 200-byte body served from memory by one nginx worker, '
+            'so that what the benchmark measures is the load generator\'s CPU per request. '
+            '0123456789abcdefghijklmnopqrstuvwxyz\\n"')
+    blocks = [f"""    log_format tlsinfo '$server_port $ssl_protocol $ssl_cipher $ssl_session_reused';"""]
+    for port, extra in ((tls_port, ""), (close_port, "keepalive_requests 1;")):
+        blocks.append(f"""    server {{
+        listen 127.0.0.1:{port} ssl backlog=4096;
+        ssl_certificate {workdir}/cert.pem;
+        ssl_certificate_key {workdir}/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:TLS:10m;
+        access_log {workdir}/tls.log tlsinfo buffer=64k flush=1s;
+        {extra}
+        default_type text/plain;
+        location / {{ return 200 {body}; }}
+    }}""")
+    return "\n".join(blocks)
+
+
+def nginx_config(nginx, port, workdir, worker_connections=8192, tls=None):
     with open(os.path.join(HERE, "nginx.conf")) as f:
         text = (f.read().replace("@PORT@", str(port)).replace("@DIR@", workdir)
                 .replace("@WORKER_CONNECTIONS@", str(worker_connections)))
+    if tls:
+        # Into the http block: before its closing brace, the file's last.
+        end = text.rstrip().rfind("}")
+        text = text[:end] + tls_servers(*tls, workdir) + "\n" + text[end:]
     built = subprocess.run([nginx, "-V"], capture_output=True, text=True).stderr
     lines = []
     for line in text.splitlines():
@@ -83,10 +137,11 @@ def nginx_config(nginx, port, workdir, worker_connections=8192):
     return path
 
 
-def start_nginx(nginx, cpu, workdir, worker_connections=8192):
-    """Start nginx pinned to `cpu` (None: not pinned); return (Popen, "http://127.0.0.1:PORT/")."""
+def start_nginx(nginx, cpu, workdir, worker_connections=8192, tls=None):
+    """Start nginx pinned to `cpu` (None: not pinned); return (Popen, "http://127.0.0.1:PORT/").
+    `tls`: (keep-alive port, close port) for the TLS servers too."""
     port = free_port()
-    conf = nginx_config(nginx, port, workdir, worker_connections)
+    conf = nginx_config(nginx, port, workdir, worker_connections, tls)
     log = os.path.join(workdir, "error.log")
     out = open(os.path.join(workdir, "nginx.out"), "w")
     cmd = ([] if cpu is None else ["taskset", "-c", str(cpu)]) + [
@@ -204,13 +259,47 @@ def locust_command():
     return None
 
 
-def measure_locusta(driver, args, url, workdir, rep):
-    prefix = os.path.join(workdir, f"run-{driver}-{rep}")
+def measure_locusta(driver, args, url, workdir, rep, extra=(), tag=""):
+    prefix = os.path.join(workdir, f"run-{driver}{tag}-{rep}")
     c = str(args.connections)
     cmd = ["taskset", "-c", str(args.load_cpu), args.bin, "--headless", "-u", c, "-r", c,
            "-t", f"{args.duration}s", "--shards", "1", "--io", driver, "--only-summary",
-           "--csv", prefix, url]
-    return measure_csv(cmd, f"locusta --io {driver}", prefix, args, workdir, f"locusta-{driver}-{rep}")
+           "--csv", prefix, *extra, url]
+    return measure_csv(cmd, f"locusta --io {driver}", prefix, args, workdir,
+                       f"locusta-{driver}{tag}-{rep}")
+
+
+def tls_log_size(workdir):
+    try:
+        return os.path.getsize(os.path.join(workdir, "tls.log"))
+    except OSError:
+        return 0
+
+
+def tls_negotiated(workdir, since):
+    """What the TLS requests since byte `since` of nginx's log negotiated:
+    'TLSv1.3 TLS_AES_256_GCM_SHA384 (reused 97%)'. nginx flushes its log
+    buffer every second, so wait for that first."""
+    time.sleep(1.5)
+    counts, reused, total = {}, 0, 0
+    try:
+        with open(os.path.join(workdir, "tls.log"), errors="replace") as f:
+            f.seek(since)
+            for line in f:
+                parts = line.split()
+                if len(parts) != 4:
+                    continue
+                key = f"{parts[1]} {parts[2]}"
+                counts[key] = counts.get(key, 0) + 1
+                total += 1
+                reused += parts[3] == "r"
+    except OSError:
+        return "no TLS log"
+    if not total:
+        return "no TLS requests logged"
+    main = max(counts, key=counts.get)
+    others = "" if len(counts) == 1 else f" (+{len(counts) - 1} other)"
+    return f"{main}{others}, sessions reused on {reused / total:.0%} of requests"
 
 
 def measure_lua(args, url, workdir, rep):
@@ -269,6 +358,14 @@ def summarize(runs):
     med = dict(ordered[(len(ordered) - 1) // 2])
     med["us_min"], med["us_max"] = ordered[0]["us_per_req"], ordered[-1]["us_per_req"]
     return med
+
+
+def ratio_to_wrk(summary, t):
+    """CPU/request over wrk's on the same server (TLS runs: wrk over the same TLS server)."""
+    ref = "wrk" if t not in TLS_TOOLS else ("wrk-tls-close" if t.endswith("-close") else "wrk-tls")
+    if t not in summary or ref not in summary:
+        return None
+    return summary[t]["us_per_req"] / summary[ref]["us_per_req"]
 
 
 def main():
@@ -341,9 +438,17 @@ def main():
     nginx_proc = None
     workdir = tempfile.mkdtemp(prefix="locusta-compare-")
     try:
+        tls = None
+        if set(tools) & set(TLS_TOOLS):
+            try:
+                cert, _ = make_cert(workdir)
+            except (RunError, OSError) as e:
+                print(f"cannot make a certificate (needs openssl): {e}", file=sys.stderr)
+                return 1
+            tls = (free_port(), free_port())
         try:
             nginx_proc, url = start_nginx(nginx, args.target_cpu, workdir,
-                                          max(8192, args.connections + 1024))
+                                          max(8192, args.connections + 1024), tls)
         except RunError as e:
             print(f"cannot start nginx: {e}\n(files kept in {workdir})", file=sys.stderr)
             return 1
@@ -354,8 +459,19 @@ def main():
                     continue
                 print(f"  run {rep + 1}/{args.repeat}: {tool} ...", end="", flush=True)
                 target_cpu0 = group_cpu(nginx_proc.pid)
+                log0 = tls_log_size(workdir)
                 try:
-                    if tool == "wrk":
+                    if tool in TLS_TOOLS:
+                        port = tls[1] if tool.endswith("-close") else tls[0]
+                        turl = f"https://127.0.0.1:{port}/"
+                        base_tool = tool.split("-")[0]
+                        if base_tool == "wrk":
+                            r = measure_wrk(wrk, args, turl, workdir, f"{tool}-{rep}")
+                        else:
+                            r = measure_locusta(base_tool, args, turl, workdir, rep,
+                                                ("--ca-cert", cert), tool[len(base_tool):])
+                        r["tls"] = tls_negotiated(workdir, log0)
+                    elif tool == "wrk":
                         r = measure_wrk(wrk, args, url, workdir, rep)
                     elif tool == "lua":
                         r = measure_lua(args, url, workdir, rep)
@@ -369,7 +485,8 @@ def main():
                     continue
                 r["target_cpu_s"] = group_cpu(nginx_proc.pid) - target_cpu0
                 results[tool].append(r)
-                print(f" {r['requests']} requests, {r['cpu_s']:.2f} s CPU", flush=True)
+                print(f" {r['requests']} requests, {r['cpu_s']:.2f} s CPU"
+                      + (f"; {r['tls']}" if "tls" in r else ""), flush=True)
     finally:
         stop_nginx(nginx_proc)
 
@@ -380,7 +497,11 @@ def main():
     summary = {t: summarize(runs) for t, runs in results.items() if runs}
     base = summary.get("wrk", {}).get("us_per_req")
     names = {"wrk": ("wrk", "epoll"), "uring": ("locusta", "io_uring"), "epoll": ("locusta", "epoll"),
-             "lua": ("locusta Lua", "io_uring"), "locust": ("Locust", "FastHttpUser")}
+             "lua": ("locusta Lua", "io_uring"), "locust": ("Locust", "FastHttpUser"),
+             "wrk-tls": ("wrk https", "epoll"), "uring-tls": ("locusta https", "io_uring"),
+             "epoll-tls": ("locusta https", "epoll"), "wrk-tls-close": ("wrk https close", "epoll"),
+             "uring-tls-close": ("locusta https close", "io_uring"),
+             "epoll-tls-close": ("locusta https close", "epoll")}
     header = ("tool", "driver", "requests", "req/s", "CPU s", "µs CPU/req", "(min–max)", "vs wrk",
               "errors", "nginx CPU s")
     rows = []
@@ -389,7 +510,8 @@ def main():
         if s is None:
             rows.append((*names[t], "failed", "", "", "", "", "", "", ""))
             continue
-        ratio = f"{s['us_per_req'] / base:.2f}x" if base else "n/a"
+        r = ratio_to_wrk(summary, t)
+        ratio = f"{r:.2f}x" if r is not None else "n/a"
         rows.append((*names[t], str(s["requests"]), f"{s['req_per_s']:,.0f}", f"{s['cpu_s']:.2f}",
                      f"{s['us_per_req']:.2f}", f"{s['us_min']:.2f}–{s['us_max']:.2f}", ratio,
                      str(s["errors"]), f"{s['target_cpu_s']:.2f}"))
@@ -412,7 +534,7 @@ def main():
                         "nginx": subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()},
             "results": [{"tool": names[t][0], "driver": names[t][1], "median": summary.get(t),
                          "runs": results[t], "error": failed.get(t),
-                         "ratio_to_wrk": (summary[t]["us_per_req"] / base) if base and t in summary else None}
+                         "ratio_to_wrk": ratio_to_wrk(summary, t)}
                         for t in tools],
         }
         with open(args.json, "w") as f:

@@ -100,7 +100,7 @@ def tls_servers(tls_port, close_port, workdir):
     body = ('"locusta compare target: a fixed 200-byte body served from memory by one nginx worker, '
             'so that what the benchmark measures is the load generator\'s CPU per request. '
             '0123456789abcdefghijklmnopqrstuvwxyz\\n"')
-    blocks = [f"""    log_format tlsinfo '$server_port $ssl_protocol $ssl_cipher $ssl_session_reused';"""]
+    blocks = [f"""    log_format tlsinfo '$server_port $ssl_protocol $ssl_cipher $ssl_session_reused $connection';"""]
     for port, extra in ((tls_port, ""), (close_port, "keepalive_requests 1;")):
         blocks.append(f"""    server {{
         listen 127.0.0.1:{port} ssl backlog=4096;
@@ -281,14 +281,17 @@ def tls_negotiated(workdir, since):
     'TLSv1.3 TLS_AES_256_GCM_SHA384 (reused 97%)'. nginx flushes its log
     buffer every second, so wait for that first."""
     time.sleep(1.5)
-    counts, reused, total = {}, 0, 0
+    counts, reused, total, conns, conns_reused = {}, 0, 0, set(), set()
     try:
         with open(os.path.join(workdir, "tls.log"), errors="replace") as f:
             f.seek(since)
             for line in f:
                 parts = line.split()
-                if len(parts) != 4:
+                if len(parts) != 5:
                     continue
+                conns.add(parts[4])
+                if parts[3] == "r":
+                    conns_reused.add(parts[4])
                 key = f"{parts[1]} {parts[2]}"
                 counts[key] = counts.get(key, 0) + 1
                 total += 1
@@ -299,7 +302,8 @@ def tls_negotiated(workdir, since):
         return "no TLS requests logged"
     main = max(counts, key=counts.get)
     others = "" if len(counts) == 1 else f" (+{len(counts) - 1} other)"
-    return f"{main}{others}, sessions reused on {reused / total:.0%} of requests"
+    return (f"{main}{others}; {len(conns)} connections, {len(conns_reused)} of them resumed; "
+            f"{reused / total:.0%} of requests on resumed sessions")
 
 
 def measure_lua(args, url, workdir, rep):

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{ok, Reply};
+use drivers::{run_io_uring, run_legacy, FD_LOCK};
 use locusta::http::{
     write_request, ClientConfig, Connection, DiscardBody, HttpError, Method, Target, TlsKind,
     TlsOptions,
@@ -340,4 +341,91 @@ async fn truncated_close_delimited_body_is_named() {
         get_once(&framed, "localhost", cfg(Some(trusting(&ca, None)))).await,
         Ok((200, 2))
     );
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Hundreds of TLS handshakes cut by the connect timeout and TLS reads cut
+/// by the request timeout (each cancels the in-flight op): every socket is
+/// closed afterwards.
+fn fd_leak_after_tls_timeouts<
+    F: FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = usize>>>) -> usize,
+>(
+    run: F,
+) {
+    let _exclusive = FD_LOCK.write().unwrap_or_else(|e| e.into_inner());
+    // Servers of the tests that ran before close their sockets within
+    // their 100 ms read timeout: wait for the count to settle.
+    let mut before = fd_count();
+    let settle = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = fd_count();
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    {
+        let ca = Ca::new("test CA");
+        let silent = TlsServer::start(&ca.server(&["localhost"]), None, Behaviour::Silent);
+        let hanging = TlsServer::start(
+            &ca.server(&["localhost"]),
+            None,
+            Behaviour::Serve(Box::new(|_| Reply::Hang)),
+        );
+        let targets = [
+            Target::parse(&silent.url("localhost", "/")).unwrap(),
+            Target::parse(&hanging.url("localhost", "/")).unwrap(),
+        ];
+        let tls = trusting(&ca, None);
+        let timeouts = run(Box::pin(async move {
+            let cfg = ClientConfig {
+                connect_timeout: Duration::from_millis(50),
+                request_timeout: Duration::from_millis(200),
+                tls: Some(tls),
+            };
+            let users: Vec<_> = (0..40)
+                .map(|i| {
+                    let cfg = cfg.clone();
+                    let target = targets[i % 2].clone();
+                    monoio::spawn(async move {
+                        let mut conn = Connection::to(target.endpoint(), cfg);
+                        let mut timeouts = 0;
+                        for _ in 0..8 {
+                            match get(&mut conn, &target).await {
+                                Err(HttpError::Tls(TlsKind::HandshakeTimeout(_)))
+                                | Err(HttpError::Timeout(_)) => timeouts += 1,
+                                other => panic!("expected a timeout, got {other:?}"),
+                            }
+                        }
+                        timeouts
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for user in users {
+                total += user.await;
+            }
+            total
+        }));
+        assert_eq!(timeouts, 320);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fd_count() != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(fd_count(), before, "fds leaked");
+}
+
+#[test]
+fn fd_leak_after_tls_timeouts_io_uring() {
+    fd_leak_after_tls_timeouts(run_io_uring);
+}
+
+#[test]
+fn fd_leak_after_tls_timeouts_legacy() {
+    fd_leak_after_tls_timeouts(run_legacy);
 }

@@ -6,10 +6,14 @@
 //! by the driver into one per-connection buffer (a TLS record's size, reused
 //! for every read) and handed to `read_tls`; plaintext is copied from rustls
 //! straight into the caller's (pooled) read buffer. Writes go through
-//! `write_tls` into a second per-connection buffer, reused. Once a
-//! connection is up, nothing here allocates (rustls itself keeps its record
-//! buffers). Cancelling an op cancels the TCP op under it; the connection is
-//! dropped after any error anyway.
+//! `write_tls` into a second per-connection buffer, reused. This side
+//! allocates nothing per request once a connection is up; rustls' buffered
+//! API itself still allocates one `Vec` per record it encrypts or hands out
+//! decrypted (its `ChunkVecBuffer`), so about two small allocations per
+//! request. Its unbuffered API (`rustls::unbuffered`) would remove those at
+//! the cost of driving the state machine by hand: the next step if profiles
+//! show them. Cancelling an op cancels the TCP op under it; the connection
+//! is dropped after any error anyway.
 //!
 //! The plain path is one `match` per op in front of monoio's own calls.
 
@@ -192,11 +196,8 @@ impl TlsStream {
             loop {
                 let chunk = match self.tls.reader().into_first_chunk() {
                     Ok(chunk) => chunk,
-                    Err(e) if copied > 0 => {
-                        // Report the bytes first; the error comes again.
-                        let _ = e;
-                        break;
-                    }
+                    // Report the bytes first; the error comes again.
+                    Err(_) if copied > 0 => break,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                         self.unclean_eof = true;

@@ -322,7 +322,17 @@ fn serve(
                 let _ = stream.flush();
                 return;
             }
-            Reply::Hang => return,
+            Reply::Hang => {
+                // Hold the connection until the client closes it or the test ends.
+                while !stop.load(Ordering::Relaxed) {
+                    match stream.read(&mut chunk) {
+                        Ok(0) => return,
+                        Err(e) if !is_timeout(&e) => return,
+                        _ => {}
+                    }
+                }
+                return;
+            }
         }
     }
 }

@@ -291,3 +291,27 @@ fn pipelined_over_tls() {
     // One handshake per user (the second may resume the first's session).
     assert_eq!(server.full() + server.resumed(), 2, "{:?}", server.errors());
 }
+
+/// Nothing listens: each batch's N requests fail as one connect's error,
+/// and the users pause between connects as in the one-at-a-time loop (the
+/// run still ends on time).
+#[test]
+fn refused_connects_fail_whole_batches_and_back_off() {
+    let port = common::dead_port();
+    let (total, failed, failures, out) = run(
+        "pipe-refused",
+        "auto",
+        &format!("http://127.0.0.1:{port}/r"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        total > 0 && failed == total && total % DEPTH == 0,
+        "{total} {failed}"
+    );
+    // Backoff: 10 ms doubling to 1 s, so at most a few dozen connects a second.
+    assert!(total <= DEPTH * 100, "no backoff: {total} failures in 1 s");
+    assert!(
+        failures.contains("GET,/r,connection refused,"),
+        "{failures}"
+    );
+}

@@ -1,8 +1,11 @@
 //! Simulated users on a shard, and how they are told to stop.
 //!
 //! A user is a task on its shard's runtime. Raw mode (no script) is a Rust
-//! loop: GET the plan's URLs in turn, no think time, one keep-alive
-//! connection per user (like a browser session). Scripted users arrive with
+//! loop: request the plan's URLs in turn (the raw-mode flags' method,
+//! headers and body, see `raw`), no think time, one keep-alive connection
+//! per user (like a browser session); `--pipeline` and `--follow-redirects`
+//! have loops of their own (`pipelined`, `follow`) so this one stays as
+//! cheap as it was. Scripted users arrive with
 //! the Lua issue and plug in beside [`run_raw_user`]. This module owns the
 //! per-request hot path: send, time, record. It does not own spawning (see
 //! `shard`) or the numbers' meaning (see `stats`).

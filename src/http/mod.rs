@@ -5,8 +5,10 @@
 //! serialization into a reusable buffer ([`write_request`]), a sans-I/O
 //! response parser ([`ResponseParser`]: httparse heads, Content-Length,
 //! chunked, close-delimited, keep-alive rules), one keep-alive connection
-//! on monoio with connect and whole-request timeouts ([`Connection`]) and
-//! the redirect rules ([`redirect`], pure; callers follow the hops).
+//! on monoio with connect and whole-request timeouts ([`Connection`]),
+//! pipelining on it ([`pipeline`]: N requests written at once, N responses
+//! read in order) and the redirect rules ([`redirect`], pure; callers
+//! follow the hops).
 //!
 //! TLS for `https://` is rustls over the same connection ([`tls`] for the
 //! settings and failure names, [`stream`] for the stream).

@@ -315,3 +315,32 @@ fn refused_connects_fail_whole_batches_and_back_off() {
         "{failures}"
     );
 }
+
+/// A server that closes after each whole batch: the client sees the close
+/// before the next batch (or, if the next batch is already on its way, the
+/// batch of idempotent GETs is written once more on a fresh connection).
+/// Either way nothing fails.
+#[test]
+fn a_close_after_whole_batches_is_no_failure() {
+    let server = TestServer::start(|conn| {
+        if read_batch(conn) {
+            conn.write(OK.repeat(DEPTH).as_bytes());
+        }
+    });
+    let (total, failed, failures, out) =
+        run("pipe-whole", "auto", &format!("http://{}/w", server.addr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{failures}\n{}",
+        text(&out.stderr)
+    );
+    assert_eq!(failed, 0);
+    assert!(total >= DEPTH * 3, "{total}");
+    let batches = total / DEPTH;
+    assert!(
+        server.accepted() >= batches,
+        "{} for {batches}",
+        server.accepted()
+    );
+}

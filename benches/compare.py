@@ -15,6 +15,21 @@ think time, io_uring); Locust's FastHttpUser running benches/locust_get.py
 (`locust`: the same script shape, one locust process; only when the `locust`
 command or module is installed, `pip install locust`).
 
+Pipelined mode (`--pipeline 1,16`): wrk with benches/pipeline.lua (wrk's classic
+script: N requests written at once, N responses read) against `locusta --pipeline N`
+(uring, epoll), at each depth; depth 1 is plain wrk and plain locusta. It prints
+requests per CPU-second for each, and each depth's gain over the first depth.
+
+TLS (opt in with --tools): `wrk-tls`, `uring-tls`, `epoll-tls` run the same
+load over https keep-alive; `wrk-tls-close`, `uring-tls-close`,
+`epoll-tls-close` against a second TLS server that closes every connection
+after one response (`keepalive_requests 1`: a handshake per request, the
+same for every tool, with no request header to add). The certificate is a self-signed ECDSA P-256 one
+made at start with `openssl req` (locusta gets it as --ca-cert; wrk does not
+verify). nginx logs protocol, cipher suite and session reuse per request on
+the TLS servers only, and each run's line says what its connections
+negotiated (wrk: OpenSSL; locusta: rustls with ring).
+
 Python 3.8+ standard library only. Needs nginx, wrk and taskset
 (`apt-get install -y wrk nginx-light`) and a release build of locusta
 (`cargo build --release`). See benches/README.md.
@@ -36,10 +51,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TOOLS = ("wrk", "uring", "epoll", "lua", "locust")
+TLS_TOOLS = ("wrk-tls", "uring-tls", "epoll-tls", "wrk-tls-close", "uring-tls-close", "epoll-tls-close")
+TOOLS = ("wrk", "uring", "epoll", "lua", "locust") + TLS_TOOLS
 DEFAULT_TOOLS = ("wrk", "uring", "epoll", "lua")  # locust: opt in with --tools (it is slow)
 LUA_SCRIPT = os.path.join(HERE, "lua", "get.lua")
 LOCUST_SCRIPT = os.path.join(HERE, "locust_get.py")
+PIPELINE_SCRIPT = os.path.join(HERE, "pipeline.lua")
+PIPELINE_TOOLS = ("wrk", "uring", "epoll")  # raw mode only: a Lua script writes one request at a time
 INSTALL_HINT = "apt-get install -y wrk nginx-light"
 
 
@@ -66,10 +84,52 @@ def tail(path, n=15):
         return ""
 
 
-def nginx_config(nginx, port, workdir, worker_connections=8192):
+def make_cert(workdir):
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 (not a CA: rustls
+    refuses a CA certificate as a server's own); returns (cert, key) paths."""
+    cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-addext", "basicConstraints=critical,CA:FALSE"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RunError(f"openssl req failed:\n{r.stderr.strip()}")
+    return cert, key
+
+
+def tls_servers(tls_port, close_port, workdir):
+    """Two TLS server blocks serving the same body: keep-alive, and one
+    response per connection. Tickets on (nginx's default), a log line per
+    request with what was negotiated."""
+    body = ('"locusta compare target: a fixed 200-byte body served from memory by one nginx worker, '
+            'so that what the benchmark measures is the load generator\'s CPU per request. '
+            '0123456789abcdefghijklmnopqrstuvwxyz\\n"')
+    blocks = [f"""    log_format tlsinfo '$server_port $ssl_protocol $ssl_cipher $ssl_session_reused $connection';"""]
+    for port, extra in ((tls_port, ""), (close_port, "keepalive_requests 1;")):
+        blocks.append(f"""    server {{
+        listen 127.0.0.1:{port} ssl backlog=4096;
+        ssl_certificate {workdir}/cert.pem;
+        ssl_certificate_key {workdir}/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:TLS:10m;
+        access_log {workdir}/tls.log tlsinfo buffer=64k flush=1s;
+        {extra}
+        default_type text/plain;
+        location / {{ return 200 {body}; }}
+    }}""")
+    return "\n".join(blocks)
+
+
+def nginx_config(nginx, port, workdir, worker_connections=8192, tls=None):
     with open(os.path.join(HERE, "nginx.conf")) as f:
         text = (f.read().replace("@PORT@", str(port)).replace("@DIR@", workdir)
                 .replace("@WORKER_CONNECTIONS@", str(worker_connections)))
+    if tls:
+        # Into the http block: before its closing brace, the file's last.
+        end = text.rstrip().rfind("}")
+        text = text[:end] + tls_servers(*tls, workdir) + "\n" + text[end:]
     built = subprocess.run([nginx, "-V"], capture_output=True, text=True).stderr
     lines = []
     for line in text.splitlines():
@@ -83,10 +143,11 @@ def nginx_config(nginx, port, workdir, worker_connections=8192):
     return path
 
 
-def start_nginx(nginx, cpu, workdir, worker_connections=8192):
-    """Start nginx pinned to `cpu` (None: not pinned); return (Popen, "http://127.0.0.1:PORT/")."""
+def start_nginx(nginx, cpu, workdir, worker_connections=8192, tls=None):
+    """Start nginx pinned to `cpu` (None: not pinned); return (Popen, "http://127.0.0.1:PORT/").
+    `tls`: (keep-alive port, close port) for the TLS servers too."""
     port = free_port()
-    conf = nginx_config(nginx, port, workdir, worker_connections)
+    conf = nginx_config(nginx, port, workdir, worker_connections, tls)
     log = os.path.join(workdir, "error.log")
     out = open(os.path.join(workdir, "nginx.out"), "w")
     cmd = ([] if cpu is None else ["taskset", "-c", str(cpu)]) + [
@@ -173,10 +234,12 @@ def run_measured(cmd, workdir, name, timeout):
     return code, ru.ru_utime + ru.ru_stime, out_path
 
 
-def measure_wrk(wrk, args, url, workdir, rep):
+def measure_wrk(wrk, args, url, workdir, rep, depth=1):
     cmd = ["taskset", "-c", str(args.load_cpu), wrk, "-t1", f"-c{args.connections}",
            f"-d{args.duration}s", url]
-    code, cpu, out = run_measured(cmd, workdir, f"wrk-{rep}", args.duration + 30)
+    if depth > 1:
+        cmd[-1:] = ["-s", PIPELINE_SCRIPT, url, "--", str(depth)]
+    code, cpu, out = run_measured(cmd, workdir, f"wrk-{depth}-{rep}", args.duration + 30)
     with open(out) as f:
         text = f.read()
     m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", text)
@@ -204,13 +267,51 @@ def locust_command():
     return None
 
 
-def measure_locusta(driver, args, url, workdir, rep):
-    prefix = os.path.join(workdir, f"run-{driver}-{rep}")
+def measure_locusta(driver, args, url, workdir, rep, extra=(), tag=""):
+    prefix = os.path.join(workdir, f"run-{driver}{tag}-{rep}")
     c = str(args.connections)
     cmd = ["taskset", "-c", str(args.load_cpu), args.bin, "--headless", "-u", c, "-r", c,
            "-t", f"{args.duration}s", "--shards", "1", "--io", driver, "--only-summary",
-           "--csv", prefix, url]
-    return measure_csv(cmd, f"locusta --io {driver}", prefix, args, workdir, f"locusta-{driver}-{rep}")
+           "--csv", prefix, *extra, url]
+    return measure_csv(cmd, f"locusta --io {driver}", prefix, args, workdir,
+                       f"locusta-{driver}{tag}-{rep}")
+
+
+def tls_log_size(workdir):
+    try:
+        return os.path.getsize(os.path.join(workdir, "tls.log"))
+    except OSError:
+        return 0
+
+
+def tls_negotiated(workdir, since):
+    """What the TLS requests since byte `since` of nginx's log negotiated:
+    'TLSv1.3 TLS_AES_256_GCM_SHA384 (reused 97%)'. nginx flushes its log
+    buffer every second, so wait for that first."""
+    time.sleep(1.5)
+    counts, reused, total, conns, conns_reused = {}, 0, 0, set(), set()
+    try:
+        with open(os.path.join(workdir, "tls.log"), errors="replace") as f:
+            f.seek(since)
+            for line in f:
+                parts = line.split()
+                if len(parts) != 5:
+                    continue
+                conns.add(parts[4])
+                if parts[3] == "r":
+                    conns_reused.add(parts[4])
+                key = f"{parts[1]} {parts[2]}"
+                counts[key] = counts.get(key, 0) + 1
+                total += 1
+                reused += parts[3] == "r"
+    except OSError:
+        return "no TLS log"
+    if not total:
+        return "no TLS requests logged"
+    main = max(counts, key=counts.get)
+    others = "" if len(counts) == 1 else f" (+{len(counts) - 1} other)"
+    return (f"{main}{others}; {len(conns)} connections, {len(conns_reused)} of them resumed; "
+            f"{reused / total:.0%} of requests on resumed sessions")
 
 
 def measure_lua(args, url, workdir, rep):
@@ -271,6 +372,19 @@ def summarize(runs):
     return med
 
 
+def ratio_to_wrk(summary, t):
+    """CPU/request over wrk's on the same server (TLS runs: wrk over the same TLS server;
+    pipelined runs, key "tool@depth": wrk at the same depth)."""
+    t, _, depth = t.partition("@")
+    if depth:  # pipelined: wrk at the same depth
+        ref, t = f"wrk@{depth}", f"{t}@{depth}"
+    else:
+        ref = "wrk" if t not in TLS_TOOLS else ("wrk-tls-close" if t.endswith("-close") else "wrk-tls")
+    if t not in summary or ref not in summary:
+        return None
+    return summary[t]["us_per_req"] / summary[ref]["us_per_req"]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -285,6 +399,8 @@ def main():
     p.add_argument("--target-cpu", type=int, help="CPU for nginx (default: first allowed)")
     p.add_argument("--load-cpu", type=int, help="CPU for the generator (default: second allowed)")
     p.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
+    p.add_argument("--pipeline", metavar="DEPTHS",
+                   help="pipelined mode: comma-separated depths, e.g. 1,16 (tools: wrk,uring,epoll)")
     args = p.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the finally blocks stop nginx and the generator.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -296,6 +412,21 @@ def main():
         p.error(f"--tools: unknown {bad}; choose from {','.join(TOOLS)}")
     if args.repeat < 1 or args.duration < 1 or args.connections < 1:
         p.error("--repeat, --duration and --connections must be at least 1")
+    depths = [1]
+    if args.pipeline:
+        try:
+            depths = [int(d) for d in args.pipeline.split(",") if d.strip()]
+        except ValueError:
+            p.error(f"--pipeline: {args.pipeline!r} is not a list of depths (e.g. 1,16)")
+        if not depths or any(d < 1 or d > 1024 for d in depths):
+            p.error("--pipeline: depths are 1 to 1024")
+        if args.tools == ",".join(DEFAULT_TOOLS):
+            tools = list(PIPELINE_TOOLS)
+        if any(t not in PIPELINE_TOOLS for t in tools):
+            p.error(f"--pipeline: tools are {','.join(PIPELINE_TOOLS)} (pipelining is raw mode)")
+        if not os.path.isfile(PIPELINE_SCRIPT):
+            print(f"missing {PIPELINE_SCRIPT}", file=sys.stderr)
+            return 2
 
     nginx, wrk = which("nginx"), which("wrk")
     if not nginx or not wrk or not which("taskset"):
@@ -331,45 +462,70 @@ def main():
             return 2
         args.load_cpu = others[0]
 
+    # What runs: a tool at a depth ("wrk@16"); without --pipeline, each tool once.
+    runs = [f"{t}@{d}" if args.pipeline else t for d in depths for t in tools]
     busy = busy_cpus()
     if busy is not None and busy > 0.25:
         print(f"warning: {busy:.1f} CPUs busy before starting: something else is running; "
               "numbers will be noisy")
     print(f"target nginx on CPU {args.target_cpu}, generators on CPU {args.load_cpu}; "
           f"{args.connections} connections, {args.duration} s x {args.repeat} per tool", flush=True)
-    results, failed = {t: [] for t in tools}, {}
+    results, failed = {t: [] for t in runs}, {}
     nginx_proc = None
     workdir = tempfile.mkdtemp(prefix="locusta-compare-")
     try:
+        tls = None
+        if set(tools) & set(TLS_TOOLS):
+            try:
+                cert, _ = make_cert(workdir)
+            except (RunError, OSError) as e:
+                print(f"cannot make a certificate (needs openssl): {e}", file=sys.stderr)
+                return 1
+            tls = (free_port(), free_port())
         try:
             nginx_proc, url = start_nginx(nginx, args.target_cpu, workdir,
-                                          max(8192, args.connections + 1024))
+                                          max(8192, args.connections + 1024), tls)
         except RunError as e:
             print(f"cannot start nginx: {e}\n(files kept in {workdir})", file=sys.stderr)
             return 1
         print(f"nginx {url} (pid {nginx_proc.pid}, files in {workdir})", flush=True)
         for rep in range(args.repeat):  # interleaved, so drift hits every tool alike
-            for tool in tools:
-                if tool in failed:
+            for key in runs:
+                if key in failed:
                     continue
-                print(f"  run {rep + 1}/{args.repeat}: {tool} ...", end="", flush=True)
+                tool, _, depth = key.partition("@")
+                depth = int(depth or 1)
+                print(f"  run {rep + 1}/{args.repeat}: {key} ...", end="", flush=True)
                 target_cpu0 = group_cpu(nginx_proc.pid)
+                log0 = tls_log_size(workdir)
                 try:
-                    if tool == "wrk":
-                        r = measure_wrk(wrk, args, url, workdir, rep)
+                    if tool in TLS_TOOLS:
+                        port = tls[1] if tool.endswith("-close") else tls[0]
+                        turl = f"https://127.0.0.1:{port}/"
+                        base_tool = tool.split("-")[0]
+                        if base_tool == "wrk":
+                            r = measure_wrk(wrk, args, turl, workdir, f"{tool}-{rep}")
+                        else:
+                            r = measure_locusta(base_tool, args, turl, workdir, rep,
+                                                ("--ca-cert", cert), tool[len(base_tool):])
+                        r["tls"] = tls_negotiated(workdir, log0)
+                    elif tool == "wrk":
+                        r = measure_wrk(wrk, args, url, workdir, rep, depth)
                     elif tool == "lua":
                         r = measure_lua(args, url, workdir, rep)
                     elif tool == "locust":
                         r = measure_locust(args, url, workdir, rep)
                     else:
-                        r = measure_locusta(tool, args, url, workdir, rep)
+                        piped = ("--pipeline", str(depth)) if depth > 1 else ()
+                        r = measure_locusta(tool, args, url, workdir, rep, piped, f"-p{depth}")
                 except RunError as e:
                     print(" FAILED")
-                    failed[tool] = str(e)
+                    failed[key] = str(e)
                     continue
                 r["target_cpu_s"] = group_cpu(nginx_proc.pid) - target_cpu0
-                results[tool].append(r)
-                print(f" {r['requests']} requests, {r['cpu_s']:.2f} s CPU", flush=True)
+                results[key].append(r)
+                print(f" {r['requests']} requests, {r['cpu_s']:.2f} s CPU"
+                      + (f"; {r['tls']}" if "tls" in r else ""), flush=True)
     finally:
         stop_nginx(nginx_proc)
 
@@ -377,20 +533,26 @@ def main():
     for tool, err in failed.items():
         print(f"\n{tool} failed: {err}", file=sys.stderr)
 
-    summary = {t: summarize(runs) for t, runs in results.items() if runs}
-    base = summary.get("wrk", {}).get("us_per_req")
+    summary = {t: summarize(rs) for t, rs in results.items() if rs}
     names = {"wrk": ("wrk", "epoll"), "uring": ("locusta", "io_uring"), "epoll": ("locusta", "epoll"),
-             "lua": ("locusta Lua", "io_uring"), "locust": ("Locust", "FastHttpUser")}
+             "lua": ("locusta Lua", "io_uring"), "locust": ("Locust", "FastHttpUser"),
+             "wrk-tls": ("wrk https", "epoll"), "uring-tls": ("locusta https", "io_uring"),
+             "epoll-tls": ("locusta https", "epoll"), "wrk-tls-close": ("wrk https close", "epoll"),
+             "uring-tls-close": ("locusta https close", "io_uring"),
+             "epoll-tls-close": ("locusta https close", "epoll")}
     header = ("tool", "driver", "requests", "req/s", "CPU s", "µs CPU/req", "(min–max)", "vs wrk",
               "errors", "nginx CPU s")
     rows = []
-    for t in tools:
-        s = summary.get(t)
+    for key in runs:
+        t, _, depth = key.partition("@")
+        s = summary.get(key)
+        label = (names[t][0] + (f" pipeline {depth}" if depth else ""), names[t][1])
         if s is None:
-            rows.append((*names[t], "failed", "", "", "", "", "", "", ""))
+            rows.append((*label, "failed", "", "", "", "", "", "", ""))
             continue
-        ratio = f"{s['us_per_req'] / base:.2f}x" if base else "n/a"
-        rows.append((*names[t], str(s["requests"]), f"{s['req_per_s']:,.0f}", f"{s['cpu_s']:.2f}",
+        r = ratio_to_wrk(summary, key)
+        ratio = f"{r:.2f}x" if r is not None else "n/a"
+        rows.append((*label, str(s["requests"]), f"{s['req_per_s']:,.0f}", f"{s['cpu_s']:.2f}",
                      f"{s['us_per_req']:.2f}", f"{s['us_min']:.2f}–{s['us_max']:.2f}", ratio,
                      str(s["errors"]), f"{s['target_cpu_s']:.2f}"))
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
@@ -401,6 +563,19 @@ def main():
           "errors = wrk socket errors + non-2xx, locusta/Locust Failure Count;\n"
           f"nginx CPU s near {args.duration} means the target was the bottleneck (req/s is nginx's, "
           "not the generator's)")
+    if args.pipeline:
+        print("\nrequests per CPU-second (the generator's), and the gain over depth "
+              f"{depths[0]} (issue target for locusta: depth 16 >= 3x depth 1)")
+        for t in tools:
+            first = summary.get(f"{t}@{depths[0]}")
+            for d in depths:
+                s = summary.get(f"{t}@{d}")
+                if s is None:
+                    print(f"  {names[t][0]:8} {names[t][1]:9} depth {d:4}: failed")
+                    continue
+                per_cpu = 1e6 / s["us_per_req"]
+                gain = f"{first['us_per_req'] / s['us_per_req']:.2f}x" if first else "n/a"
+                print(f"  {names[t][0]:8} {names[t][1]:9} depth {d:4}: {per_cpu:12,.0f} req/CPU-s  {gain}")
 
     if args.json:
         doc = {
@@ -410,10 +585,12 @@ def main():
                        "body_bytes": 200},
             "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
                         "nginx": subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()},
-            "results": [{"tool": names[t][0], "driver": names[t][1], "median": summary.get(t),
-                         "runs": results[t], "error": failed.get(t),
-                         "ratio_to_wrk": (summary[t]["us_per_req"] / base) if base and t in summary else None}
-                        for t in tools],
+            "results": [{"tool": names[k.partition("@")[0]][0],
+                         "driver": names[k.partition("@")[0]][1],
+                         "pipeline": int(k.partition("@")[2] or 1), "median": summary.get(k),
+                         "runs": results[k], "error": failed.get(k),
+                         "ratio_to_wrk": ratio_to_wrk(summary, k)}
+                        for k in runs],
         }
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)

@@ -30,7 +30,7 @@ pub enum IoMode {
     version,
     about = "Load generator: Locust's way of working on a thread-per-core io_uring engine",
     after_help = "Scripted users: -f script.lua (Locust's user model in Lua). Raw mode (no script): give \
-one or more http:// URLs of one origin; each user loops GET over them with no think time, like wrk.\n\n\
+one or more http:// URLs of one origin; each user loops over them with no think time, like wrk (GET unless --method; see --header, -d, --pipeline, --follow-redirects).\n\n\
 Examples:\n  locusta --demo\n  locusta -f lua/examples/shop.lua -H http://127.0.0.1:8080 --headless -u 100 -r 10 -t 5m\n  \
 locusta --headless -u 64 -r 64 -t 30s --csv out http://127.0.0.1:8080/\n\n\
 Every option can also be set in ./locusta.conf (or --config FILE) as `key = value`, or as \
@@ -231,6 +231,93 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub source_ip: Vec<std::net::IpAddr>,
+
+    /// https: accept any server certificate (name, issuer, dates unchecked; handshake signatures still are)
+    #[arg(long, env = "LOCUSTA_INSECURE")]
+    pub insecure: bool,
+
+    /// https: trust the CA certificates in this PEM file instead of the system's
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+
+    /// https: client certificate chain (PEM) for mTLS; needs --client-key
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_CLIENT_CERT")]
+    pub client_cert: Option<std::path::PathBuf>,
+
+    /// https: the client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_CLIENT_KEY")]
+    pub client_key: Option<std::path::PathBuf>,
+
+    /// Raw mode: the request method (default GET, or POST with a body, as curl)
+    #[arg(long, env = "LOCUSTA_METHOD", value_parser = parse_method)]
+    pub method: Option<crate::http::Method>,
+
+    /// Raw mode: the request body (Content-Length is set from it)
+    #[arg(
+        short = 'd',
+        long,
+        value_name = "STRING",
+        env = "LOCUSTA_DATA",
+        conflicts_with = "data_file"
+    )]
+    pub data: Option<String>,
+
+    /// Raw mode: the request body, read from FILE once at start
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_DATA_FILE")]
+    pub data_file: Option<String>,
+
+    /// Raw mode: a request header 'Name: value' (repeatable; a given Host replaces the default)
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+
+    /// Raw mode: requests written at once per connection before their responses are read (wrk's pipeline.lua)
+    #[arg(long, value_name = "N", env = "LOCUSTA_PIPELINE", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub pipeline: Option<u32>,
+
+    /// Raw mode: follow redirects (up to 10 hops; default: a 3xx is recorded as it is, like wrk)
+    #[arg(long, env = "LOCUSTA_FOLLOW_REDIRECTS")]
+    pub follow_redirects: bool,
+}
+
+fn parse_method(s: &str) -> Result<crate::http::Method, String> {
+    crate::http::Method::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = crate::http::Method::ALL
+            .iter()
+            .map(|m| m.as_str())
+            .collect();
+        format!("'{s}' is not a method ({})", all.join(", "))
+    })
+}
+
+/// `Name: value` as curl's -H. The name must be an RFC 9110 token and the
+/// value free of CR, LF and NUL: a header must not be able to end the head
+/// or add a line. Content-Length and Transfer-Encoding are refused: the
+/// body's framing is ours (pipelined responses depend on it).
+pub fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once(':').ok_or_else(|| {
+        format!(
+            "header '{}' has no ':' (give 'Name: value')",
+            s.escape_debug()
+        )
+    })?;
+    let name = name.trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!(
+            "header name '{}' is not a valid token",
+            name.escape_debug()
+        ));
+    }
+    if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(format!("header '{name}' has CR, LF or NUL in its value"));
+    }
+    if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+    {
+        return Err(format!(
+            "header '{name}' is set from the body (-d/--data-file); do not give it"
+        ));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
 }
 
 /// A duration above zero (a zero bound would interrupt everything).
@@ -407,6 +494,25 @@ mod tests {
             .map(OsString::from)
             .collect();
         assert_eq!(config_flag(&b).as_deref(), Some("y.conf"));
+    }
+
+    #[test]
+    fn headers_are_tokens_without_line_breaks() {
+        assert_eq!(
+            parse_header("X-A:  b c "),
+            Ok(("X-A".to_string(), "b c".to_string()))
+        );
+        assert_eq!(parse_header("Host:"), Ok(("Host".into(), String::new())));
+        // NUL cannot come through argv, but can through the environment.
+        for bad in [
+            "X-A: b\0",
+            "X-A: b\r\nEvil: 1",
+            "NoColon",
+            "Bad Name: x",
+            ": x",
+        ] {
+            assert!(parse_header(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

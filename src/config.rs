@@ -1,14 +1,14 @@
 //! A validated run: what the flags mean once checked together.
 //!
 //! `cli` parses text into flags; this module checks combinations (a URL or a
-//! host is needed, raw-mode URLs share one origin, `https://` is refused for
-//! now) and produces the [`RunConfig`] the front ends run. Every problem is a
+//! host is needed, raw-mode URLs share one origin, the TLS files load) and
+//! produces the [`RunConfig`] the front ends run. Every problem is a
 //! [`ConfigError`] shown to the user before anything starts (exit 2).
 
 use std::time::Duration;
 
 use crate::cli::{self, Cli, IoMode};
-use crate::engine::{ClassSpec, EngineConfig, Workload};
+use crate::engine::{ClassSpec, EngineConfig, RawOptions, Workload};
 use crate::http::{ClientConfig, Target};
 use crate::script::runtime::inspect;
 use crate::script::{ClassInfo, ScriptError, ScriptSource, TagFilter};
@@ -101,6 +101,16 @@ pub enum ConfigError {
     FullHistoryWithoutCsv,
     #[error("no user class has tasks left after --tags/--exclude-tags ({0})")]
     NoTasksLeft(String),
+    #[error("{0} only apply to raw mode (URLs, no -f); a script sets its requests itself")]
+    RawFlagsWithScript(String),
+    #[error("--pipeline {0} and --follow-redirects do not go together: a redirect's next hop cannot join a pipeline already written")]
+    PipelineWithRedirects(u32),
+    #[error("the request body ({body} bytes) times --pipeline {depth} is over {} MiB a batch", MAX_RAW_BODY >> 20)]
+    BatchTooLarge { body: usize, depth: u32 },
+    #[error("cannot read --data-file {path}: {reason}")]
+    DataFile { path: String, reason: String },
+    #[error("{0}")]
+    Tls(#[from] crate::http::tls::TlsConfigError),
     #[error("--source-ip {ip}: not usable as a local address on this machine ({reason})")]
     SourceIp {
         ip: std::net::IpAddr,
@@ -141,14 +151,21 @@ impl RunConfig {
             return Err(ConfigError::FullHistoryWithoutCsv);
         }
         let (workload, classes, script_classes, target_label) = match script {
-            Some(source) => script_workload(cli, source)?,
+            Some(source) => {
+                let raw_flags = raw_flags_given(cli);
+                if !raw_flags.is_empty() {
+                    return Err(ConfigError::RawFlagsWithScript(raw_flags.join(", ")));
+                }
+                script_workload(cli, source)?
+            }
             None => {
                 let targets = raw_targets(cli)?;
+                let options = raw_options(cli)?;
                 let label = targets
                     .first()
                     .map_or_else(|| "the master's host".to_string(), |t| t.origin.clone());
                 (
-                    Workload::Raw { targets },
+                    Workload::Raw { targets, options },
                     Workload::raw_classes(),
                     Vec::new(),
                     label,
@@ -174,6 +191,7 @@ impl RunConfig {
                 request_timeout: cli.timeout,
                 dns_ttl: cli.dns_ttl,
                 source_ips: source_ips(&cli.source_ip)?,
+                tls: tls_config(cli)?,
             },
             workload,
             classes,
@@ -314,6 +332,77 @@ fn script_workload(cli: &Cli, mut source: ScriptSource) -> Result<WorkloadParts,
     Ok((workload, classes, declared, format!("{label} with {path}")))
 }
 
+/// The raw-mode request flags set on this command line (with -f they are
+/// refused rather than silently ignored).
+fn raw_flags_given(cli: &Cli) -> Vec<&'static str> {
+    let given = [
+        ("--method", cli.method.is_some()),
+        ("-d/--data", cli.data.is_some()),
+        ("--data-file", cli.data_file.is_some()),
+        ("--header", !cli.headers.is_empty()),
+        ("--pipeline", cli.pipeline.is_some()),
+        ("--follow-redirects", cli.follow_redirects),
+    ];
+    given.iter().filter(|g| g.1).map(|g| g.0).collect()
+}
+
+/// Raw mode's request: `--method` (default GET, or POST when there is a
+/// body, as curl does), `--header`s, and the body of `-d` or `--data-file`.
+fn raw_options(cli: &Cli) -> Result<RawOptions, ConfigError> {
+    let body: Vec<u8> = match (&cli.data, &cli.data_file) {
+        (Some(d), _) => d.clone().into_bytes(),
+        (None, Some(path)) => read_body(path)?,
+        (None, None) => Vec::new(),
+    };
+    let pipeline = cli.pipeline.unwrap_or(1);
+    if pipeline > 1 && cli.follow_redirects {
+        return Err(ConfigError::PipelineWithRedirects(pipeline));
+    }
+    // Each shard holds one batch per URL: keep it a sane size.
+    if body.len().saturating_mul(pipeline as usize) > MAX_RAW_BODY {
+        return Err(ConfigError::BatchTooLarge {
+            body: body.len(),
+            depth: pipeline,
+        });
+    }
+    let has_body = cli.data.is_some() || cli.data_file.is_some();
+    let default_method = if has_body {
+        crate::http::Method::Post
+    } else {
+        crate::http::Method::Get
+    };
+    Ok(RawOptions {
+        method: cli.method.unwrap_or(default_method),
+        headers: cli.headers.clone(),
+        body: body.into(),
+        pipeline,
+        follow_redirects: cli.follow_redirects,
+    })
+}
+
+/// The largest raw-mode body, and batch of pipelined bodies: every shard
+/// keeps a serialized copy.
+const MAX_RAW_BODY: usize = 64 << 20;
+
+/// `--data-file`, read once, at most [`MAX_RAW_BODY`] (so `/dev/zero` or a
+/// huge file is refused rather than read until memory runs out).
+fn read_body(path: &str) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read;
+    let err = |reason: String| ConfigError::DataFile {
+        path: path.to_string(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut body = Vec::new();
+    file.take(MAX_RAW_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| err(e.to_string()))?;
+    if body.len() > MAX_RAW_BODY {
+        return Err(err(format!("larger than {} MiB", MAX_RAW_BODY >> 20)));
+    }
+    Ok(body)
+}
+
 /// Raw mode: the positional URLs (or paths on --host), one origin.
 fn raw_targets(cli: &Cli) -> Result<Vec<Target>, ConfigError> {
     let mut targets = Vec::new();
@@ -412,6 +501,21 @@ pub fn parse_duration_secs(s: &str) -> Result<Duration, String> {
         }
         _ => Err(bad()),
     }
+}
+
+/// The TLS flags' shared config; `None` when no flag was given (https then
+/// uses the system roots, built on first use).
+fn tls_config(cli: &Cli) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, ConfigError> {
+    let opts = crate::http::TlsOptions {
+        insecure: cli.insecure,
+        ca_cert: cli.ca_cert.clone(),
+        client_cert: cli.client_cert.clone(),
+        client_key: cli.client_key.clone(),
+    };
+    if opts.is_default() {
+        return Ok(None);
+    }
+    Ok(Some(opts.build()?))
 }
 
 #[cfg(test)]

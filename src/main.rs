@@ -87,7 +87,7 @@ fn main() -> ExitCode {
 /// Locust, nothing is checked): its requests fail as `dns: ...`.
 fn warn_unresolvable(cfg: &RunConfig) {
     let target = match &cfg.workload {
-        Workload::Raw { targets } => targets.first(),
+        Workload::Raw { targets, .. } => targets.first(),
         Workload::Script { default_host, .. } => default_host.as_ref(),
     };
     let Some(t) = target.filter(|t| t.addr.is_none()) else {

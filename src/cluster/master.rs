@@ -222,7 +222,7 @@ impl RunControl for MasterController {
 /// The host a `spawn` names: the master's `-H` (workers without one use it).
 fn spawn_host(workload: &Workload) -> Option<String> {
     match workload {
-        Workload::Raw { targets } => targets.first().map(|t| t.origin.clone()),
+        Workload::Raw { targets, .. } => targets.first().map(|t| t.origin.clone()),
         Workload::Script { default_host, .. } => default_host.as_ref().map(|t| t.origin.clone()),
     }
 }

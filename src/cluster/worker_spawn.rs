@@ -140,7 +140,7 @@ impl Worker<'_> {
         // The worker's own URLs win over the master's host (which then
         // need not even be a URL).
         let own_urls =
-            matches!(&self.cfg.workload, Workload::Raw { targets } if !targets.is_empty());
+            matches!(&self.cfg.workload, Workload::Raw { targets, .. } if !targets.is_empty());
         let host = if own_urls {
             None
         } else {
@@ -194,10 +194,13 @@ pub(super) fn workload_with_host(
         .transpose()
         .with_context(|| format!("the master's host {host:?} is not a URL"))?;
     Ok(match (workload.clone(), parsed) {
-        (Workload::Raw { targets }, Some(t)) if targets.is_empty() => {
-            Workload::Raw { targets: vec![t] }
-        }
-        (Workload::Raw { targets }, _) if targets.is_empty() => {
+        // The worker's own raw-mode request flags (--method, --header, …)
+        // stay: Locust's protocol carries only the host.
+        (Workload::Raw { targets, options }, Some(t)) if targets.is_empty() => Workload::Raw {
+            targets: vec![t],
+            options,
+        },
+        (Workload::Raw { targets, .. }, _) if targets.is_empty() => {
             anyhow::bail!("no URL to load: give this worker a URL or -H, or give the master -H")
         }
         (
@@ -214,4 +217,34 @@ pub(super) fn workload_with_host(
         },
         (w, _) => w,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::RawOptions;
+    use crate::http::Method;
+
+    #[test]
+    fn the_masters_host_keeps_the_workers_request_flags() {
+        let own = Workload::Raw {
+            targets: Vec::new(),
+            options: RawOptions {
+                method: Method::Put,
+                headers: vec![("X-A".into(), "1".into())],
+                pipeline: 4,
+                ..RawOptions::default()
+            },
+        };
+        let Workload::Raw { targets, options } =
+            workload_with_host(&own, Some("http://127.0.0.1:8089/x")).unwrap()
+        else {
+            panic!("not raw");
+        };
+        assert_eq!(targets[0].origin, "http://127.0.0.1:8089");
+        assert_eq!(
+            (options.method, options.pipeline, options.headers.len()),
+            (Method::Put, 4, 1)
+        );
+    }
 }

@@ -8,7 +8,10 @@
 
 mod control;
 mod dispatch;
+mod follow;
+mod pipelined;
 mod population;
+mod raw;
 mod shard;
 mod user;
 
@@ -26,6 +29,7 @@ pub use control::format_class_counts;
 use control::{Control, ControlCmd};
 pub use dispatch::{per_shard, ClassSpec, Dispatcher};
 pub use population::ON_STOP_LIMIT;
+pub use raw::RawOptions;
 pub use shard::build_uring_runtime;
 use shard::{spawn_shard, ShardSpec};
 pub use user::{yield_now, ConnectBackoff, Killable, StopSignal};
@@ -143,8 +147,12 @@ pub trait RunControl: Send + Sync {
 // Built once per run and cloned per shard: its size does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum Workload {
-    /// Raw mode: each user GETs these URLs (one origin) in turn.
-    Raw { targets: Vec<Target> },
+    /// Raw mode: each user requests these URLs (one origin) in turn, as
+    /// `options` say (method, headers, body, pipelining, redirects).
+    Raw {
+        targets: Vec<Target>,
+        options: RawOptions,
+    },
     /// Lua user classes; relative paths go to `default_host` unless a
     /// class names its own host.
     Script {
@@ -205,7 +213,8 @@ pub struct Controller {
 impl Controller {
     /// Start the shards (idle, no users) and the control thread.
     pub fn launch(cfg: EngineConfig) -> Result<Controller, EngineError> {
-        let no_targets = matches!(&cfg.workload, Workload::Raw { targets } if targets.is_empty());
+        let no_targets =
+            matches!(&cfg.workload, Workload::Raw { targets, .. } if targets.is_empty());
         if no_targets || cfg.classes.is_empty() {
             return Err(EngineError::NothingToRun);
         }

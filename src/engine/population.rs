@@ -17,6 +17,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::follow::run_following_user;
+use super::pipelined::run_pipelined_user;
 use super::user::{run_raw_user, RawPlan, StopSignal};
 use crate::script::runtime::ShardScript;
 use crate::stats::ShardStats;
@@ -36,6 +38,13 @@ impl ShardWorkload {
         first: usize,
     ) -> Pin<Box<dyn Future<Output = ()>>> {
         match self {
+            // Each loop pays only for what its flags ask.
+            ShardWorkload::Raw(plan) if plan.options.follow_redirects => {
+                Box::pin(run_following_user(plan.clone(), stats.clone(), stop, first))
+            }
+            ShardWorkload::Raw(plan) if plan.options.pipeline > 1 => {
+                Box::pin(run_pipelined_user(plan.clone(), stats.clone(), stop, first))
+            }
             ShardWorkload::Raw(plan) => {
                 Box::pin(run_raw_user(plan.clone(), stats.clone(), stop, first))
             }

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::population::{Population, ShardWorkload};
-use super::user::{RawPlan, RawRequest};
+use super::raw::build_plan;
 use super::{pin_to_cpu, IoDriver, Workload};
 use crate::cli::IoMode;
-use crate::http::{write_request, ClientConfig, Method, Target};
+use crate::http::ClientConfig;
 use crate::script::runtime::{ShardContext, ShardScript};
 use crate::stats::{ShardStats, StatsDelta};
 
@@ -138,33 +138,15 @@ pub(crate) fn spawn_shard(
         })
 }
 
-fn build_plan(targets: &[Target], client: ClientConfig, stats: &mut ShardStats) -> RawPlan {
-    let requests = targets
-        .iter()
-        .map(|t| {
-            let mut bytes = Vec::with_capacity(256);
-            write_request(&mut bytes, Method::Get, &t.path, &t.host_header, &[], &[]);
-            RawRequest {
-                bytes: Rc::new(bytes),
-                entry: stats.entry(Method::Get, &t.path),
-            }
-        })
-        .collect();
-    RawPlan {
-        endpoint: targets[0].endpoint(),
-        client,
-        requests,
-    }
-}
-
 /// Build this shard's workload (a Lua state per shard for scripts).
 fn build_workload(
     spec: &ShardSpec,
     stats: &Rc<RefCell<ShardStats>>,
 ) -> Result<ShardWorkload, String> {
     match &spec.workload {
-        Workload::Raw { targets } => Ok(ShardWorkload::Raw(Rc::new(build_plan(
+        Workload::Raw { targets, options } => Ok(ShardWorkload::Raw(Rc::new(build_plan(
             targets,
+            options,
             spec.client.clone(),
             &mut stats.borrow_mut(),
         )))),

@@ -1,8 +1,11 @@
 //! Simulated users on a shard, and how they are told to stop.
 //!
 //! A user is a task on its shard's runtime. Raw mode (no script) is a Rust
-//! loop: GET the plan's URLs in turn, no think time, one keep-alive
-//! connection per user (like a browser session). Scripted users arrive with
+//! loop: request the plan's URLs in turn (the raw-mode flags' method,
+//! headers and body, see `raw`), no think time, one keep-alive connection
+//! per user (like a browser session); `--pipeline` and `--follow-redirects`
+//! have loops of their own (`pipelined`, `follow`) so this one stays as
+//! cheap as it was. Scripted users arrive with
 //! the Lua issue and plug in beside [`run_raw_user`]. This module owns the
 //! per-request hot path: send, time, record. It does not own spawning (see
 //! `shard`) or the numbers' meaning (see `stats`).
@@ -14,20 +17,28 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::http::{ClientConfig, Connection, DiscardBody, HttpError, Method, ResponseInfo};
+use crate::http::{ClientConfig, Connection, DiscardBody, HttpError, ResponseInfo};
 use crate::stats::{EntryId, Failure, ShardStats};
 
 /// One raw-mode request, serialized once per shard and shared by its users.
 pub struct RawRequest {
     pub bytes: Rc<Vec<u8>>,
     pub entry: EntryId,
+    /// The absolute URL, the base a redirect's `Location` resolves against.
+    pub url: Rc<str>,
 }
 
 /// What raw-mode users on one shard do.
 pub struct RawPlan {
     pub endpoint: crate::http::Endpoint,
     pub client: ClientConfig,
+    /// One per URL, in the order given.
     pub requests: Vec<RawRequest>,
+    /// The flags the requests were built from (method, headers, body,
+    /// pipeline depth, redirects).
+    pub options: super::RawOptions,
+    /// With `--pipeline N > 1`: `batches[i]` is N requests from URL `i` on.
+    pub batches: Vec<Rc<Vec<u8>>>,
 }
 
 /// Stop request for one user, in three steps: graceful (finish the current
@@ -177,7 +188,7 @@ pub async fn run_raw_user(
         let req = &plan.requests[i];
         let connects_before = (conn.is_connected(), conn.connects());
         let result = conn
-            .send_since(started, &req.bytes, Method::Get, &mut DiscardBody)
+            .send_since(started, &req.bytes, plan.options.method, &mut DiscardBody)
             .await;
         let ended = Instant::now();
         let micros = ended.duration_since(started).as_micros() as u64;
@@ -247,7 +258,7 @@ impl ConnectBackoff {
 }
 
 /// Count one request's outcome; true when it failed.
-fn record(
+pub(super) fn record(
     stats: &mut ShardStats,
     entry: EntryId,
     micros: u64,

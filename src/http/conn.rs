@@ -21,6 +21,11 @@
 //! one, and only when its method is idempotent: a POST the server may have
 //! processed is a failure, never a silent second send.
 //!
+//! `https://` endpoints speak TLS over the same calls: the handshake runs
+//! right after the TCP connect, inside the same connect timeout and request
+//! deadline, so its time is part of the first request's time on a
+//! connection (see [`super::stream`] and [`super::tls`]).
+//!
 //! Needs a runtime built with `enable_timer()`.
 
 use std::future::{poll_fn, Future};
@@ -36,7 +41,9 @@ use monoio::net::TcpStream;
 use monoio::time::Sleep;
 
 use super::reader::{ReadCursor, Step};
-use super::{dial, Endpoint, HttpError, Method, Millis, ResponseParser, ResponseSink};
+use super::stream::{handshake, Stream};
+use super::tls::TlsKind;
+use super::{dial, Endpoint, HttpError, Method, Millis, ResponseParser, ResponseSink, Scheme};
 
 /// The read buffer's size, and so the largest response head we accept.
 const READ_BUF: usize = 64 * 1024;
@@ -45,8 +52,8 @@ const READ_BUF: usize = 64 * 1024;
 /// `Copy`: settings that own data, such as TLS, are shared by `Arc`).
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// Bound on establishing the TCP connection alone (and, apart, on the
-    /// name lookup before it).
+    /// Bound on establishing the connection: the name lookup (apart), then
+    /// TCP connect + TLS handshake.
     pub connect_timeout: Duration,
     /// Bound on the whole request: connect + write + read of the response.
     pub request_timeout: Duration,
@@ -56,6 +63,9 @@ pub struct ClientConfig {
     /// `--source-ip`: local addresses new connections bind to, in turn
     /// (empty: the kernel chooses).
     pub source_ips: Arc<[IpAddr]>,
+    /// The TLS flags' config, shared by every connection (and so is its
+    /// session store); `None`: system roots, built on first https use.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -66,6 +76,7 @@ impl Default for ClientConfig {
             request_timeout: Duration::from_secs(60),
             dns_ttl: Duration::from_secs(30),
             source_ips: Arc::from([]),
+            tls: None,
         }
     }
 }
@@ -79,20 +90,20 @@ pub struct ResponseInfo {
 
 /// A lazily connected, keep-alive connection to one address.
 pub struct Connection {
-    endpoint: Endpoint,
-    cfg: ClientConfig,
+    pub(super) endpoint: Endpoint,
+    pub(super) cfg: ClientConfig,
     /// `Some` while the connection may carry the next request.
-    stream: Option<TcpStream>,
+    pub(super) stream: Option<Stream>,
     /// The connection's own request buffer, for `request_buf`/`send_buffered`.
     write_buf: Option<Vec<u8>>,
-    parser: ResponseParser,
+    pub(super) parser: ResponseParser,
     /// Cancels the in-flight op on timeout; replaced after each use.
-    canceller: Canceller,
+    pub(super) canceller: Canceller,
     /// The request deadline, kept from request to request and reset: a
     /// later deadline only updates the timer entry in place (no timer-wheel
     /// work), and boxed it keeps 640 bytes out of every request's future.
     /// Between requests it may fire once, waking its last task spuriously.
-    deadline: Option<Pin<Box<Sleep>>>,
+    pub(super) deadline: Option<Pin<Box<Sleep>>>,
     connects: u64,
 }
 
@@ -199,7 +210,7 @@ impl Connection {
         self.stream.is_some()
     }
 
-    /// How many TCP connects this Connection made.
+    /// How many connections (TCP connect, and handshake for TLS) this made.
     pub fn connects(&self) -> u64 {
         self.connects
     }
@@ -240,7 +251,7 @@ impl Connection {
     ) -> (B, Result<ResponseInfo, HttpError>) {
         let mut retried = false;
         loop {
-            if self.stream.as_ref().is_some_and(|s| !idle_and_open(s)) {
+            if self.stream.as_mut().is_some_and(|s| !idle_and_open(s)) {
                 self.stream = None;
                 log::debug!(
                     "connection to {} closed: closed by the server, or bytes no request asked for",
@@ -292,28 +303,88 @@ impl Connection {
     }
 
     /// Connect (`dial`: lookup, TCP, socket options; each step bounded by
-    /// `connect_timeout`), bounded by the request deadline too.
+    /// `connect_timeout`; for https the handshake within what is left of
+    /// it), bounded by the request deadline too.
     /// `timed_out` is the error to give when the request deadline passes.
-    async fn connect(
+    pub(super) async fn connect(
         &mut self,
         mut deadline: Pin<&mut Sleep>,
         timed_out: HttpError,
-    ) -> Result<TcpStream, HttpError> {
-        let connect = dial::connect(&self.endpoint, &self.cfg);
-        let mut connect = pin!(connect);
-        let outcome = poll_fn(|cx| {
-            if let Poll::Ready(r) = connect.as_mut().poll(cx) {
-                return Poll::Ready(Some(r));
+    ) -> Result<Stream, HttpError> {
+        let began = Instant::now();
+        let stream = {
+            let mut connect = pin!(dial::connect(&self.endpoint, &self.cfg));
+            let outcome = poll_fn(|cx| {
+                if let Poll::Ready(r) = connect.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                deadline.as_mut().poll(cx).map(|()| None)
+            })
+            .await;
+            match outcome {
+                None => return Err(timed_out),
+                Some(result) => result?,
             }
-            deadline.as_mut().poll(cx).map(|()| None)
-        })
-        .await;
-        let stream = match outcome {
-            None => return Err(timed_out),
-            Some(result) => result?,
+        };
+        let stream = match self.endpoint.scheme {
+            Scheme::Http => Stream::Plain(stream),
+            Scheme::Https => {
+                let left = self.cfg.connect_timeout.saturating_sub(began.elapsed());
+                self.handshake(stream, left, deadline, timed_out).await?
+            }
         };
         self.connects += 1;
         Ok(stream)
+    }
+
+    /// The TLS handshake on a fresh TCP stream, bounded by what is `left` of
+    /// the connect timeout and by the request deadline; on either, the
+    /// in-flight op is cancelled and waited for, as for reads and writes.
+    async fn handshake(
+        &mut self,
+        tcp: TcpStream,
+        left: Duration,
+        mut deadline: Pin<&mut Sleep>,
+        timed_out: HttpError,
+    ) -> Result<Stream, HttpError> {
+        let config = self
+            .cfg
+            .tls
+            .clone()
+            .unwrap_or_else(super::tls::default_config);
+        let Connection {
+            endpoint,
+            canceller,
+            cfg,
+            ..
+        } = self;
+        let mut hs = pin!(handshake(tcp, endpoint, config, canceller.handle()));
+        let mut limit = pin!(monoio::time::sleep(left));
+        let mut fired = None;
+        let outcome = poll_fn(|cx| {
+            if let Poll::Ready(r) = hs.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            if fired.is_none() {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    fired = Some(timed_out);
+                } else if limit.as_mut().poll(cx).is_ready() {
+                    fired = Some(HttpError::Tls(TlsKind::HandshakeTimeout(
+                        Millis::from_duration(cfg.connect_timeout),
+                    )));
+                }
+                if fired.is_some() {
+                    *canceller = std::mem::take(canceller).cancel();
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match (fired, outcome) {
+            (Some(e), _) => Err(e),
+            (None, Ok(tls)) => Ok(Stream::Tls(Box::new(tls))),
+            (None, Err(e)) => Err(e),
+        }
     }
 
     /// Write the request and read one response on the current stream.
@@ -369,7 +440,14 @@ impl Connection {
             match n {
                 _ if timed_out => break Err(timeout),
                 Err(e) => break Err(HttpError::from_io(&e)),
-                Ok(0) => break parser.eof(sink).map(|()| false),
+                // A close-delimited body ended by a TCP FIN with no TLS
+                // close_notify may be truncated: say so.
+                Ok(0) => match parser.eof(sink) {
+                    Ok(()) if stream.unclean_eof() => {
+                        break Err(HttpError::Tls(TlsKind::NoCloseNotify))
+                    }
+                    r => break r.map(|()| false),
+                },
                 Ok(_) => got_bytes = true,
             }
             match cursor.advance(parser, &mut buf, sink) {
@@ -402,8 +480,12 @@ impl Connection {
 /// means the connection is not in step. One non-blocking syscall, the check
 /// curl makes before reuse; it works alike on io_uring and epoll because
 /// it bypasses the driver.
-fn idle_and_open(stream: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
+/// For TLS a waiting record (a close_notify, a ticket) also counts as not
+/// idle: the connection is dropped and a new one (resumed) made.
+pub(super) fn idle_and_open(stream: &mut Stream) -> bool {
+    if stream.has_buffered() {
+        return false;
+    }
     let mut byte = 0u8;
     // SAFETY: a valid socket fd and a 1-byte buffer we own; MSG_PEEK leaves
     // the data in place and MSG_DONTWAIT never blocks.
@@ -426,7 +508,7 @@ fn idle_and_open(stream: &TcpStream) -> bool {
 /// one thread), so memory follows the requests in flight, not the users:
 /// 10,000 users in think time hold no read buffer at all. A buffer lost to
 /// a dropped `send` is simply not returned.
-struct ReadBufs;
+pub(super) struct ReadBufs;
 
 /// Enough for every request in flight on a busy shard; more are freed.
 const POOL_MAX: usize = 4096;
@@ -436,13 +518,13 @@ thread_local! {
 }
 
 impl ReadBufs {
-    fn take() -> Vec<u8> {
+    pub(super) fn take() -> Vec<u8> {
         READ_BUF_POOL
             .with(|p| p.borrow_mut().pop())
             .unwrap_or_else(|| Vec::with_capacity(READ_BUF))
     }
 
-    fn give_back(mut buf: Vec<u8>) {
+    pub(super) fn give_back(mut buf: Vec<u8>) {
         buf.clear();
         READ_BUF_POOL.with(|p| {
             let mut pool = p.borrow_mut();
@@ -458,7 +540,7 @@ impl ReadBufs {
 /// its buffer back. Returns the op's output and whether the deadline passed.
 /// Not an `async fn`: the op stays pinned in the caller's future instead of
 /// being moved into (and so stored twice in) this one.
-fn bounded<'a, T>(
+pub(super) fn bounded<'a, T>(
     mut op: Pin<&'a mut impl Future<Output = T>>,
     mut deadline: Pin<&'a mut Sleep>,
     canceller: &'a mut Canceller,

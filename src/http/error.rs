@@ -48,6 +48,9 @@ pub enum HttpError {
     TooManyOpenFiles,
     #[error("network unreachable")]
     NetworkUnreachable,
+    /// A TLS problem (handshake, certificate, alert), by its stable name.
+    #[error("tls: {0}")]
+    Tls(super::tls::TlsKind),
     /// Any other I/O error, by its kind (never a panic, never dropped).
     #[error("i/o error: {0:?}")]
     Io(std::io::ErrorKind),
@@ -61,6 +64,12 @@ impl HttpError {
     /// Map an I/O error from connect/read/write to its stable kind.
     pub fn from_io(e: &std::io::Error) -> Self {
         use std::io::ErrorKind as K;
+        if let Some(t) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<super::tls::TlsFailure>())
+        {
+            return HttpError::Tls(t.0);
+        }
         match e.raw_os_error() {
             Some(libc::EMFILE) | Some(libc::ENFILE) => return HttpError::TooManyOpenFiles,
             Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) => {

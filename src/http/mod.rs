@@ -6,11 +6,15 @@
 //! serialization into a reusable buffer ([`write_request`]), a sans-I/O
 //! response parser ([`ResponseParser`]: httparse heads, Content-Length,
 //! chunked, close-delimited, keep-alive rules), one keep-alive connection
-//! on monoio with connect and whole-request timeouts ([`Connection`]) and
-//! the redirect rules ([`redirect`], pure; callers follow the hops).
+//! on monoio with connect and whole-request timeouts ([`Connection`]),
+//! pipelining on it ([`pipeline`]: N requests written at once, N responses
+//! read in order) and the redirect rules ([`redirect`], pure; callers
+//! follow the hops).
 //!
-//! It does not own: TLS (`https://` is refused with a clear message until a
-//! later release), statistics (callers time requests and record
+//! TLS for `https://` is rustls over the same connection ([`tls`] for the
+//! settings and failure names, [`stream`] for the stream).
+//!
+//! It does not own: statistics (callers time requests and record
 //! [`HttpError`]s), cookies or compression (bodies are handed to a
 //! [`ResponseSink`] exactly as they arrive, de-chunked).
 
@@ -20,9 +24,12 @@ pub mod dns;
 pub mod error;
 pub mod method;
 pub mod parse;
+pub mod pipeline;
 pub mod reader;
 pub mod redirect;
 pub mod request;
+pub mod stream;
+pub mod tls;
 pub mod url;
 
 pub use conn::{ClientConfig, Connection, ResponseInfo};
@@ -31,4 +38,6 @@ pub use method::Method;
 pub use parse::{DiscardBody, ResponseParser, ResponseSink};
 pub use reader::{ReadCursor, Step};
 pub use request::write_request;
+pub use stream::Stream;
+pub use tls::{TlsKind, TlsOptions};
 pub use url::{Endpoint, Scheme, Target, UrlError};

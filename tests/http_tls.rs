@@ -111,6 +111,9 @@ async fn trusted_ca_serves_requests_on_one_connection() {
     }
     assert_eq!(conn.connects(), 1);
     assert_eq!(server.full(), 1);
+    // X25519 is the key share offered, so no server has to ask again
+    // (HelloRetryRequest) or fall back to slow P-384 arithmetic.
+    assert_eq!(server.handshakes(), vec!["Some(X25519) Some(Full)"]);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 50);
     assert!(reqs[0].starts_with("GET /hello HTTP/1.1"), "{}", reqs[0]);

@@ -113,6 +113,8 @@ pub struct Counts {
     pub requests: Mutex<Vec<String>>,
     /// Server-side handshake errors, by rustls' text.
     pub errors: Mutex<Vec<String>>,
+    /// Per handshake: the key exchange group and the handshake kind.
+    pub handshakes: Mutex<Vec<String>>,
 }
 
 pub struct TlsServer {
@@ -188,6 +190,10 @@ impl TlsServer {
         self.counts.requests.lock().unwrap().clone()
     }
 
+    pub fn handshakes(&self) -> Vec<String> {
+        self.counts.handshakes.lock().unwrap().clone()
+    }
+
     pub fn errors(&self) -> Vec<String> {
         self.counts.errors.lock().unwrap().clone()
     }
@@ -261,6 +267,11 @@ fn serve(
             }
         }
     }
+    counts.handshakes.lock().unwrap().push(format!(
+        "{:?} {:?}",
+        tls.negotiated_key_exchange_group().map(|g| g.name()),
+        tls.handshake_kind()
+    ));
     match tls.handshake_kind() {
         Some(HandshakeKind::Resumed) => counts.resumed.fetch_add(1, Ordering::Relaxed),
         _ => counts.full.fetch_add(1, Ordering::Relaxed),

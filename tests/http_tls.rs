@@ -37,6 +37,7 @@ on_both_drivers!(
     plain_http_on_the_tls_port_is_named,
     silent_server_times_out_the_handshake,
     reconnects_resume_the_session,
+    many_users_reconnecting_at_once_all_resume,
     truncated_close_delimited_body_is_named,
 );
 
@@ -320,6 +321,43 @@ async fn reconnects_resume_the_session() {
     assert_eq!(conn.connects(), 10);
     assert_eq!(server.full(), 1, "resumed: {}", server.resumed());
     assert_eq!(server.resumed(), 10);
+}
+
+/// 40 reconnects one after another bank a ticket each (the server sends
+/// two per handshake); then 32 users reconnecting at once all find one.
+/// rustls' default store keeps 8 tickets per server: 24 of them would pay a
+/// full handshake.
+async fn many_users_reconnecting_at_once_all_resume() {
+    let ca = Ca::new("test CA");
+    let server = TlsServer::start(
+        &ca.server(&["localhost"]),
+        None,
+        Behaviour::Serve(Box::new(|_| {
+            Reply::BytesThenClose(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_vec(),
+            )
+        })),
+    );
+    let tls = trusting(&ca, None);
+    let target = Target::parse(&server.url("localhost", "/")).unwrap();
+    let mut warm = Connection::to(target.endpoint(), cfg(Some(tls.clone())));
+    for _ in 0..40 {
+        assert_eq!(get(&mut warm, &target).await, Ok((200, 2)));
+    }
+    let users: Vec<_> = (0..32)
+        .map(|_| {
+            let (target, cfg) = (target.clone(), cfg(Some(tls.clone())));
+            monoio::spawn(async move {
+                let mut conn = Connection::to(target.endpoint(), cfg);
+                get(&mut conn, &target).await
+            })
+        })
+        .collect();
+    for user in users {
+        assert_eq!(user.await, Ok((200, 2)));
+    }
+    assert_eq!(server.full(), 1, "resumed: {}", server.resumed());
+    assert_eq!(server.resumed(), 39 + 32);
 }
 
 async fn truncated_close_delimited_body_is_named() {

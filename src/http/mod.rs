@@ -22,6 +22,7 @@ pub mod reader;
 pub mod request;
 pub mod stream;
 pub mod tls;
+pub mod tls_sessions;
 pub mod url;
 
 pub use conn::{ClientConfig, Connection, ResponseInfo};

@@ -2,9 +2,9 @@
 //! mapping of every TLS problem to a stable [`HttpError`] name.
 //!
 //! The config is built once from the flags and shared by every connection of
-//! the process (`Arc`), so rustls' in-memory session store is shared too and a
-//! reconnect resumes its session (TLS 1.3 tickets, TLS 1.2 tickets and IDs)
-//! instead of paying a full handshake. Ring provider, TLS 1.2 and 1.3, ALPN
+//! the process (`Arc`), so its session store ([`super::tls_sessions`]) is
+//! shared too and a reconnect resumes its session (TLS 1.3 tickets, TLS 1.2
+//! tickets and IDs) instead of paying a full handshake. Ring provider, TLS 1.2 and 1.3, ALPN
 //! `http/1.1`.
 //!
 //! Roots: the system's trust store through rustls-native-certs
@@ -97,6 +97,9 @@ impl TlsOptions {
             _ => return Err(TlsConfigError::ClientPair),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = rustls::client::Resumption::store(Arc::new(
+            super::tls_sessions::SessionStore::default(),
+        ));
         Ok(Arc::new(config))
     }
 }

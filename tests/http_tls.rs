@@ -39,6 +39,7 @@ on_both_drivers!(
     reconnects_resume_the_session,
     many_users_reconnecting_at_once_all_resume,
     truncated_close_delimited_body_is_named,
+    garbage_after_the_handshake_is_a_protocol_error,
 );
 
 /// A directory of its own per call: tests run in parallel threads.
@@ -358,6 +359,22 @@ async fn many_users_reconnecting_at_once_all_resume() {
     }
     assert_eq!(server.full(), 1, "resumed: {}", server.resumed());
     assert_eq!(server.resumed(), 39 + 32);
+}
+
+/// Plain bytes where a TLS record should be, once the session is up: a
+/// corrupt stream, not "not a TLS server".
+async fn garbage_after_the_handshake_is_a_protocol_error() {
+    let ca = Ca::new("test CA");
+    let server = TlsServer::start(
+        &ca.server(&["localhost"]),
+        None,
+        Behaviour::RawAfterRequest(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    );
+    let err = get_once(&server, "localhost", cfg(Some(trusting(&ca, None))))
+        .await
+        .unwrap_err();
+    assert_eq!(err, HttpError::Tls(TlsKind::Protocol("InvalidMessage")));
+    assert_eq!(err.to_string(), "tls: protocol error (InvalidMessage)");
 }
 
 async fn truncated_close_delimited_body_is_named() {

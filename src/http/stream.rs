@@ -101,7 +101,7 @@ pub async fn handshake(
     let name = server_name(&endpoint.host)?;
     let client_auth = config.client_auth_cert_resolver.has_certs();
     let tls = rustls::ClientConnection::new(config, name)
-        .map_err(|e| HttpError::Tls(classify(&e, client_auth)))?;
+        .map_err(|e| HttpError::Tls(classify(&e, client_auth, true)))?;
     let mut s = TlsStream {
         tcp,
         tls,
@@ -177,7 +177,11 @@ impl TlsStream {
     fn process(&mut self) -> io::Result<()> {
         match self.tls.process_new_packets() {
             Ok(_) => Ok(()),
-            Err(e) => Err(TlsFailure::io(classify(&e, self.client_auth))),
+            Err(e) => Err(TlsFailure::io(classify(
+                &e,
+                self.client_auth,
+                self.tls.is_handshaking(),
+            ))),
         }
     }
 

@@ -323,8 +323,10 @@ impl TlsFailure {
 }
 
 /// The stable kind of a rustls error. `client_auth`: we sent a certificate,
-/// so a certificate alert from the server is about ours.
-pub fn classify(e: &rustls::Error, client_auth: bool) -> TlsKind {
+/// so a certificate alert from the server is about ours. `handshaking`: a
+/// record that is not TLS at all then means the peer does not speak TLS;
+/// later it is a corrupt stream.
+pub fn classify(e: &rustls::Error, client_auth: bool, handshaking: bool) -> TlsKind {
     use rustls::Error as E;
     match e {
         E::InvalidCertificate(c) => match c {
@@ -365,11 +367,13 @@ pub fn classify(e: &rustls::Error, client_auth: bool) -> TlsKind {
         }
         // A plain-HTTP answer ("HTTP/1.1 400 ...") starts with 'H' = 0x48,
         // no TLS content type: rustls sees an invalid record header.
-        E::InvalidMessage(_) => TlsKind::NotTls,
+        E::InvalidMessage(_) if handshaking => TlsKind::NotTls,
+        E::InvalidMessage(_) => TlsKind::Protocol("InvalidMessage"),
         E::PeerIncompatible(_) => TlsKind::Protocol("PeerIncompatible"),
         E::PeerMisbehaved(_) => TlsKind::Protocol("PeerMisbehaved"),
         E::DecryptError => TlsKind::Protocol("DecryptError"),
-        E::PeerSentOversizedRecord => TlsKind::NotTls,
+        E::PeerSentOversizedRecord if handshaking => TlsKind::NotTls,
+        E::PeerSentOversizedRecord => TlsKind::Protocol("PeerSentOversizedRecord"),
         E::NoCertificatesPresented => TlsKind::BadCertificate("NoCertificatesPresented"),
         E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
             TlsKind::Protocol("UnexpectedMessage")

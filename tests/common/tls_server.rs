@@ -103,6 +103,9 @@ pub enum Behaviour {
     /// TLS, then answer the first request with these bytes and close the
     /// TCP connection WITHOUT a close_notify (a truncation, as a crash).
     NoCloseNotify(&'static [u8]),
+    /// TLS, then answer the first request with these bytes written raw on
+    /// the TCP socket (not in a TLS record), then close.
+    RawAfterRequest(&'static [u8]),
 }
 
 #[derive(Default)]
@@ -229,7 +232,7 @@ fn serve(
         .unwrap();
     let handler = match behaviour {
         Behaviour::Serve(h) => Some(h),
-        Behaviour::NoCloseNotify(_) => None,
+        Behaviour::NoCloseNotify(_) | Behaviour::RawAfterRequest(_) => None,
         Behaviour::CloseMidHandshake => {
             read_some(&mut sock);
             return;
@@ -314,11 +317,17 @@ fn serve(
         let path = head.split(' ').nth(1).unwrap_or("").to_string();
         counts.requests.lock().unwrap().push(head);
         let Some(handler) = handler else {
-            if let Behaviour::NoCloseNotify(bytes) = behaviour {
-                let _ = stream.write_all(bytes);
-                let _ = stream.flush();
-                let _ = stream.sock.shutdown(std::net::Shutdown::Both);
+            match behaviour {
+                Behaviour::NoCloseNotify(bytes) => {
+                    let _ = stream.write_all(bytes);
+                    let _ = stream.flush();
+                }
+                Behaviour::RawAfterRequest(bytes) => {
+                    let _ = stream.sock.write_all(bytes);
+                }
+                _ => {}
             }
+            let _ = stream.sock.shutdown(std::net::Shutdown::Both);
             return;
         };
         match handler(&path) {

@@ -106,7 +106,7 @@ def tls_servers(tls_port, close_port, workdir):
     body = ('"locusta compare target: a fixed 200-byte body served from memory by one nginx worker, '
             'so that what the benchmark measures is the load generator\'s CPU per request. '
             '0123456789abcdefghijklmnopqrstuvwxyz\\n"')
-    blocks = [f"""    log_format tlsinfo '$server_port $ssl_protocol $ssl_cipher $ssl_session_reused $connection';"""]
+    blocks = [f"""    log_format tlsinfo '$server_port $ssl_protocol $ssl_cipher/$ssl_curve $ssl_session_reused $connection';"""]
     for port, extra in ((tls_port, ""), (close_port, "keepalive_requests 1;")):
         blocks.append(f"""    server {{
         listen 127.0.0.1:{port} ssl backlog=4096;

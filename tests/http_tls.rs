@@ -37,7 +37,9 @@ on_both_drivers!(
     plain_http_on_the_tls_port_is_named,
     silent_server_times_out_the_handshake,
     reconnects_resume_the_session,
+    many_users_reconnecting_at_once_all_resume,
     truncated_close_delimited_body_is_named,
+    garbage_after_the_handshake_is_a_protocol_error,
 );
 
 /// A directory of its own per call: tests run in parallel threads.
@@ -112,6 +114,9 @@ async fn trusted_ca_serves_requests_on_one_connection() {
     }
     assert_eq!(conn.connects(), 1);
     assert_eq!(server.full(), 1);
+    // X25519 is the key share offered, so no server has to ask again
+    // (HelloRetryRequest) or fall back to slow P-384 arithmetic.
+    assert_eq!(server.handshakes(), vec!["Some(X25519) Some(Full)"]);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 50);
     assert!(reqs[0].starts_with("GET /hello HTTP/1.1"), "{}", reqs[0]);
@@ -320,6 +325,59 @@ async fn reconnects_resume_the_session() {
     assert_eq!(conn.connects(), 10);
     assert_eq!(server.full(), 1, "resumed: {}", server.resumed());
     assert_eq!(server.resumed(), 10);
+}
+
+/// 40 reconnects one after another bank a ticket each (the server sends
+/// two per handshake); then 32 users reconnecting at once all find one.
+/// rustls' default store keeps 8 tickets per server: 24 of them would pay a
+/// full handshake.
+async fn many_users_reconnecting_at_once_all_resume() {
+    let ca = Ca::new("test CA");
+    let server = TlsServer::start(
+        &ca.server(&["localhost"]),
+        None,
+        Behaviour::Serve(Box::new(|_| {
+            Reply::BytesThenClose(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_vec(),
+            )
+        })),
+    );
+    let tls = trusting(&ca, None);
+    let target = Target::parse(&server.url("localhost", "/")).unwrap();
+    let mut warm = Connection::to(target.endpoint(), cfg(Some(tls.clone())));
+    for _ in 0..40 {
+        assert_eq!(get(&mut warm, &target).await, Ok((200, 2)));
+    }
+    let users: Vec<_> = (0..32)
+        .map(|_| {
+            let (target, cfg) = (target.clone(), cfg(Some(tls.clone())));
+            monoio::spawn(async move {
+                let mut conn = Connection::to(target.endpoint(), cfg);
+                get(&mut conn, &target).await
+            })
+        })
+        .collect();
+    for user in users {
+        assert_eq!(user.await, Ok((200, 2)));
+    }
+    assert_eq!(server.full(), 1, "resumed: {}", server.resumed());
+    assert_eq!(server.resumed(), 39 + 32);
+}
+
+/// Plain bytes where a TLS record should be, once the session is up: a
+/// corrupt stream, not "not a TLS server".
+async fn garbage_after_the_handshake_is_a_protocol_error() {
+    let ca = Ca::new("test CA");
+    let server = TlsServer::start(
+        &ca.server(&["localhost"]),
+        None,
+        Behaviour::RawAfterRequest(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    );
+    let err = get_once(&server, "localhost", cfg(Some(trusting(&ca, None))))
+        .await
+        .unwrap_err();
+    assert_eq!(err, HttpError::Tls(TlsKind::Protocol("InvalidMessage")));
+    assert_eq!(err.to_string(), "tls: protocol error (InvalidMessage)");
 }
 
 async fn truncated_close_delimited_body_is_named() {

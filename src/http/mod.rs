@@ -30,6 +30,7 @@ pub mod redirect;
 pub mod request;
 pub mod stream;
 pub mod tls;
+pub mod tls_sessions;
 pub mod url;
 
 pub use conn::{ClientConfig, Connection, ResponseInfo};

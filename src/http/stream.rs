@@ -3,10 +3,11 @@
 //! connection's code is the same for both.
 //!
 //! TLS runs on rustls' buffered API over io_uring/epoll: ciphertext is read
-//! by the driver into one per-connection buffer (a TLS record's size, reused
-//! for every read) and handed to `read_tls`; plaintext is copied from rustls
-//! straight into the caller's (pooled) read buffer. Writes go through
-//! `write_tls` into a second per-connection buffer, reused. This side
+//! by the driver into a buffer of a TLS record's size, lent from a
+//! per-thread pool until rustls has taken its bytes, and handed to
+//! `read_tls`; plaintext is copied from rustls straight into the caller's
+//! (pooled) read buffer. Writes go through `write_tls` into a buffer lent
+//! from the same pool. This side
 //! allocates nothing per request once a connection is up; rustls' buffered
 //! API itself still allocates one `Vec` per record it encrypts or hands out
 //! decrypted (its `ChunkVecBuffer`), so about two small allocations per
@@ -47,12 +48,11 @@ pub enum Stream {
 pub struct TlsStream {
     tcp: TcpStream,
     tls: rustls::ClientConnection,
-    /// Ciphertext read from the socket; `start..end` not yet given to rustls.
+    /// Ciphertext read from the socket; `start..end` not yet given to
+    /// rustls. Lent from the shard's pool while it holds unread bytes only.
     rbuf: Vec<u8>,
     start: usize,
     end: usize,
-    /// Ciphertext on its way to the socket.
-    wbuf: Vec<u8>,
     /// The peer's TCP FIN came without a `close_notify`.
     unclean_eof: bool,
     /// We offer a client certificate (names the server's certificate alerts).
@@ -101,14 +101,13 @@ pub async fn handshake(
     let name = server_name(&endpoint.host)?;
     let client_auth = config.client_auth_cert_resolver.has_certs();
     let tls = rustls::ClientConnection::new(config, name)
-        .map_err(|e| HttpError::Tls(classify(&e, client_auth)))?;
+        .map_err(|e| HttpError::Tls(classify(&e, client_auth, true)))?;
     let mut s = TlsStream {
         tcp,
         tls,
-        rbuf: Vec::with_capacity(CIPHER_BUF),
+        rbuf: Vec::new(),
         start: 0,
         end: 0,
-        wbuf: Vec::with_capacity(1024),
         unclean_eof: false,
         client_auth,
     };
@@ -136,13 +135,15 @@ impl TlsStream {
     /// Send everything rustls has queued.
     async fn flush_tls(&mut self, c: &CancelHandle) -> io::Result<()> {
         while self.tls.wants_write() {
-            let mut buf = std::mem::take(&mut self.wbuf);
-            buf.clear();
+            let mut buf = CipherBufs::take();
             while self.tls.wants_write() {
-                self.tls.write_tls(&mut buf)?;
+                if let Err(e) = self.tls.write_tls(&mut buf) {
+                    CipherBufs::give_back(buf);
+                    return Err(e);
+                }
             }
             let (res, buf) = self.tcp.write_all(buf, c.clone()).await;
-            self.wbuf = buf;
+            CipherBufs::give_back(buf);
             res?;
         }
         Ok(())
@@ -152,24 +153,36 @@ impl TlsStream {
     /// else a new read. Returns the bytes given; 0 at the peer's EOF.
     async fn feed(&mut self, c: &CancelHandle) -> io::Result<usize> {
         if self.start >= self.end {
-            let mut buf = std::mem::take(&mut self.rbuf);
-            buf.clear();
-            let (res, buf) = self.tcp.cancelable_read(buf, c.clone()).await;
-            self.rbuf = buf;
-            let n = res?;
-            self.start = 0;
-            self.end = n.min(self.rbuf.len());
-            if self.end == 0 {
+            let (res, buf) = self
+                .tcp
+                .cancelable_read(CipherBufs::take(), c.clone())
+                .await;
+            let n = match res {
+                Ok(n) => n.min(buf.len()),
+                Err(e) => {
+                    CipherBufs::give_back(buf);
+                    return Err(e);
+                }
+            };
+            if n == 0 {
+                CipherBufs::give_back(buf);
                 // Tell rustls about the EOF: reads then say whether it
                 // came after a close_notify.
                 self.tls.read_tls(&mut &[][..])?;
                 self.process()?;
                 return Ok(0);
             }
+            self.rbuf = buf;
+            self.start = 0;
+            self.end = n;
         }
         let mut rest = self.rbuf.get(self.start..self.end).unwrap_or_default();
         let used = self.tls.read_tls(&mut rest)?;
         self.start = self.start.saturating_add(used);
+        if self.start >= self.end {
+            // All handed to rustls: an idle connection holds no buffer.
+            CipherBufs::give_back(std::mem::take(&mut self.rbuf));
+        }
         self.process()?;
         Ok(used)
     }
@@ -177,7 +190,11 @@ impl TlsStream {
     fn process(&mut self) -> io::Result<()> {
         match self.tls.process_new_packets() {
             Ok(_) => Ok(()),
-            Err(e) => Err(TlsFailure::io(classify(&e, self.client_auth))),
+            Err(e) => Err(TlsFailure::io(classify(
+                &e,
+                self.client_auth,
+                self.tls.is_handshaking(),
+            ))),
         }
     }
 
@@ -254,6 +271,41 @@ impl TlsStream {
         }
         self.flush_tls(c).await?;
         Ok(taken)
+    }
+}
+
+/// Ciphertext buffers lent per read or write from a per-thread pool (each
+/// shard is one thread), as the connection's plaintext read buffers are:
+/// memory follows the I/O in flight, not the connections, so 10,000 idle
+/// TLS users hold no ciphertext buffer at all.
+struct CipherBufs;
+
+/// Enough for every TLS read and write in flight on a busy shard.
+const CIPHER_POOL_MAX: usize = 4096;
+
+thread_local! {
+    static CIPHER_POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl CipherBufs {
+    fn take() -> Vec<u8> {
+        CIPHER_POOL
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| Vec::with_capacity(CIPHER_BUF))
+    }
+
+    /// Back to the pool; an empty one, or one a large write grew, is freed.
+    fn give_back(mut buf: Vec<u8>) {
+        if buf.capacity() < CIPHER_BUF || buf.capacity() > 4 * CIPHER_BUF {
+            return;
+        }
+        buf.clear();
+        CIPHER_POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < CIPHER_POOL_MAX {
+                pool.push(buf);
+            }
+        });
     }
 }
 

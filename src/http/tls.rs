@@ -2,9 +2,9 @@
 //! mapping of every TLS problem to a stable [`HttpError`] name.
 //!
 //! The config is built once from the flags and shared by every connection of
-//! the process (`Arc`), so rustls' in-memory session store is shared too and a
-//! reconnect resumes its session (TLS 1.3 tickets, TLS 1.2 tickets and IDs)
-//! instead of paying a full handshake. Ring provider, TLS 1.2 and 1.3, ALPN
+//! the process (`Arc`), so its session store ([`super::tls_sessions`]) is
+//! shared too and a reconnect resumes its session (TLS 1.3 tickets, TLS 1.2
+//! tickets and IDs) instead of paying a full handshake. Ring provider, TLS 1.2 and 1.3, ALPN
 //! `http/1.1`.
 //!
 //! Roots: the system's trust store through rustls-native-certs
@@ -97,6 +97,9 @@ impl TlsOptions {
             _ => return Err(TlsConfigError::ClientPair),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = rustls::client::Resumption::store(Arc::new(
+            super::tls_sessions::SessionStore::default(),
+        ));
         Ok(Arc::new(config))
     }
 }
@@ -136,11 +139,20 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, HttpError> {
     ServerName::try_from(host.to_string()).map_err(|_| HttpError::Tls(TlsKind::BadServerName))
 }
 
+/// ring, with X25519 as the first key exchange offered. rustls 0.23.48's
+/// ring list starts with P-384, so the ClientHello's one key share would be
+/// P-384: a server running OpenSSL 3.0 then spends milliseconds of generic
+/// bignum code per handshake (measured: nginx 4 ms of CPU per connection,
+/// 8x what wrk's X25519 handshakes cost it). X25519 first is what OpenSSL,
+/// browsers and curl offer; P-256 and P-384 stay for servers that need them.
 fn provider() -> Arc<CryptoProvider> {
+    use ring::kx_group::{SECP256R1, SECP384R1, X25519};
     // Deprecated in 0.23.48 only for lacking post-quantum key exchange; ring
     // is the provider DESIGN.md measured (aws-lc is not built).
     #[allow(deprecated)]
-    Arc::new(ring::default_provider())
+    let mut p = ring::default_provider();
+    p.kx_groups = vec![X25519, SECP256R1, SECP384R1];
+    Arc::new(p)
 }
 
 fn system_roots() -> rustls::RootCertStore {
@@ -311,8 +323,10 @@ impl TlsFailure {
 }
 
 /// The stable kind of a rustls error. `client_auth`: we sent a certificate,
-/// so a certificate alert from the server is about ours.
-pub fn classify(e: &rustls::Error, client_auth: bool) -> TlsKind {
+/// so a certificate alert from the server is about ours. `handshaking`: a
+/// record that is not TLS at all then means the peer does not speak TLS;
+/// later it is a corrupt stream.
+pub fn classify(e: &rustls::Error, client_auth: bool, handshaking: bool) -> TlsKind {
     use rustls::Error as E;
     match e {
         E::InvalidCertificate(c) => match c {
@@ -353,11 +367,13 @@ pub fn classify(e: &rustls::Error, client_auth: bool) -> TlsKind {
         }
         // A plain-HTTP answer ("HTTP/1.1 400 ...") starts with 'H' = 0x48,
         // no TLS content type: rustls sees an invalid record header.
-        E::InvalidMessage(_) => TlsKind::NotTls,
+        E::InvalidMessage(_) if handshaking => TlsKind::NotTls,
+        E::InvalidMessage(_) => TlsKind::Protocol("InvalidMessage"),
         E::PeerIncompatible(_) => TlsKind::Protocol("PeerIncompatible"),
         E::PeerMisbehaved(_) => TlsKind::Protocol("PeerMisbehaved"),
         E::DecryptError => TlsKind::Protocol("DecryptError"),
-        E::PeerSentOversizedRecord => TlsKind::NotTls,
+        E::PeerSentOversizedRecord if handshaking => TlsKind::NotTls,
+        E::PeerSentOversizedRecord => TlsKind::Protocol("PeerSentOversizedRecord"),
         E::NoCertificatesPresented => TlsKind::BadCertificate("NoCertificatesPresented"),
         E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
             TlsKind::Protocol("UnexpectedMessage")

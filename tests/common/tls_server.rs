@@ -103,6 +103,9 @@ pub enum Behaviour {
     /// TLS, then answer the first request with these bytes and close the
     /// TCP connection WITHOUT a close_notify (a truncation, as a crash).
     NoCloseNotify(&'static [u8]),
+    /// TLS, then answer the first request with these bytes written raw on
+    /// the TCP socket (not in a TLS record), then close.
+    RawAfterRequest(&'static [u8]),
 }
 
 #[derive(Default)]
@@ -113,6 +116,8 @@ pub struct Counts {
     pub requests: Mutex<Vec<String>>,
     /// Server-side handshake errors, by rustls' text.
     pub errors: Mutex<Vec<String>>,
+    /// Per handshake: the key exchange group and the handshake kind.
+    pub handshakes: Mutex<Vec<String>>,
 }
 
 pub struct TlsServer {
@@ -188,6 +193,10 @@ impl TlsServer {
         self.counts.requests.lock().unwrap().clone()
     }
 
+    pub fn handshakes(&self) -> Vec<String> {
+        self.counts.handshakes.lock().unwrap().clone()
+    }
+
     pub fn errors(&self) -> Vec<String> {
         self.counts.errors.lock().unwrap().clone()
     }
@@ -223,7 +232,7 @@ fn serve(
         .unwrap();
     let handler = match behaviour {
         Behaviour::Serve(h) => Some(h),
-        Behaviour::NoCloseNotify(_) => None,
+        Behaviour::NoCloseNotify(_) | Behaviour::RawAfterRequest(_) => None,
         Behaviour::CloseMidHandshake => {
             read_some(&mut sock);
             return;
@@ -261,6 +270,11 @@ fn serve(
             }
         }
     }
+    counts.handshakes.lock().unwrap().push(format!(
+        "{:?} {:?}",
+        tls.negotiated_key_exchange_group().map(|g| g.name()),
+        tls.handshake_kind()
+    ));
     match tls.handshake_kind() {
         Some(HandshakeKind::Resumed) => counts.resumed.fetch_add(1, Ordering::Relaxed),
         _ => counts.full.fetch_add(1, Ordering::Relaxed),
@@ -303,11 +317,17 @@ fn serve(
         let path = head.split(' ').nth(1).unwrap_or("").to_string();
         counts.requests.lock().unwrap().push(head);
         let Some(handler) = handler else {
-            if let Behaviour::NoCloseNotify(bytes) = behaviour {
-                let _ = stream.write_all(bytes);
-                let _ = stream.flush();
-                let _ = stream.sock.shutdown(std::net::Shutdown::Both);
+            match behaviour {
+                Behaviour::NoCloseNotify(bytes) => {
+                    let _ = stream.write_all(bytes);
+                    let _ = stream.flush();
+                }
+                Behaviour::RawAfterRequest(bytes) => {
+                    let _ = stream.sock.write_all(bytes);
+                }
+                _ => {}
             }
+            let _ = stream.sock.shutdown(std::net::Shutdown::Both);
             return;
         };
         match handler(&path) {

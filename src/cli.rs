@@ -30,7 +30,7 @@ pub enum IoMode {
     version,
     about = "Load generator: Locust's way of working on a thread-per-core io_uring engine",
     after_help = "Scripted users: -f script.lua (Locust's user model in Lua). Raw mode (no script): give \
-one or more http:// URLs of one origin; each user loops over them with no think time, like wrk (GET unless --method; see --header, -d, --pipeline, --follow-redirects).\n\n\
+one or more http:// or https:// URLs of one origin; each user loops over them with no think time, like wrk (GET unless --method; see --header, -d, --pipeline, --follow-redirects).\n\n\
 Examples:\n  locusta --demo\n  locusta -f lua/examples/shop.lua -H http://127.0.0.1:8080 --headless -u 100 -r 10 -t 5m\n  \
 locusta --headless -u 64 -r 64 -t 30s --csv out http://127.0.0.1:8080/\n\n\
 Every option can also be set in ./locusta.conf (or --config FILE) as `key = value`, or as \
@@ -173,7 +173,7 @@ pub struct Cli {
     #[arg(long, env = "LOCUSTA_MAX_USERS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_users: Option<u32>,
 
-    /// Raw mode: http:// URLs (or paths on --host) each user requests in turn.
+    /// Raw mode: http:// or https:// URLs (or paths on --host) each user requests in turn.
     /// With -f: the names of the user classes to run (default: all)
     #[arg(value_name = "URL|CLASS")]
     pub urls: Vec<String>,

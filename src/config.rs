@@ -93,7 +93,7 @@ pub enum ConfigError {
     Url(#[from] crate::http::UrlError),
     #[error("raw-mode URLs must share one origin: `{first}` and `{other}` differ")]
     MixedOrigins { first: String, other: String },
-    #[error("`{0}` is a path; give --host (e.g. -H http://127.0.0.1:8080) or a full http:// URL")]
+    #[error("`{0}` is a path; give --host (e.g. -H http://127.0.0.1:8080) or a full http:// or https:// URL")]
     PathWithoutHost(String),
     #[error("--users must be at least 1")]
     NoUsers,

@@ -6,11 +6,12 @@
 //! `base_url`, `set_cookie`, `clear_cookies`), the per-shard state all
 //! clients of a Lua state share ([`install`]), and where a path goes: one
 //! keep-alive connection per user and origin — the user's host, plus a small
-//! cache of other origins reached through absolute URLs, names resolved once
-//! per user and origin. It does not own building, sending and recording one
-//! request or the `request` event (`client_request`), the response object
-//! (`client_response`), the cookie jar (`client_cookies`; Domain/Path
-//! ignored), users, tasks or the event registry (the runtime, `runtime.rs`),
+//! cache of other origins reached through absolute URLs (names are
+//! resolved per connection by `http::dns`). It does not own building,
+//! sending and recording one request or the `request` event
+//! (`client_request`), following redirects (`client_redirect`), decoding
+//! bodies (`client_decode`), the response object (`client_response`), the
+//! cookie jar (`client_cookies`; Domain/Path ignored), users, tasks or the event registry (the runtime, `runtime.rs`),
 //! nor HTTP framing (`http`).
 //!
 //! A request suspends the calling coroutine (an mlua async method) until the
@@ -290,7 +291,7 @@ impl Client {
         let Some(main) = &self.main else {
             return Err(err(format!(
                 "relative path '{path}' needs a host: set host on the user class or pass \
-                 --host, or use an absolute http:// URL"
+                 --host, or use an absolute http:// or https:// URL"
             )));
         };
         let target = match (main.base_path.is_empty(), path.starts_with('/')) {

@@ -11,8 +11,9 @@
 //! sending and recording one request or the `request` event
 //! (`client_request`), following redirects (`client_redirect`), decoding
 //! bodies (`client_decode`), the response object (`client_response`), the
-//! cookie jar (`client_cookies`; Domain/Path ignored), users, tasks or the event registry (the runtime, `runtime.rs`),
-//! nor HTTP framing (`http`).
+//! cookie jar (`client_cookies`; Domain/Path ignored), users, tasks or
+//! the event registry (the runtime, `runtime.rs`), nor HTTP framing
+//! (`http`).
 //!
 //! A request suspends the calling coroutine (an mlua async method) until the
 //! whole response is in; see `client_request` for how it is recorded.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cluster_common::{free_port, worker_sent, Proc};
 use common::*;
-use tls_server::{write_file, Behaviour, Ca, TlsServer};
+use tls_server::{self_signed_ca_server, write_file, Behaviour, Ca, TlsServer};
 
 const LIMIT: Duration = Duration::from_secs(40);
 
@@ -100,6 +100,52 @@ fn raw_https_epoll() {
 
 /// Every response says `Connection: close`: a handshake per request, and
 /// after each user's first one, resumptions (the session store is shared).
+/// `openssl req -x509` marks its certificate a CA, which WebPKI refuses as
+/// a server's own even as a trust anchor; given with --ca-cert it is
+/// trusted as curl trusts it, its name still checked.
+#[test]
+fn self_signed_ca_certificate_given_with_ca_cert() {
+    let leaf = self_signed_ca_server(&["localhost"]);
+    let server = TlsServer::start(&leaf, None, Behaviour::Serve(Box::new(|_| ok("hello"))));
+    let dir = temp_dir("https-self-signed");
+    let cert = write_file(&dir, "cert.pem", &leaf.cert_pem);
+    let given = ["--ca-cert", cert.to_str().unwrap()];
+
+    let out = raw(
+        "uring",
+        &server.url("localhost", "/"),
+        &given,
+        &dir.join("ok"),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let agg = aggregated(&dir.join("ok_stats.csv"));
+    assert_eq!(agg["Failure Count"], "0", "{stdout}");
+    assert_ne!(agg["Request Count"], "0");
+
+    // Not given: named as not trusted, every request failed.
+    let out = raw("uring", &server.url("localhost", "/"), &[], &dir.join("no"));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("tls: certificate not trusted (CaUsedAsEndEntity: self-signed?)"),
+        "{stdout}"
+    );
+    let agg = aggregated(&dir.join("no_stats.csv"));
+    assert_eq!(agg["Request Count"], agg["Failure Count"], "{stdout}");
+
+    // Given, but the server is reached by a name the certificate lacks.
+    let out = raw(
+        "uring",
+        &server.url("127.0.0.1", "/"),
+        &given,
+        &dir.join("name"),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("tls: name mismatch"), "{stdout}");
+}
+
 #[test]
 fn connection_close_resumes_sessions() {
     let ca = Ca::new("test CA");

@@ -31,6 +31,7 @@ pub mod request;
 pub mod stream;
 pub mod tls;
 pub mod tls_sessions;
+mod tls_verify;
 pub mod url;
 
 pub use conn::{ClientConfig, Connection, ResponseInfo};

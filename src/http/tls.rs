@@ -21,12 +21,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{AlertDescription, CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{AlertDescription, CertificateError};
 
+use super::tls_verify::{AnyCert, GivenCerts};
 use super::HttpError;
 
 /// What the user asked for (the TLS flags), before any file is read.
@@ -72,11 +72,21 @@ impl TlsOptions {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyCert(provider())))
         } else {
-            let roots = match &self.ca_cert {
-                Some(path) => file_roots(path)?,
-                None => system_roots(),
-            };
-            builder.with_root_certificates(roots)
+            match &self.ca_cert {
+                Some(path) => {
+                    let (roots, given) = file_roots(path)?;
+                    let verifier = GivenCerts::new(roots, given, provider()).map_err(|e| {
+                        TlsConfigError::CaCert {
+                            path: path.display().to_string(),
+                            reason: e,
+                        }
+                    })?;
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(verifier))
+                }
+                None => builder.with_root_certificates(system_roots()),
+            }
         };
         let mut config = match (&self.client_cert, &self.client_key) {
             (None, None) => builder.with_no_client_auth(),
@@ -169,18 +179,21 @@ fn system_roots() -> rustls::RootCertStore {
     roots
 }
 
-fn file_roots(path: &Path) -> Result<rustls::RootCertStore, TlsConfigError> {
+/// The roots from `--ca-cert`, and its certificates as given.
+type FileRoots = (rustls::RootCertStore, Vec<CertificateDer<'static>>);
+
+fn file_roots(path: &Path) -> Result<FileRoots, TlsConfigError> {
     let err = |reason: String| TlsConfigError::CaCert {
         path: path.display().to_string(),
         reason,
     };
     let certs = read_certs(path).map_err(err)?;
     let mut roots = rustls::RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs);
+    let (added, _) = roots.add_parsable_certificates(certs.iter().cloned());
     if added == 0 {
         return Err(err("no usable CA certificate in it".into()));
     }
-    Ok(roots)
+    Ok((roots, certs))
 }
 
 /// Every `CERTIFICATE` block of a PEM file; at least one.
@@ -195,61 +208,14 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-/// `--insecure`: any certificate, any name, any date; the handshake's
-/// signatures are still checked against the presented certificate.
-#[derive(Debug)]
-struct AnyCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// The TLS failure kinds, shown as `tls: ...` (see [`HttpError::Tls`]).
 /// Small and `Copy` like every failure kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TlsKind {
     UnknownIssuer,
+    /// A CA certificate (a self-signed one) sent as the server's own, and
+    /// not given with `--ca-cert`.
+    CaAsServerCert,
     NameMismatch,
     Expired,
     /// Any other certificate problem, by rustls' name for it.
@@ -287,6 +253,9 @@ impl std::fmt::Display for TlsKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TlsKind::UnknownIssuer => f.write_str("certificate not trusted (UnknownIssuer)"),
+            TlsKind::CaAsServerCert => {
+                f.write_str("certificate not trusted (CaUsedAsEndEntity: self-signed?)")
+            }
             TlsKind::NameMismatch => f.write_str("name mismatch"),
             TlsKind::Expired => f.write_str("certificate expired"),
             TlsKind::BadCertificate(why) => write!(f, "bad certificate ({why})"),
@@ -343,6 +312,11 @@ pub fn classify(e: &rustls::Error, client_auth: bool, handshaking: bool) -> TlsK
             CertificateError::Revoked => TlsKind::BadCertificate("Revoked"),
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
                 TlsKind::BadCertificate("InvalidPurpose")
+            }
+            // webpki's other reasons come boxed; the one a self-signed
+            // server meets (`openssl req -x509` marks it a CA) is named.
+            CertificateError::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+                TlsKind::CaAsServerCert
             }
             _ => TlsKind::BadCertificate("Other"),
         },

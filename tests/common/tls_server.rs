@@ -83,6 +83,23 @@ impl Ca {
     }
 }
 
+/// A self-signed server certificate marked a CA, as `openssl req -x509`
+/// makes one: the usual test server's certificate.
+pub fn self_signed_ca_server(names: &[&str]) -> Leaf {
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let mut params = CertificateParams::new(names).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "self-signed");
+    let cert = params.self_signed(&key).unwrap();
+    Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
 /// Write `text` to `dir/name` and return the path.
 pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

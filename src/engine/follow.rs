@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::user::{yield_now, ConnectBackoff, RawPlan, StopSignal};
+use super::user::{record_outcome, ConnectBackoff, RawPlan, StopSignal};
 use crate::http::redirect::{next_hop, origin_of, Hop, RedirectError, MAX_REDIRECTS};
 use crate::http::{ClientConfig, Connection, Method, ResponseInfo, ResponseSink, Target};
 use crate::stats::{Failure, ShardStats};
@@ -37,10 +37,7 @@ impl ResponseSink for LocationSink {
 }
 
 /// How a chain ended.
-enum Outcome {
-    Done(ResponseInfo),
-    Failed(Failure),
-}
+type Outcome = Result<ResponseInfo, Failure>;
 
 /// The user's connections: the run's origin, and a few others.
 struct Connections {
@@ -101,39 +98,14 @@ pub async fn run_following_user(
             !connects_before.0 && conns.home.connects() == connects_before.1 && first_hop.is_err();
         let outcome = match first_hop {
             Ok(info) => follow(&plan, &mut conns, started, &req.url, info, sink).await,
-            Err(e) => Outcome::Failed(Failure::Http(e)),
+            Err(e) => Err(Failure::Http(e)),
         };
         let ended = Instant::now();
         let micros = ended.duration_since(started).as_micros() as u64;
         started = ended;
-        let failed = {
-            let mut stats = stats.borrow_mut();
-            match outcome {
-                Outcome::Done(r) if r.status < 400 => {
-                    stats.record(req.entry, micros, r.body_len);
-                    false
-                }
-                Outcome::Done(r) => {
-                    let failure = Failure::Status(r.status);
-                    stats.record_failure(req.entry, micros, r.body_len, failure);
-                    true
-                }
-                Outcome::Failed(f) => {
-                    stats.record_failure(req.entry, micros, 0, f);
-                    true
-                }
-            }
-        };
-        // The same pacing as run_raw_user (see there for why).
-        if connect_failed {
-            backoff.wait(&stop).await;
+        let failed = record_outcome(&mut stats.borrow_mut(), req.entry, micros, outcome);
+        if backoff.pace(&stop, connect_failed, failed).await {
             started = Instant::now();
-        } else {
-            backoff.reset();
-            if failed {
-                yield_now().await;
-                started = Instant::now();
-            }
         }
         i += 1;
         if i == n {
@@ -161,12 +133,12 @@ async fn follow(
     loop {
         let hop = match next_hop(info.status, method, sink.location.as_deref(), &url) {
             Ok(Some(hop)) => hop,
-            Ok(None) => return Outcome::Done(info),
-            Err(e) => return Outcome::Failed(Failure::Message(e.to_string().into())),
+            Ok(None) => return Ok(info),
+            Err(e) => return Err(Failure::Message(e.to_string().into())),
         };
         if hops >= MAX_REDIRECTS {
             let e = RedirectError::TooMany(MAX_REDIRECTS);
-            return Outcome::Failed(Failure::Message(e.to_string().into()));
+            return Err(Failure::Message(e.to_string().into()));
         }
         hops += 1;
         let Hop {
@@ -180,12 +152,12 @@ async fn follow(
             Ok(t) => t,
             Err(_) => {
                 let e = RedirectError::InvalidLocation(next_url);
-                return Outcome::Failed(Failure::Message(e.to_string().into()));
+                return Err(Failure::Message(e.to_string().into()));
             }
         };
         let Some(origin) = origin_of(&next_url) else {
             let e = RedirectError::InvalidLocation(next_url);
-            return Outcome::Failed(Failure::Message(e.to_string().into()));
+            return Err(Failure::Message(e.to_string().into()));
         };
         let same_origin = conns.home_origin.as_deref() == Some(origin.as_str());
         keep_body &= keeps;
@@ -206,7 +178,7 @@ async fn follow(
             .await
         {
             Ok(next) => info = next,
-            Err(e) => return Outcome::Failed(Failure::Http(e)),
+            Err(e) => return Err(Failure::Http(e)),
         }
         url = next_url;
     }

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::user::{record, yield_now, ConnectBackoff, RawPlan, StopSignal};
+use super::user::{record, ConnectBackoff, RawPlan, StopSignal};
 use crate::http::{Connection, DiscardBody};
 use crate::stats::ShardStats;
 
@@ -47,15 +47,8 @@ pub async fn run_pipelined_user(
         // One clock read per response: a batch ends when the next starts.
         started = ended;
         let connect_failed = !connects_before.0 && conn.connects() == connects_before.1;
-        if connect_failed {
-            backoff.wait(&stop).await;
+        if backoff.pace(&stop, connect_failed, failed).await {
             started = Instant::now();
-        } else {
-            backoff.reset();
-            if failed {
-                yield_now().await;
-                started = Instant::now();
-            }
         }
         i = (i + depth) % n;
     }

@@ -196,20 +196,8 @@ pub async fn run_raw_user(
         let failed = record(&mut stats.borrow_mut(), req.entry, micros, result);
         // A connect was needed and none succeeded: the connect failed.
         let connect_failed = !connects_before.0 && conn.connects() == connects_before.1;
-        if connect_failed {
-            // A connect can fail without ever suspending (EMFILE from
-            // socket(), refused on loopback): retrying at once would keep
-            // the task runnable forever, and monoio runs timers and reaps
-            // completions only when its run queue drains, so the shard's
-            // control loop (reports, -t, stop) would never run again.
-            backoff.wait(&stop).await;
+        if backoff.pace(&stop, connect_failed, failed).await {
             started = Instant::now();
-        } else {
-            backoff.reset();
-            if failed {
-                yield_now().await;
-                started = Instant::now();
-            }
         }
         i += 1;
         if i == n {
@@ -243,6 +231,27 @@ impl ConnectBackoff {
         now
     }
 
+    /// What a raw user does after each request (or batch, or redirect
+    /// chain): pause after a failed connect, yield after another failure;
+    /// true when it did either (the caller restarts its clock). A connect
+    /// can fail without ever suspending (EMFILE from socket(), refused on
+    /// loopback): retrying at once would keep the task runnable forever,
+    /// and monoio runs timers and reaps completions only when its run queue
+    /// drains, so the shard's control loop (reports, -t, stop) would never
+    /// run again.
+    pub async fn pace(&mut self, stop: &StopSignal, connect_failed: bool, failed: bool) -> bool {
+        if connect_failed {
+            self.wait(stop).await;
+            return true;
+        }
+        self.reset();
+        if failed {
+            yield_now().await;
+            return true;
+        }
+        false
+    }
+
     /// Sleep the next pause; a graceful stop ends it early (polled every
     /// `BACKOFF_FIRST`, so a stopping user never waits the full second).
     pub async fn wait(&mut self, stop: &StopSignal) {
@@ -264,6 +273,17 @@ pub(super) fn record(
     micros: u64,
     result: Result<ResponseInfo, HttpError>,
 ) -> bool {
+    record_outcome(stats, entry, micros, result.map_err(Failure::Http))
+}
+
+/// `record` for an outcome already named as a [`Failure`] (a redirect
+/// chain's own failures are messages, not transport errors).
+pub(super) fn record_outcome(
+    stats: &mut ShardStats,
+    entry: EntryId,
+    micros: u64,
+    result: Result<ResponseInfo, Failure>,
+) -> bool {
     match result {
         Ok(r) if r.status < 400 => {
             stats.record(entry, micros, r.body_len);
@@ -273,8 +293,8 @@ pub(super) fn record(
             stats.record_failure(entry, micros, r.body_len, Failure::Status(r.status));
             true
         }
-        Err(e) => {
-            stats.record_failure(entry, micros, 0, Failure::Http(e));
+        Err(f) => {
+            stats.record_failure(entry, micros, 0, f);
             true
         }
     }

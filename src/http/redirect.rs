@@ -15,6 +15,7 @@
 //! requests does). A `Location` that is not a usable http(s) URL is an
 //! error naming it, never a panic.
 
+use super::url::split_authority;
 use super::{Method, Target};
 
 /// Hops followed before giving up (requests' and so Locust's default).
@@ -88,7 +89,7 @@ pub fn target_url(target: &Target) -> String {
 pub fn origin_of(url: &str) -> Option<String> {
     let (scheme, authority, _) = split_absolute(url)?;
     let default = if scheme == "https" { 443 } else { 80 };
-    let (host, port) = split_port(authority)?;
+    let (host, port) = split_authority(authority).ok()?;
     Some(format!(
         "{scheme}://{}:{}",
         host.to_ascii_lowercase(),
@@ -148,40 +149,8 @@ fn split_absolute(url: &str) -> Option<(&'static str, &str, &str)> {
     if authority.contains('@') {
         return None;
     }
-    split_port(authority)?;
+    split_authority(authority).ok()?;
     Some((scheme, authority, tail.split('#').next().unwrap_or("")))
-}
-
-/// `host[:port]` or `[v6][:port]` → (host as written, port), `None` when
-/// the host is empty or the port is not 1-65535.
-fn split_port(authority: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = if authority.starts_with('[') {
-        let close = authority.find(']')?;
-        let after = &authority[close + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return None,
-        };
-        (&authority[..=close], port)
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() || host == "[]" {
-        return None;
-    }
-    let port = match port {
-        None => None,
-        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => match p.parse::<u16>() {
-            Ok(n) if n != 0 => Some(n),
-            _ => return None,
-        },
-        Some(_) => return None,
-    };
-    Some((host, port))
 }
 
 /// Whether `s` starts with `scheme:` (RFC 3986: a letter, then letters,

@@ -190,21 +190,24 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
-/// `host`, `host:port`, `[v6]`, `[v6]:port` → (host as written, port).
-fn split_host_port<'a>(
-    authority: &'a str,
-    default_port: u16,
-    input: &str,
-) -> Result<(&'a str, u16), UrlError> {
+/// Why an authority (`host[:port]`) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BadAuthority {
+    EmptyHost,
+    BadPort,
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` → (host as written, the port
+/// if given: 1-65535, digits only). The one authority splitter: URLs here,
+/// redirect Locations in `redirect`.
+pub(super) fn split_authority(authority: &str) -> Result<(&str, Option<u16>), BadAuthority> {
     let (host, port) = if authority.starts_with('[') {
-        let close = authority
-            .find(']')
-            .ok_or_else(|| UrlError::EmptyHost(input.to_string()))?;
+        let close = authority.find(']').ok_or(BadAuthority::EmptyHost)?;
         let after = &authority[close + 1..];
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
-            None => return Err(UrlError::BadPort(input.to_string())),
+            None => return Err(BadAuthority::BadPort),
         };
         (&authority[..=close], port)
     } else {
@@ -214,16 +217,28 @@ fn split_host_port<'a>(
         }
     };
     if host.is_empty() || host == "[]" {
-        return Err(UrlError::EmptyHost(input.to_string()));
+        return Err(BadAuthority::EmptyHost);
     }
     let port = match port {
-        None => default_port,
+        None => None,
         Some(p) => match p.parse::<u16>() {
-            Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
-            _ => return Err(UrlError::BadPort(input.to_string())),
+            Ok(n) if n != 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+            _ => return Err(BadAuthority::BadPort),
         },
     };
     Ok((host, port))
+}
+
+fn split_host_port<'a>(
+    authority: &'a str,
+    default_port: u16,
+    input: &str,
+) -> Result<(&'a str, u16), UrlError> {
+    match split_authority(authority) {
+        Ok((host, port)) => Ok((host, port.unwrap_or(default_port))),
+        Err(BadAuthority::EmptyHost) => Err(UrlError::EmptyHost(input.to_string())),
+        Err(BadAuthority::BadPort) => Err(UrlError::BadPort(input.to_string())),
+    }
 }
 
 /// The address of an IP-literal host; `None` for a name (resolved later).

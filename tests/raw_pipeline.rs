@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{aggregated, locusta, ok, run_bounded, temp_dir, text};
+use common::{aggregated, locusta, ok, one_user_second, run_bounded, temp_dir, text};
 use http_server::{ServerConn, TestServer};
 
 const DEPTH: usize = 4;
@@ -31,33 +31,9 @@ fn read_batch(conn: &mut ServerConn) -> bool {
 /// One user on one shard for a second with `--pipeline 4`: (requests,
 /// failures) from the stats CSV, the failures CSV, the output.
 fn run(name: &str, io: &str, url: &str) -> (usize, usize, String, Output) {
-    let dir = temp_dir(name);
-    let prefix = dir.join("p");
-    let out = run_bounded(
-        locusta()
-            .args([
-                "--headless",
-                "-u",
-                "1",
-                "-r",
-                "10",
-                "-t",
-                "1s",
-                "--only-summary",
-            ])
-            .args([
-                "--io",
-                io,
-                "--shards",
-                "1",
-                "--csv",
-                prefix.to_str().unwrap(),
-            ])
-            .args(["--pipeline", &DEPTH.to_string(), url]),
-        Duration::from_secs(30),
-    );
-    let agg = aggregated(&dir.join("p_stats.csv"));
-    let failures = std::fs::read_to_string(dir.join("p_failures.csv")).unwrap_or_default();
+    let (out, dir) = one_user_second(name, io, &["--pipeline", &DEPTH.to_string(), url]);
+    let agg = aggregated(&dir.join("r_stats.csv"));
+    let failures = std::fs::read_to_string(dir.join("r_failures.csv")).unwrap_or_default();
     (
         agg["Request Count"].parse().unwrap(),
         agg["Failure Count"].parse().unwrap(),

@@ -9,9 +9,8 @@ mod common;
 mod http_server;
 
 use std::process::Output;
-use std::time::Duration;
 
-use common::{aggregated, csv_rows, locusta, run_bounded, temp_dir, text};
+use common::{aggregated, csv_rows, one_user_second, text};
 use http_server::TestServer;
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -22,31 +21,7 @@ fn redirect(status: &str, location: &str) -> Vec<u8> {
 
 /// One user on one shard for a second; the stats and failures CSV rows.
 fn run(name: &str, io: &str, extra: &[&str]) -> (Output, Vec<Vec<String>>, String) {
-    let dir = temp_dir(name);
-    let prefix = dir.join("r");
-    let out = run_bounded(
-        locusta()
-            .args([
-                "--headless",
-                "-u",
-                "1",
-                "-r",
-                "10",
-                "-t",
-                "1s",
-                "--only-summary",
-            ])
-            .args([
-                "--io",
-                io,
-                "--shards",
-                "1",
-                "--csv",
-                prefix.to_str().unwrap(),
-            ])
-            .args(extra),
-        Duration::from_secs(30),
-    );
+    let (out, dir) = one_user_second(name, io, extra);
     let rows = csv_rows(&dir.join("r_stats.csv"));
     let failures = std::fs::read_to_string(dir.join("r_failures.csv")).unwrap_or_default();
     assert_eq!(

@@ -10,7 +10,7 @@ mod http_server;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{csv_rows, locusta, run_bounded, temp_dir, text};
+use common::{csv_rows, locusta, one_user_second, run_bounded, temp_dir, text};
 use http_server::{Request, TestServer};
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -22,31 +22,7 @@ fn ok_server() -> TestServer {
 /// A one-user, one-second headless run with `extra` flags; its stats CSV
 /// rows come back with the output.
 fn run(name: &str, io: &str, extra: &[&str]) -> (Output, Vec<Vec<String>>) {
-    let dir = temp_dir(name);
-    let prefix = dir.join("r");
-    let out = run_bounded(
-        locusta()
-            .args([
-                "--headless",
-                "-u",
-                "1",
-                "-r",
-                "10",
-                "-t",
-                "1s",
-                "--only-summary",
-            ])
-            .args([
-                "--io",
-                io,
-                "--shards",
-                "1",
-                "--csv",
-                prefix.to_str().unwrap(),
-            ])
-            .args(extra),
-        Duration::from_secs(30),
-    );
+    let (out, dir) = one_user_second(name, io, extra);
     let rows = if out.status.code() == Some(0) {
         csv_rows(&dir.join("r_stats.csv"))
     } else {

@@ -198,6 +198,22 @@ pub fn wait_bounded(mut child: Child, limit: Duration) -> Output {
 }
 
 /// A fresh directory for one test's CSV files.
+/// One raw-mode user on one shard for a second, headless, on I/O driver
+/// `io`, with `extra` flags (and URLs); its CSV files are `<dir>/r_*.csv`.
+pub fn one_user_second(name: &str, io: &str, extra: &[&str]) -> (Output, PathBuf) {
+    let dir = temp_dir(name);
+    let prefix = dir.join("r");
+    let out = run_bounded(
+        locusta()
+            .args(["--headless", "-u", "1", "-r", "10", "-t", "1s"])
+            .args(["--only-summary", "--io", io, "--shards", "1"])
+            .args(["--csv", prefix.to_str().unwrap()])
+            .args(extra),
+        Duration::from_secs(30),
+    );
+    (out, dir)
+}
+
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("locusta-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);

@@ -251,30 +251,10 @@ impl Connection {
     ) -> (B, Result<ResponseInfo, HttpError>) {
         let mut retried = false;
         loop {
-            if self.stream.as_mut().is_some_and(|s| !idle_and_open(s)) {
-                self.stream = None;
-                log::debug!(
-                    "connection to {} closed: closed by the server, or bytes no request asked for",
-                    self.endpoint
-                );
-            }
-            let reused = self.stream.is_some();
-            if !reused {
-                // Boxed: connecting is rare, and its future is the largest
-                // part of this one, which every request would otherwise
-                // carry (and mlua copies per call).
-                match Box::pin(self.connect(deadline.as_mut(), timed_out)).await {
-                    Ok(stream) => {
-                        // Per connection, not per request (-L DEBUG).
-                        log::debug!("connection to {} opened", self.endpoint);
-                        self.stream = Some(stream);
-                    }
-                    Err(e) => {
-                        log::debug!("connect to {} failed: {e}", self.endpoint);
-                        return (request, Err(e));
-                    }
-                }
-            }
+            let reused = match self.ready(deadline.as_mut(), timed_out).await {
+                Ok(reused) => reused,
+                Err(e) => return (request, Err(e)),
+            };
             let (req, result, got_bytes) = self
                 .exchange(request, method, sink, deadline.as_mut(), timed_out)
                 .await;
@@ -285,19 +265,47 @@ impl Connection {
                     // After any error the stream's state is unknown: drop it.
                     self.stream = None;
                     log::debug!("connection to {} closed: {e}", self.endpoint);
-                    // The server closed it while the request was on its way
-                    // (its idle timeout): it may or may not have processed
-                    // the request, so only an idempotent one is sent again.
-                    let idle_closed = matches!(
-                        e,
-                        HttpError::ClosedBeforeResponse | HttpError::ConnectionReset
-                    );
-                    if reused && idle_closed && !got_bytes && !retried && method.is_idempotent() {
+                    if !retried && may_resend(e, reused, got_bytes, method) {
                         retried = true;
                         continue;
                     }
                     return (request, Err(e));
                 }
+            }
+        }
+    }
+
+    /// Make the connection ready for the next request: drop a kept-alive
+    /// one that is no longer in step (see [`idle_and_open`]), connect if
+    /// none is open. True when an open one is reused.
+    pub(super) async fn ready(
+        &mut self,
+        deadline: Pin<&mut Sleep>,
+        timed_out: HttpError,
+    ) -> Result<bool, HttpError> {
+        if self.stream.as_mut().is_some_and(|s| !idle_and_open(s)) {
+            self.stream = None;
+            log::debug!(
+                "connection to {} closed: closed by the server, or bytes no request asked for",
+                self.endpoint
+            );
+        }
+        if self.stream.is_some() {
+            return Ok(true);
+        }
+        // Boxed: connecting is rare, and its future is the largest part of
+        // this one, which every request would otherwise carry (and mlua
+        // copies per call).
+        match Box::pin(self.connect(deadline, timed_out)).await {
+            Ok(stream) => {
+                // Per connection, not per request (-L DEBUG).
+                log::debug!("connection to {} opened", self.endpoint);
+                self.stream = Some(stream);
+                Ok(false)
+            }
+            Err(e) => {
+                log::debug!("connect to {} failed: {e}", self.endpoint);
+                Err(e)
             }
         }
     }
@@ -474,6 +482,18 @@ impl Connection {
     }
 }
 
+/// Whether a request that failed with `e` may be sent once more on a fresh
+/// connection: the reused one was closed by the server while the request
+/// was on its way (its idle timeout) before any response byte came, and the
+/// server may or may not have processed it, so only an idempotent method.
+pub(super) fn may_resend(e: HttpError, reused: bool, got_bytes: bool, method: Method) -> bool {
+    let idle_closed = matches!(
+        e,
+        HttpError::ClosedBeforeResponse | HttpError::ConnectionReset
+    );
+    reused && idle_closed && !got_bytes && method.is_idempotent()
+}
+
 /// Whether a kept-alive connection may carry the next request: nothing to
 /// read yet. Waiting bytes answer no request of ours (extra body bytes, an
 /// unsolicited response), 0 is the peer's FIN and an error its RST; each
@@ -482,7 +502,7 @@ impl Connection {
 /// it bypasses the driver.
 /// For TLS a waiting record (a close_notify, a ticket) also counts as not
 /// idle: the connection is dropped and a new one (resumed) made.
-pub(super) fn idle_and_open(stream: &mut Stream) -> bool {
+fn idle_and_open(stream: &mut Stream) -> bool {
     if stream.has_buffered() {
         return false;
     }

@@ -24,7 +24,7 @@ use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt};
 use monoio::time::Sleep;
 
-use super::conn::{bounded, idle_and_open, ReadBufs};
+use super::conn::{bounded, may_resend, ReadBufs};
 use super::reader::{ReadCursor, Step};
 use super::tls::TlsKind;
 use super::{Connection, HttpError, Method, Millis, ResponseInfo, ResponseSink};
@@ -68,26 +68,10 @@ impl Connection {
         let mut delivered = 0usize;
         let mut retried = false;
         let error = loop {
-            if self.stream.as_mut().is_some_and(|s| !idle_and_open(s)) {
-                self.stream = None;
-                log::debug!(
-                    "connection to {} closed: closed by the server, or bytes no request asked for",
-                    self.endpoint
-                );
-            }
-            let reused = self.stream.is_some();
-            if !reused {
-                match Box::pin(self.connect(deadline.as_mut(), timed_out)).await {
-                    Ok(stream) => {
-                        log::debug!("connection to {} opened", self.endpoint);
-                        self.stream = Some(stream);
-                    }
-                    Err(e) => {
-                        log::debug!("connect to {} failed: {e}", self.endpoint);
-                        break Some(e);
-                    }
-                }
-            }
+            let reused = match self.ready(deadline.as_mut(), timed_out).await {
+                Ok(reused) => reused,
+                Err(e) => break Some(e),
+            };
             let end = self
                 .pipeline_exchange(
                     batch.clone(),
@@ -105,13 +89,9 @@ impl Connection {
             };
             self.stream = None;
             log::debug!("connection to {} closed: {e}", self.endpoint);
-            let idle_closed = matches!(
-                e,
-                HttpError::ClosedBeforeResponse | HttpError::ConnectionReset
-            );
             // Nothing of this batch was answered yet (no `outcome` called):
             // the same rule as a single request's one retry.
-            if reused && idle_closed && !end.got_bytes && !retried && method.is_idempotent() {
+            if !retried && may_resend(e, reused, end.got_bytes, method) {
                 retried = true;
                 continue;
             }

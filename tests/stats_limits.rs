@@ -144,7 +144,10 @@ fn history_has_one_row_per_second_across_a_stall_and_none_after_the_stop() {
 
     let history = csv_rows(&dir.join("h_stats_history.csv"));
     let rows = &history[1..];
-    assert!(rows.len() >= 3, "{rows:?}");
+    // Seconds in which the control thread got no tick have no point (gaps
+    // stay gaps), and on a loaded CI box that can be most of the 4 s the
+    // run had users outside the stall: two rows is what is certain.
+    assert!(rows.len() >= 2, "{rows:?}");
     let stamps: Vec<u64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
     assert!(
         stamps.windows(2).all(|w| w[0] < w[1]),

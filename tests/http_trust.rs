@@ -227,12 +227,14 @@ fn raw_surplus(io: &str) {
 /// or seen before reuse): one count per request, never a run of shifted
 /// answers. A few percent may slip through when the real answer arrives
 /// just after the next request left (the same race every HTTP/1.1 client
-/// has).
+/// has); the window widens on a loaded box (a clean-clone CI run saw
+/// 6.6%), so the bound is 10%: what it catches is a run of shifted
+/// answers, which would count about twice the answers.
 fn raw_unsolicited(io: &str) {
     let unsolicited = b"HTTP/1.1 204 Unsolicited\r\n\r\n";
     let (totals, _, answered) = raw_late_bytes(io, unsolicited, "unsolicited");
     assert!(
-        totals.requests + USERS >= answered && totals.requests <= answered + answered / 20,
+        totals.requests + USERS >= answered && totals.requests <= answered + answered / 10,
         "locusta counted {}, the server answered {answered}",
         totals.requests
     );

@@ -26,7 +26,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, CertificateError};
 
-use super::tls_verify::{AnyCert, GivenCerts};
+use super::tls_verify::{ca_used_as_end_entity, AnyCert, GivenCerts};
 use super::HttpError;
 
 /// What the user asked for (the TLS flags), before any file is read.
@@ -315,9 +315,7 @@ pub fn classify(e: &rustls::Error, client_auth: bool, handshaking: bool) -> TlsK
             }
             // webpki's other reasons come boxed; the one a self-signed
             // server meets (`openssl req -x509` marks it a CA) is named.
-            CertificateError::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
-                TlsKind::CaAsServerCert
-            }
+            CertificateError::Other(o) if ca_used_as_end_entity(o) => TlsKind::CaAsServerCert,
             _ => TlsKind::BadCertificate("Other"),
         },
         E::AlertReceived(AlertDescription::CertificateRequired) => TlsKind::ClientCertRequired,

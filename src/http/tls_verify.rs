@@ -72,6 +72,13 @@ impl ServerCertVerifier for AnyCert {
     }
 }
 
+/// Whether WebPKI refused a CA certificate as the server's own. rustls
+/// passes webpki's reasons other than its own list boxed, so the reason is
+/// known by its name (webpki's `Error::CaUsedAsEndEntity`).
+pub(super) fn ca_used_as_end_entity(o: &rustls::OtherError) -> bool {
+    format!("{o:?}").contains("CaUsedAsEndEntity")
+}
+
 /// `--ca-cert`: WebPKI against its roots, and its own certificates accepted
 /// as the server's (see the module doc).
 #[derive(Debug)]
@@ -113,7 +120,7 @@ impl ServerCertVerifier for GivenCerts {
         let ca_as_leaf = matches!(
             &refused,
             rustls::Error::InvalidCertificate(CertificateError::Other(o))
-                if format!("{o:?}").contains("CaUsedAsEndEntity")
+                if ca_used_as_end_entity(o)
         );
         let given = self.given.iter().any(|c| c.as_ref() == end_entity.as_ref());
         if !(ca_as_leaf && given) {

@@ -73,6 +73,30 @@ pub struct Cli {
     #[arg(long, env = "LOCUSTA_EXIT_CODE_ON_ERROR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=255))]
     pub exit_code_on_error: i32,
 
+    /// Write a self-contained HTML report (tables and charts) to FILE at the end of the run
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_HTML")]
+    pub html: Option<String>,
+
+    /// Print the final stats as JSON (Locust's shape) on stdout
+    #[arg(long, env = "LOCUSTA_JSON")]
+    pub json: bool,
+
+    /// Write the final stats as JSON (Locust's shape) to FILE
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_JSON_FILE")]
+    pub json_file: Option<String>,
+
+    /// Pass/fail rule on the final stats, e.g. 'p95<300ms', 'fail_ratio<1%', '/api/cart: p99<1s' (repeatable; any failure exits 3)
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = crate::report::threshold::parse)]
+    pub thresholds: Vec<crate::report::threshold::Threshold>,
+
+    /// Stop the run early once a threshold can no longer pass
+    #[arg(long, env = "LOCUSTA_THRESHOLD_ABORT")]
+    pub threshold_abort: bool,
+
+    /// Write one HDR interval histogram per second per request name to FILE (HdrHistogram's interval log)
+    #[arg(long, value_name = "FILE", env = "LOCUSTA_HDR_LOG")]
+    pub hdr_log: Option<String>,
+
     /// Seconds users get to finish their current task when stopping, then they are cancelled
     #[arg(short = 's', long, env = "LOCUSTA_STOP_TIMEOUT", default_value = "0", value_parser = parse_duration_secs)]
     pub stop_timeout: std::time::Duration,

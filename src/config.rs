@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cli::{self, Cli, IoMode};
 use crate::engine::{ClassSpec, EngineConfig, RawOptions, Workload};
 use crate::http::{ClientConfig, Target};
+use crate::report::threshold::Threshold;
 use crate::script::runtime::inspect;
 use crate::script::{ClassInfo, ScriptError, ScriptSource, TagFilter};
 use crate::stats::StatsDelta;
@@ -24,6 +25,8 @@ pub struct RunConfig {
     pub csv_full_history: bool,
     pub only_summary: bool,
     pub exit_code_on_error: i32,
+    /// End-of-run reports besides the CSV files and tables.
+    pub reports: ReportOptions,
     pub stop_timeout: Duration,
     pub shards: usize,
     pub io: IoMode,
@@ -50,6 +53,18 @@ pub struct RunConfig {
     /// Print the periodic table: headless unless `--only-summary`, or
     /// `--print-stats` (Locust's rule).
     pub print_stats: bool,
+}
+
+/// `--html`, `--json`, `--json-file`, `--threshold`, `--hdr-log`: what the
+/// end of a run writes besides Locust's tables and CSV files.
+#[derive(Clone, Debug, Default)]
+pub struct ReportOptions {
+    pub html: Option<String>,
+    pub json_stdout: bool,
+    pub json_file: Option<String>,
+    pub thresholds: Vec<Threshold>,
+    pub threshold_abort: bool,
+    pub hdr_log: Option<String>,
 }
 
 /// Where this process sits in a run.
@@ -180,6 +195,14 @@ impl RunConfig {
             csv_full_history: cli.csv_full_history,
             only_summary: cli.only_summary,
             exit_code_on_error: cli.exit_code_on_error,
+            reports: ReportOptions {
+                html: cli.html.clone(),
+                json_stdout: cli.json,
+                json_file: cli.json_file.clone(),
+                thresholds: cli.thresholds.clone(),
+                threshold_abort: cli.threshold_abort,
+                hdr_log: cli.hdr_log.clone(),
+            },
             stop_timeout: cli.stop_timeout,
             shards: cli
                 .shards

@@ -402,6 +402,7 @@ mod tests {
             fail_per_sec: 0.5,
             p50_ms: 2.0,
             p95_ms: 9.0,
+            p99_ms: 12.0,
         }];
         let d = to_dashboard(&snap, &history, "http://h:1");
         assert_eq!(d.state, locusta_tui::RunState::Running);

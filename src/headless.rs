@@ -11,12 +11,12 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 
 use crate::config::RunConfig;
-use crate::engine::{RunControl, RunState};
+use crate::engine::{RunControl, RunState, Workload};
 use crate::report::{self, CsvWriter};
 
 const POLL: Duration = Duration::from_millis(50);
@@ -120,33 +120,122 @@ pub(crate) fn stop_and_wait(cfg: &RunConfig, controller: &dyn RunControl) {
     }
 }
 
+/// Exit status when a `--threshold` failed (k6 uses 99; 3 keeps clear of
+/// Locust's 1 and usage errors' 2).
+pub const THRESHOLD_FAILED: i32 = 3;
+
 /// The end of a run, once users stopped: the final CSV files, Locust's
-/// final tables on stdout, and the exit code (`--exit-code-on-error` when
-/// any request failed or a script raised an error, else 0).
+/// final tables on stdout, the HTML and JSON reports, the thresholds'
+/// verdicts, and the exit code: 3 when a threshold failed, else
+/// `--exit-code-on-error` when any request failed or a script raised an
+/// error, else 1 when a report could not be written, else 0.
 pub(crate) fn finish(
     cfg: &RunConfig,
     controller: &dyn RunControl,
     csv: Option<&mut CsvWriter>,
 ) -> anyhow::Result<i32> {
-    let snap = controller.snapshot();
     if let Some(csv) = csv {
         write_csv(csv, controller, true)?;
     }
-    let failed = snap.stats.aggregated.num_failures > 0 || !snap.stats.exceptions.is_empty();
-    let code = if failed { cfg.exit_code_on_error } else { 0 };
-    // Locust's line, logged before its final tables.
-    log::info!("Shutting down (exit code {code})");
-    report::print(&format!("{}\n", report::request_table(&snap.stats, false)));
-    report::print(&format!("{}\n", report::percentile_table(&snap.stats)));
-    let failures = report::failures_table(&snap.stats);
+    let final_report = gather(cfg, controller);
+    let stats = &final_report.stats;
+    let failed = stats.aggregated.num_failures > 0 || !stats.exceptions.is_empty();
+    let mut code = if failed { cfg.exit_code_on_error } else { 0 };
+    report::print(&format!("{}\n", report::request_table(stats, false)));
+    report::print(&format!("{}\n", report::percentile_table(stats)));
+    let failures = report::failures_table(stats);
     if !failures.is_empty() {
         report::print(&format!("{failures}\n"));
     }
-    let exceptions = report::exceptions_table(&snap.stats);
+    let exceptions = report::exceptions_table(stats);
     if !exceptions.is_empty() {
         report::print(&format!("{exceptions}\n"));
     }
+    if !write_reports(cfg, &final_report) && code == 0 {
+        code = 1;
+    }
+    let verdicts = report::threshold::evaluate(&cfg.reports.thresholds, &final_report);
+    if !verdicts.is_empty() {
+        let mut text = String::from("Thresholds:\n");
+        for v in &verdicts {
+            text += &format!("    {}\n", v.line);
+        }
+        report::print(&format!("{text}\n"));
+    }
+    if verdicts.iter().any(|v| !v.passed) {
+        code = THRESHOLD_FAILED;
+    }
+    // Locust's line, logged at the end of its run.
+    log::info!("Shutting down (exit code {code})");
     Ok(code)
+}
+
+/// The final stats and what the reports say about the run.
+fn gather(cfg: &RunConfig, controller: &dyn RunControl) -> report::FinalReport {
+    let snap = controller.snapshot();
+    let ended = SystemTime::now();
+    let started = snap
+        .status
+        .started_at
+        .and_then(|t| ended.checked_sub(t.elapsed()))
+        .unwrap_or(snap.stats.start_time);
+    let script = match &cfg.workload {
+        Workload::Script { source, .. } => Some(source.path.display().to_string()),
+        Workload::Raw { .. } => None,
+    };
+    report::FinalReport {
+        info: report::RunInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            command_line: std::env::args().collect(),
+            started,
+            ended,
+            host: cfg.target_label.clone(),
+            script,
+            classes: cfg.classes.clone(),
+            script_classes: cfg.script_classes.clone(),
+            topology: snap.topology,
+            target_users: snap.status.target_users,
+            spawn_rate: snap.status.spawn_rate,
+            run_time: cfg.run_time,
+        },
+        history: controller.history(),
+        histograms: controller.histograms(),
+        task_runs: controller.task_runs(),
+        stats: snap.stats,
+    }
+}
+
+/// `--html`, `--json`, `--json-file`: each written on its own, so one that
+/// fails (a full disk, a missing directory we cannot create) is said and
+/// the others are still written. Returns whether all were.
+fn write_reports(cfg: &RunConfig, final_report: &report::FinalReport) -> bool {
+    let opts = &cfg.reports;
+    if opts.json_stdout {
+        report::print(&report::json::render(final_report));
+    }
+    let mut all = true;
+    let files = [
+        (
+            "--html",
+            opts.html.as_deref(),
+            report::html::render as fn(&_) -> String,
+        ),
+        (
+            "--json-file",
+            opts.json_file.as_deref(),
+            report::json::render,
+        ),
+    ];
+    for (flag, path, render) in files {
+        let Some(path) = path else { continue };
+        let written =
+            create_parent_dir(path).and_then(|()| std::fs::write(path, render(final_report)));
+        if let Err(e) = written {
+            report::eprint_line(&format!("error: cannot write {flag} {path}: {e}"));
+            all = false;
+        }
+    }
+    all
 }
 
 /// Append the history rows of the latest closed second (if not written

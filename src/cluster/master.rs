@@ -27,7 +27,7 @@ use super::transport::{self, RouterSocket};
 use super::warnings::Warnings;
 use crate::config::{Role, RunConfig};
 use crate::engine::{Dispatcher, RunControl, RunState, RunStatus, Snapshot, Topology, Workload};
-use crate::stats::{HistoryPoint, RunStats};
+use crate::stats::{EntryHistogram, HistoryPoint, RunStats};
 
 pub(super) enum MasterCmd {
     Start { users: u32, rate: f64 },
@@ -216,6 +216,10 @@ impl RunControl for MasterController {
 
     fn history(&self) -> Vec<HistoryPoint> {
         lock(&self.shared).stats.history().to_vec()
+    }
+
+    fn histograms(&self) -> Vec<EntryHistogram> {
+        lock(&self.shared).stats.histograms()
     }
 }
 

@@ -24,7 +24,7 @@ use crossbeam_channel::{unbounded, Sender};
 use crate::cli::IoMode;
 use crate::http::{ClientConfig, Target};
 use crate::script::{ScriptSource, TagFilter};
-use crate::stats::{HistoryPoint, RunStats, StatsDelta, StatsView};
+use crate::stats::{EntryHistogram, HistoryPoint, RunStats, StatsDelta, StatsView};
 pub use control::format_class_counts;
 use control::{Control, ControlCmd};
 pub use dispatch::{per_shard, ClassSpec, Dispatcher};
@@ -105,6 +105,15 @@ pub enum Topology {
     Master { workers: Vec<WorkerInfo> },
 }
 
+/// How often one task of one class ran (a task set counts as one task of
+/// its class, as `--show-task-ratio` lists it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRuns {
+    pub class: String,
+    pub task: String,
+    pub runs: u64,
+}
+
 /// What a front end shows: status plus the computed stats table.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -129,6 +138,14 @@ pub trait RunControl: Send + Sync {
     fn snapshot(&self) -> Snapshot;
     /// Per-second history of the whole run (charts).
     fn history(&self) -> Vec<HistoryPoint>;
+    /// Every row's whole-run latency histogram, Aggregated last (reports'
+    /// percentile spectra).
+    fn histograms(&self) -> Vec<EntryHistogram>;
+    /// How often each task of each class ran since the start or the last
+    /// reset (the report's task ratio); empty where it is not counted.
+    fn task_runs(&self) -> Vec<TaskRuns> {
+        Vec::new()
+    }
     /// Block until the run reaches `state` or `timeout` passes.
     fn wait_for(&self, state: RunState, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -355,6 +372,10 @@ impl RunControl for Controller {
 
     fn history(&self) -> Vec<HistoryPoint> {
         self.stats.lock().unwrap().history().to_vec()
+    }
+
+    fn histograms(&self) -> Vec<EntryHistogram> {
+        self.stats.lock().unwrap().histograms()
     }
 }
 

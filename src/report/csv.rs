@@ -453,6 +453,7 @@ mod tests {
             fail_per_sec: 0.0,
             p50_ms: 1.0,
             p95_ms: 2.0,
+            p99_ms: 3.0,
         }
     }
 

@@ -6,11 +6,19 @@
 //! Everything here is a pure function of the view (plus the clock for CSV
 //! timestamps), so every report shows the same numbers. This module does
 //! not own computing stats (`stats`) or deciding when to print or write
-//! (the front ends). JSON, HTML, HDR logs and Prometheus come later.
+//! (the front ends).
+//!
+//! The end-of-run reports render one [`FinalReport`]: the HTML report
+//! ([`html`]), Locust's JSON ([`json`]) and the thresholds' verdicts
+//! ([`threshold`]).
 
 mod console;
 mod csv;
+mod final_report;
+pub mod html;
+pub mod json;
 mod output;
+pub mod threshold;
 
 pub use self::console::{
     exceptions_table, failures_table, format_ms, percent_label, percentile_table, request_table,
@@ -19,6 +27,7 @@ pub use self::csv::{
     exceptions_csv, failures_csv, history_rows, stats_csv, utc_timestamp, CsvWriter,
     EXCEPTIONS_HEADER, FAILURES_HEADER, HISTORY_HEADER, STATS_HEADER,
 };
+pub use self::final_report::{FinalReport, RunInfo};
 pub use self::output::{eprint_line, print};
 
 /// A small, fixed view for the report tests: three entries (one with a

@@ -26,9 +26,10 @@ pub struct HistoryPoint {
     pub user_count: u32,
     pub rps: f64,
     pub fail_per_sec: f64,
-    /// p50 and p95 of the requests merged in that second; 0 if none.
+    /// p50, p95 and p99 of the requests merged in that second; 0 if none.
     pub p50_ms: f64,
     pub p95_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// The points, and what the last one was computed from (so a window
@@ -74,11 +75,12 @@ impl History {
         if !latencies.is_empty() {
             latencies.add_to(&mut self.second);
         }
-        let (p50_ms, p95_ms) = if self.second.is_empty() {
-            (0.0, 0.0)
+        let [p50_ms, p95_ms, p99_ms] = if self.second.is_empty() {
+            [0.0; 3]
         } else {
-            let p50 = self.second.value_at_quantile(0.5);
-            (us_to_ms(p50), us_to_ms(self.second.value_at_quantile(0.95)))
+            let max = self.second.max();
+            let mut q = self.second.value_at_quantiles([0.5, 0.95, 0.99]);
+            [(); 3].map(|()| us_to_ms(q.next().unwrap_or(0).min(max)))
         };
         let mut point = HistoryPoint {
             unix_time,
@@ -87,6 +89,7 @@ impl History {
             fail_per_sec: self.failures as f64 / self.seconds,
             p50_ms,
             p95_ms,
+            p99_ms,
         };
         match self.points.last_mut() {
             Some(last) if same_second => {

@@ -35,6 +35,6 @@ pub use shard::{
 };
 pub use sparse::{SparseError, SparseHistogram};
 pub use view::{
-    percentiles_ms, percentiles_us, us_to_ms, EntryRow, ExceptionRow, FailureRow, StatsView,
-    PERCENTILES,
+    percentiles_ms, percentiles_us, us_to_ms, EntryHistogram, EntryRow, ExceptionRow, FailureRow,
+    StatsView, PERCENTILES,
 };

@@ -110,6 +110,15 @@ pub struct StatsView {
     pub last_second: Option<HistoryPoint>,
 }
 
+/// One row's whole-run latency histogram in µs (`method` `None`: the
+/// Aggregated row).
+#[derive(Clone, Debug)]
+pub struct EntryHistogram {
+    pub method: Option<Method>,
+    pub name: String,
+    pub histogram: Histogram<u64>,
+}
+
 /// Microseconds as fractional milliseconds.
 pub fn us_to_ms(us: u64) -> f64 {
     us as f64 / 1000.0

@@ -167,6 +167,10 @@ run_node = function(node, inst, user, stop, is_root)
       end
       task = tasks[lo]
     end
+    if is_root then
+      -- The report's task ratio: how often each of a class's tasks ran.
+      task.runs = (task.runs or 0) + 1
+    end
     local result
     local child = task.node
     if child then
@@ -222,4 +226,33 @@ function I.run_user(idx, stop, keepalive)
   user.client = new_client(idx)
   run_node(info.node, user, user, stop, true)
   return keepalive
+end
+
+-- How often each top-level task of each selected class ran since the
+-- start or the last reset_task_runs: one count per task, classes in the
+-- engine's order, tasks in listing order (a sequence's task repeated by
+-- its weight is one entry, counted once per run).
+function I.task_runs()
+  local out, k = {}, 0
+  for _, info in ipairs(P.selected) do
+    local node, seen = info.node, {}
+    for i = 1, node.n do
+      local t = node.tasks[i]
+      if not seen[t] then
+        seen[t] = true
+        k = k + 1
+        out[k] = t.runs or 0
+      end
+    end
+  end
+  return out
+end
+
+function I.reset_task_runs()
+  for _, info in ipairs(P.selected) do
+    local node = info.node
+    for i = 1, node.n do
+      node.tasks[i].runs = 0
+    end
+  end
 end

@@ -12,7 +12,7 @@
 //!
 //! It does not own running users (workers do) or report formats (`report`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,7 +26,10 @@ use super::nodes::Nodes;
 use super::transport::{self, RouterSocket};
 use super::warnings::Warnings;
 use crate::config::{Role, RunConfig};
-use crate::engine::{Dispatcher, RunControl, RunState, RunStatus, Snapshot, Topology, Workload};
+use crate::engine::{
+    sum_task_runs, Dispatcher, RunControl, RunState, RunStatus, Snapshot, TaskRuns, Topology,
+    Workload,
+};
 use crate::stats::{EntryHistogram, HistoryPoint, RunStats};
 
 pub(super) enum MasterCmd {
@@ -42,6 +45,50 @@ pub(super) struct Shared {
     pub(super) status: RunStatus,
     pub(super) stats: RunStats,
     pub(super) workers: Vec<crate::engine::WorkerInfo>,
+    /// Per worker, its task counts: the latest it reported and what they
+    /// were at the last stats reset (workers count from their own start).
+    pub(super) task_runs: HashMap<String, WorkerTaskRuns>,
+}
+
+/// One worker's cumulative task counts and their value at the last reset.
+#[derive(Default)]
+pub(super) struct WorkerTaskRuns {
+    pub(super) latest: Vec<TaskRuns>,
+    pub(super) at_reset: Vec<TaskRuns>,
+}
+
+impl Shared {
+    /// A stats reset: count tasks from what the workers have now.
+    pub(super) fn reset_task_runs(&mut self) {
+        for w in self.task_runs.values_mut() {
+            w.at_reset = w.latest.clone();
+        }
+    }
+
+    /// Every worker's runs since the last reset, summed per task.
+    fn task_runs_since_reset(&self) -> Vec<TaskRuns> {
+        let per_worker: Vec<Vec<TaskRuns>> = self
+            .task_runs
+            .values()
+            .map(|w| {
+                w.latest
+                    .iter()
+                    .map(|t| {
+                        let before = w
+                            .at_reset
+                            .iter()
+                            .find(|b| b.class == t.class && b.task == t.task)
+                            .map_or(0, |b| b.runs);
+                        TaskRuns {
+                            runs: t.runs.saturating_sub(before),
+                            ..t.clone()
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        sum_task_runs(&per_worker)
+    }
 }
 
 /// The shared state, even if a thread panicked holding it: what is in it
@@ -89,6 +136,7 @@ impl MasterController {
                 started_at: None,
             },
             stats: RunStats::new(cfg.csv_full_history),
+            task_runs: HashMap::new(),
             workers: Vec::new(),
         }));
         let (tx, rx) = unbounded();
@@ -220,6 +268,10 @@ impl RunControl for MasterController {
 
     fn histograms(&self) -> Vec<EntryHistogram> {
         lock(&self.shared).stats.histograms()
+    }
+
+    fn task_runs(&self) -> Vec<TaskRuns> {
+        lock(&self.shared).task_runs_since_reset()
     }
 }
 

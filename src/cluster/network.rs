@@ -147,8 +147,11 @@ impl Network {
                     let mut shared = lock(&self.shared);
                     if state == RunState::Stopped {
                         shared.stats = RunStats::new(self.keep_window);
+                        // Workers' engines count a new run from zero.
+                        shared.task_runs.clear();
                     } else {
                         shared.stats.reset();
+                        shared.reset_task_runs();
                     }
                     shared.status.started_at = Some(Instant::now());
                 }
@@ -166,7 +169,11 @@ impl Network {
             }
             MasterCmd::Stop if running => self.stop_workers(),
             MasterCmd::Stop => {}
-            MasterCmd::ResetStats => lock(&self.shared).stats.reset(),
+            MasterCmd::ResetStats => {
+                let mut shared = lock(&self.shared);
+                shared.stats.reset();
+                shared.reset_task_runs();
+            }
             MasterCmd::Shutdown => {}
         }
     }
@@ -572,6 +579,10 @@ impl Network {
                 );
             }
         }
-        lock(&self.shared).stats.merge(&mut delta);
+        let mut shared = lock(&self.shared);
+        shared.stats.merge(&mut delta);
+        if !report.task_runs.is_empty() {
+            shared.task_runs.entry(from.to_string()).or_default().latest = report.task_runs.clone();
+        }
     }
 }

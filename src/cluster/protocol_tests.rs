@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::cluster::report::{ReportEntry, ReportError};
+use crate::engine::TaskRuns;
 use crate::stats::SparseHistogram;
 
 pub(crate) fn hex(s: &str) -> Vec<u8> {
@@ -78,6 +79,11 @@ pub(super) fn sample_report() -> WorkerReport {
         }],
         user_classes_count: vec![("WebsiteUser".into(), 3), ("Admin".into(), 0)],
         user_count: 3,
+        task_runs: vec![TaskRuns {
+            class: "WebsiteUser".into(),
+            task: "browse".into(),
+            runs: 12,
+        }],
     }
 }
 

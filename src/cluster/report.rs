@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::protocol::{
-    class_counts_value, count_of, describe, map_value, str_value, Fields, ProtocolError, Value,
+    class_counts_value, count_of, describe, map_value, str_value, task_runs_value, Fields,
+    ProtocolError, Value,
 };
+use crate::engine::TaskRuns;
 use crate::http::Method;
 use crate::stats::{Delta, DeltaEntry, DeltaFailure, EntryCounts, Failure, SparseHistogram};
 
@@ -68,6 +70,9 @@ pub struct WorkerReport {
     pub errors: Vec<ReportError>,
     pub user_classes_count: Vec<(String, u32)>,
     pub user_count: u32,
+    /// locusta workers: each task's runs since the start or last reset
+    /// (cumulative, so a lost report loses nothing); empty from Locust.
+    pub task_runs: Vec<TaskRuns>,
 }
 
 impl ReportEntry {
@@ -298,6 +303,9 @@ fn buckets_to_sparse(response_times: &[(u64, u64)]) -> SparseHistogram {
     sparse
 }
 
+/// Our key for [`WorkerReport::task_runs`] (a Locust master ignores it).
+const TASK_RUNS_KEY: &str = "locusta_task_runs";
+
 impl WorkerReport {
     /// The msgpack map Locust's master reads.
     pub fn to_value(&self) -> Value {
@@ -311,7 +319,7 @@ impl WorkerReport {
                 )
             })
             .collect();
-        map_value(vec![
+        let mut fields = vec![
             (
                 "stats",
                 Value::Array(self.stats.iter().map(ReportEntry::to_value).collect()),
@@ -323,7 +331,12 @@ impl WorkerReport {
                 class_counts_value(&self.user_classes_count),
             ),
             ("user_count", Value::from(self.user_count)),
-        ])
+        ];
+        // Only where there are tasks: raw mode's payload stays Locust's.
+        if !self.task_runs.is_empty() {
+            fields.push((TASK_RUNS_KEY, task_runs_value(&self.task_runs)));
+        }
+        map_value(fields)
     }
 
     /// Read a report from any worker (locusta or Locust); extra keys are
@@ -356,6 +369,7 @@ impl WorkerReport {
             errors,
             user_classes_count: f.class_counts("user_classes_count")?,
             user_count: f.u32("user_count")?,
+            task_runs: f.task_runs(TASK_RUNS_KEY)?,
         })
     }
 

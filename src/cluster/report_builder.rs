@@ -294,6 +294,7 @@ impl ReportBuilder {
             errors,
             user_classes_count,
             user_count,
+            task_runs: Vec::new(),
         }
     }
 }

@@ -498,3 +498,69 @@ pub(super) fn delta_of(
     d.taken_at = taken_at;
     d
 }
+
+/// Locust's report with two task counts, as a locusta worker sends it.
+fn report_with_task_runs() -> WorkerReport {
+    let mut r = parse_report(&hex(PY_STATS));
+    r.task_runs = vec![
+        TaskRuns {
+            class: "WebsiteUser".into(),
+            task: "browse".into(),
+            runs: 7,
+        },
+        TaskRuns {
+            class: "WebsiteUser".into(),
+            task: "buy é".into(),
+            runs: 1 << 40,
+        },
+    ];
+    r
+}
+
+/// [`report_with_task_runs`] with its `locusta_task_runs` value replaced.
+fn with_task_runs(v: Value) -> Result<WorkerReport, ProtocolError> {
+    let mut data = report_with_task_runs().to_value();
+    let Value::Map(pairs) = &mut data else {
+        panic!("a report is a map")
+    };
+    for (k, val) in pairs.iter_mut() {
+        if k.as_str() == Some("locusta_task_runs") {
+            *val = v.clone();
+        }
+    }
+    WorkerReport::from_value(&data)
+}
+
+#[test]
+fn task_runs_round_trip_and_bad_ones_are_refused() {
+    let sent = report_with_task_runs();
+    let got = through_bytes(sent.clone());
+    assert_eq!(got.task_runs, sent.task_runs);
+    assert!(!got.task_runs.is_empty());
+    // Locust's own payload has none: an empty list, not an error.
+    assert!(parse_report(&hex(PY_STATS)).task_runs.is_empty());
+
+    let row = |c: Value, t: Value, n: Value| Value::Array(vec![c, t, n]);
+    let bad = [
+        Value::from("x"),
+        Value::Array(vec![Value::from(1)]),
+        Value::Array(vec![row(
+            Value::from("U"),
+            Value::from("t"),
+            Value::from(-1),
+        )]),
+        Value::Array(vec![row(Value::from(1), Value::from("t"), Value::from(1))]),
+        Value::Array(vec![Value::Array(vec![Value::from("U"), Value::from("t")])]),
+        Value::Array(vec![
+            row(Value::from("U"), Value::from("t"), Value::from(1));
+            crate::cluster::protocol::MAX_TASK_ROWS + 1
+        ]),
+    ];
+    for v in bad {
+        let e = with_task_runs(v.clone()).expect_err("a bad locusta_task_runs is refused");
+        assert!(
+            e.to_string().contains("locusta_task_runs"),
+            "{e} names the key"
+        );
+    }
+}

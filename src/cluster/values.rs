@@ -6,6 +6,7 @@
 //! It does not own the messages themselves (`protocol`, `report`).
 
 use super::protocol::{describe, ProtocolError, Value};
+use crate::engine::TaskRuns;
 
 /// The largest response time in ms that still fits in a `u64` of µs;
 /// bigger values in a report are a bad message (and could not become
@@ -176,6 +177,38 @@ impl<'a> Fields<'a> {
             .collect()
     }
 
+    /// locusta's optional `[[class, task, runs], ...]` (a Locust peer
+    /// sends none and ignores ours); at most [`MAX_TASK_ROWS`] rows.
+    pub(crate) fn task_runs(&self, key: &str) -> Result<Vec<TaskRuns>, ProtocolError> {
+        let Some(v) = self.get(key) else {
+            return Ok(Vec::new());
+        };
+        let Value::Array(rows) = v else {
+            return Err(self.mistyped(key, v, "an array"));
+        };
+        if rows.len() > MAX_TASK_ROWS {
+            return Err(self.error(
+                key,
+                &format!("has {} rows (at most {MAX_TASK_ROWS})", rows.len()),
+            ));
+        }
+        rows.iter()
+            .map(|row| match row {
+                Value::Array(r) if r.len() == 3 => {
+                    match (r[0].as_str(), r[1].as_str(), count_of(&r[2])) {
+                        (Some(class), Some(task), Some(runs)) => Ok(TaskRuns {
+                            class: class.to_string(),
+                            task: task.to_string(),
+                            runs,
+                        }),
+                        _ => Err(self.error(key, &format!("has the row {}", describe(row)))),
+                    }
+                }
+                _ => Err(self.error(key, &format!("has the row {}", describe(row)))),
+            })
+            .collect()
+    }
+
     pub(crate) fn mistyped(&self, key: &str, v: &Value, want: &str) -> ProtocolError {
         self.error(key, &format!("is {}, not {want}", describe(v)))
     }
@@ -202,6 +235,24 @@ pub(crate) fn map_value(pairs: Vec<(&str, Value)>) -> Value {
 }
 
 /// `{class: count}` in the given order.
+/// Task-count rows a report may carry: far above any script's tasks, and
+/// a bound on what a hostile worker makes the master keep.
+pub(crate) const MAX_TASK_ROWS: usize = 4096;
+
+pub(crate) fn task_runs_value(runs: &[TaskRuns]) -> Value {
+    Value::Array(
+        runs.iter()
+            .map(|t| {
+                Value::Array(vec![
+                    str_value(&t.class),
+                    str_value(&t.task),
+                    Value::from(t.runs),
+                ])
+            })
+            .collect(),
+    )
+}
+
 pub(crate) fn class_counts_value(counts: &[(String, u32)]) -> Value {
     Value::Map(
         counts

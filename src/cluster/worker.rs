@@ -398,11 +398,14 @@ impl Worker<'_> {
                 },
             );
         }
-        let report = self.builder.take_report(
+        let mut report = self.builder.take_report(
             SystemTime::now(),
             self.classes_count.clone(),
             self.user_count,
         );
+        if let Some(engine) = &self.engine {
+            report.task_runs = engine.task_runs();
+        }
         self.sent.0 += report.stats_total.num_requests;
         self.sent.1 += report.stats_total.num_failures;
         self.send(socket, WorkerMessage::Stats(Box::new(report)));

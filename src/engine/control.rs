@@ -13,7 +13,7 @@ use crossbeam_channel::{select, tick, Receiver, Sender};
 
 use super::dispatch::{per_shard, ClassSpec, Dispatcher};
 use super::shard::{ShardCmd, ShardReport};
-use super::{RunState, RunStatus};
+use super::{RunState, RunStatus, TaskRuns};
 use crate::stats::{RunStats, StatsDelta};
 
 /// Granularity of the spawn ramp.
@@ -46,6 +46,8 @@ pub(crate) struct Control {
     pub stats: Arc<Mutex<RunStats>>,
     pub status: Arc<Mutex<RunStatus>>,
     pub stop_timeout: Duration,
+    /// Per shard, its latest task counts (scripts).
+    pub task_runs: Arc<Mutex<Vec<Vec<TaskRuns>>>>,
     /// A copy of every merged shard delta goes here (cluster workers).
     pub delta_tap: Option<Sender<StatsDelta>>,
     /// Tells shards stuck in Lua code that the run must end (their command
@@ -150,6 +152,11 @@ impl Control {
                             let _ = tap.send(report.delta.clone());
                         }
                         self.stats.lock().unwrap().merge(&mut report.delta);
+                        if let Some(runs) = report.task_runs.take() {
+                            if let Some(slot) = self.task_runs.lock().unwrap().get_mut(report.shard) {
+                                *slot = runs;
+                            }
+                        }
                     }
                     let _ = self.shards[report.shard].send(ShardCmd::Recycle(report.delta));
                     reported[report.shard] = true;
@@ -213,6 +220,11 @@ impl Control {
 
     fn reset(&self, epoch: u64) {
         self.stats.lock().unwrap().reset();
+        self.task_runs
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .for_each(Vec::clear);
         for tx in &self.shards {
             let _ = tx.send(ShardCmd::ResetStats { epoch });
         }

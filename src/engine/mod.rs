@@ -222,6 +222,8 @@ pub struct Controller {
     commands: Sender<ControlCmd>,
     stats: Arc<Mutex<RunStats>>,
     status: Arc<Mutex<RunStatus>>,
+    /// Per shard, its latest task counts (see [`RunControl::task_runs`]).
+    task_runs: Arc<Mutex<Vec<Vec<TaskRuns>>>>,
     shards: usize,
     io_driver: IoDriver,
     threads: Vec<JoinHandle<()>>,
@@ -282,6 +284,7 @@ impl Controller {
         }));
         let stats = Arc::new(Mutex::new(RunStats::new(cfg.keep_window)));
         let (cmd_tx, cmd_rx) = unbounded();
+        let task_runs = Arc::new(Mutex::new(vec![Vec::new(); cfg.shards]));
         let control = Control {
             shards: shard_txs,
             classes: cfg.classes.clone(),
@@ -290,6 +293,7 @@ impl Controller {
             stats: stats.clone(),
             status: status.clone(),
             stop_timeout: cfg.stop_timeout,
+            task_runs: task_runs.clone(),
             delta_tap: cfg.delta_tap.clone(),
             run_stop,
         };
@@ -302,6 +306,7 @@ impl Controller {
             commands: cmd_tx,
             stats,
             status,
+            task_runs,
             shards: cfg.shards,
             io_driver: driver.unwrap_or(IoDriver::Epoll),
             threads,
@@ -377,6 +382,26 @@ impl RunControl for Controller {
     fn histograms(&self) -> Vec<EntryHistogram> {
         self.stats.lock().unwrap().histograms()
     }
+
+    fn task_runs(&self) -> Vec<TaskRuns> {
+        sum_task_runs(&self.task_runs.lock().unwrap())
+    }
+}
+
+/// Every shard's counts summed per (class, task), in the order they first
+/// appear (shards list the same tasks in the same order).
+pub fn sum_task_runs(per_shard: &[Vec<TaskRuns>]) -> Vec<TaskRuns> {
+    let mut out: Vec<TaskRuns> = Vec::new();
+    for t in per_shard.iter().flatten() {
+        match out
+            .iter_mut()
+            .find(|o| o.class == t.class && o.task == t.task)
+        {
+            Some(o) => o.runs = o.runs.saturating_add(t.runs),
+            None => out.push(t.clone()),
+        }
+    }
+    out
 }
 
 /// CPUs this process may run on (its affinity mask), in order.

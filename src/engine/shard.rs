@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::population::{Population, ShardWorkload};
 use super::raw::build_plan;
-use super::{pin_to_cpu, IoDriver, Workload};
+use super::{pin_to_cpu, IoDriver, TaskRuns, Workload};
 use crate::cli::IoMode;
 use crate::http::ClientConfig;
 use crate::script::runtime::{ShardContext, ShardScript};
@@ -53,6 +53,8 @@ pub(crate) struct ShardReport {
     pub delta: StatsDelta,
     /// The last report after a Stop: no user of this shard is left.
     pub stopped: bool,
+    /// Scripts: how often each task ran since the start or the last reset.
+    pub task_runs: Option<Vec<TaskRuns>>,
 }
 
 /// What a shard is given at start: `Send` data it turns into its local plan.
@@ -196,11 +198,16 @@ async fn shard_loop(
     let mut stop_grace = spec.stop_timeout;
     let mut stopping = false;
     let mut next_report = Instant::now() + REPORT_EVERY;
+    let script = match &users.workload {
+        ShardWorkload::Script(s) => Some(s.clone()),
+        ShardWorkload::Raw(_) => None,
+    };
     let report = |epoch: u64, stopped: bool| ShardReport {
         shard: spec.index,
         epoch,
         delta: stats.borrow_mut().take_delta(),
         stopped,
+        task_runs: script.as_ref().map(|s| s.task_runs()),
     };
     loop {
         monoio::time::sleep(CONTROL_TICK).await;
@@ -222,6 +229,9 @@ async fn shard_loop(
                 }
                 ShardCmd::ResetStats { epoch: e } => {
                     epoch = e;
+                    if let Some(s) = &script {
+                        s.reset_task_runs();
+                    }
                     let old = stats.borrow_mut().take_delta();
                     stats.borrow_mut().recycle(old);
                 }

@@ -26,11 +26,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mlua::{Function, Lua, Value};
+use mlua::{Function, Lua, Table, Value};
 
 use super::limits::RunStop;
 use super::{ClassInfo, ScriptError, ScriptSource, TagFilter};
-use crate::engine::StopSignal;
+use crate::engine::{StopSignal, TaskRuns};
 use crate::http::{ClientConfig, Target};
 use crate::stats::ShardStats;
 
@@ -84,6 +84,8 @@ pub struct ShardScript {
     lua: Lua,
     run_user: Function,
     fire: Function,
+    /// The prelude's internal table (task counts).
+    internal: Table,
     stats: Rc<RefCell<ShardStats>>,
     shard: usize,
     classes: Vec<ClassInfo>,
@@ -147,6 +149,7 @@ impl ShardScript {
             lua: state.lua,
             run_user,
             fire,
+            internal: state.internal.clone(),
             stats: ctx.stats,
             shard: ctx.shard,
             classes: selected,
@@ -211,6 +214,45 @@ impl ShardScript {
         if let Err(e) = call.await {
             record_error(&self.stats, &e);
         }
+    }
+
+    /// How often each top-level task of each selected class ran since the
+    /// start or [`reset_task_runs`](Self::reset_task_runs) (once a second,
+    /// for the report's task ratio; nothing is counted per task in Rust).
+    pub fn task_runs(&self) -> Vec<TaskRuns> {
+        let counts: Vec<u64> = match self.internal_fn("task_runs").and_then(|f| f.call(())) {
+            Ok(c) => c,
+            Err(e) => {
+                log::debug!("cannot read the task counts: {e}");
+                return Vec::new();
+            }
+        };
+        let names = self
+            .classes
+            .iter()
+            .flat_map(|c| c.tasks.iter().map(move |t| (&c.name, &t.name)));
+        names
+            .zip(counts)
+            .map(|((class, task), runs)| TaskRuns {
+                class: class.clone(),
+                task: task.clone(),
+                runs,
+            })
+            .collect()
+    }
+
+    /// Count tasks from zero again (a stats reset).
+    pub fn reset_task_runs(&self) {
+        if let Err(e) = self
+            .internal_fn("reset_task_runs")
+            .and_then(|f| f.call::<()>(()))
+        {
+            log::debug!("cannot reset the task counts: {e}");
+        }
+    }
+
+    fn internal_fn(&self, name: &str) -> mlua::Result<Function> {
+        self.internal.get(name)
     }
 
     /// Run a chunk in this state and describe its result (tests, debugging).

@@ -27,7 +27,7 @@ use super::transport::{self, RouterSocket};
 use super::warnings::Warnings;
 use crate::config::{Role, RunConfig};
 use crate::engine::{Dispatcher, RunControl, RunState, RunStatus, Snapshot, Topology, Workload};
-use crate::stats::{EntryHistogram, HistoryPoint, RunStats};
+use crate::stats::{EntryHistogram, HistoryPoint, IntervalDrain, RunStats};
 
 pub(super) enum MasterCmd {
     Start { users: u32, rate: f64 },
@@ -88,7 +88,13 @@ impl MasterController {
                 spawn_rate: 0.0,
                 started_at: None,
             },
-            stats: RunStats::new(cfg.csv_full_history),
+            stats: {
+                let mut stats = RunStats::new(cfg.csv_full_history);
+                if cfg.reports.hdr_log.is_some() {
+                    stats.enable_intervals();
+                }
+                stats
+            },
             workers: Vec::new(),
         }));
         let (tx, rx) = unbounded();
@@ -101,7 +107,6 @@ impl MasterController {
             classes: cfg.classes.clone(),
             host: spawn_host(&cfg.workload),
             stop_timeout: cfg.stop_timeout.as_secs_f64(),
-            keep_window: cfg.csv_full_history,
             target: 0,
             rate: 1.0,
             dispatched: 0,
@@ -220,6 +225,14 @@ impl RunControl for MasterController {
 
     fn histograms(&self) -> Vec<EntryHistogram> {
         lock(&self.shared).stats.histograms()
+    }
+
+    fn drain_intervals(&self, flush: bool) -> IntervalDrain {
+        let mut shared = lock(&self.shared);
+        if flush {
+            shared.stats.cut_intervals(SystemTime::now());
+        }
+        shared.stats.drain_intervals()
     }
 }
 

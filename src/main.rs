@@ -290,8 +290,13 @@ impl log::Log for Logger {
             log::Level::Warn => "WARNING",
             l => l.as_str(),
         };
+        // On stderr, a progress line being shown is erased first.
+        let clear = match self.file {
+            Some(_) => "",
+            None => report::progress::clear_prefix(),
+        };
         let line = format!(
-            "[{:02}:{:02}:{:02}.{:03}] {level}/locusta: {}\n",
+            "{clear}[{:02}:{:02}:{:02}.{:03}] {level}/locusta: {}\n",
             secs / 3600,
             secs / 60 % 60,
             secs % 60,

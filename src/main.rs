@@ -290,13 +290,8 @@ impl log::Log for Logger {
             log::Level::Warn => "WARNING",
             l => l.as_str(),
         };
-        // On stderr, a progress line being shown is erased first.
-        let clear = match self.file {
-            Some(_) => "",
-            None => report::progress::clear_prefix(),
-        };
         let line = format!(
-            "{clear}[{:02}:{:02}:{:02}.{:03}] {level}/locusta: {}\n",
+            "[{:02}:{:02}:{:02}.{:03}] {level}/locusta: {}\n",
             secs / 3600,
             secs / 60 % 60,
             secs % 60,
@@ -309,7 +304,8 @@ impl log::Log for Logger {
                 Ok(mut f) => f.write_all(line.as_bytes()),
                 Err(_) => Ok(()),
             },
-            None => std::io::stderr().lock().write_all(line.as_bytes()),
+            // Erasing a progress line being shown first.
+            None => report::progress::write_stderr(line.as_bytes()),
         };
     }
     fn flush(&self) {}

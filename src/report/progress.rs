@@ -4,7 +4,7 @@
 //!
 //! Owns the line's text ([`progress_line`]) and whether one is on screen,
 //! so whatever else writes to the terminal (tables, log lines) can clear
-//! it first ([`clear`], [`clear_prefix`]) instead of being glued to it.
+//! it first ([`clear`], [`write_stderr`]) instead of being glued to it.
 //! It does not own deciding when to draw (the headless loop).
 
 use std::io::{IsTerminal, Write};
@@ -75,6 +75,7 @@ pub fn show(p: &Progress) {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "{CLEAR}{line}");
     let _ = err.flush();
+    // Under the lock, so a writer of `write_stderr` sees it drawn.
     SHOWN.store(true, Ordering::Relaxed);
 }
 
@@ -87,15 +88,15 @@ pub fn clear() {
     }
 }
 
-/// For a writer about to put a line on stderr (the logger): what to write
-/// first so it does not land after the progress text; the line is redrawn
-/// at the next update.
-pub fn clear_prefix() -> &'static str {
+/// Write `bytes` (whole lines, the logger's) to stderr in one write, after
+/// erasing the progress line if one is shown, so they do not land after
+/// its text; the line is redrawn at the next update.
+pub fn write_stderr(bytes: &[u8]) -> std::io::Result<()> {
+    let mut err = std::io::stderr().lock();
     if SHOWN.swap(false, Ordering::Relaxed) {
-        CLEAR
-    } else {
-        ""
+        err.write_all(CLEAR.as_bytes())?;
     }
+    err.write_all(bytes)
 }
 
 fn terminal_width() -> usize {
@@ -155,14 +156,5 @@ mod tests {
         let line = progress_line(&sample(), 20);
         assert_eq!(line, "elapsed 1:12 / 1:02:");
         assert_eq!(progress_line(&sample(), 0), "");
-    }
-
-    #[test]
-    fn clearing_is_only_owed_after_a_draw() {
-        SHOWN.store(false, Ordering::Relaxed);
-        assert_eq!(clear_prefix(), "");
-        SHOWN.store(true, Ordering::Relaxed);
-        assert_eq!(clear_prefix(), CLEAR);
-        assert_eq!(clear_prefix(), "", "cleared once");
     }
 }

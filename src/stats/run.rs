@@ -219,8 +219,7 @@ pub struct RunStats {
     users_at_last_tick: u32,
     history: History,
     pool: Vec<Histogram<u64>>,
-    /// Per-second per-row histograms for `--hdr-log`; `None` unless
-    /// [`RunStats::enable_intervals`] was called.
+    /// `--hdr-log`'s tap; see [`RunStats::enable_intervals`].
     intervals: Option<IntervalTap>,
 }
 
@@ -262,10 +261,9 @@ impl RunStats {
     /// Start queueing each second's per-row histograms (see
     /// `intervals`): from now on until the end, surviving resets.
     pub fn enable_intervals(&mut self) {
-        if self.intervals.is_none() {
-            let since = self.last_tick.unwrap_or(self.start_time);
-            self.intervals = Some(IntervalTap::new(since));
-        }
+        let since = self.last_tick.unwrap_or(self.start_time);
+        self.intervals
+            .get_or_insert_with(|| IntervalTap::new(since));
     }
 
     /// Start over with empty stats, no rows and no history (a new run),
@@ -292,8 +290,7 @@ impl RunStats {
     pub fn drain_intervals(&mut self) -> IntervalDrain {
         self.intervals
             .as_mut()
-            .map(IntervalTap::drain)
-            .unwrap_or_default()
+            .map_or_else(Default::default, IntervalTap::drain)
     }
 
     fn row_index(&mut self, method: Method, name: &Arc<str>) -> usize {

@@ -3,12 +3,15 @@
 //! `IntervalLogIterator` and V2 deserializer, and its summed per-name
 //! histograms are checked against the `--csv` stats of the same run.
 
+#[path = "common/cluster.rs"]
+mod cluster_common;
 mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine as _;
+use cluster_common::*;
 use common::*;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
@@ -117,6 +120,41 @@ fn the_log_round_trips_and_its_counts_are_the_csvs() {
     // Latencies are µs: /slow's requests all took over 3 ms.
     let (slow, _) = &read.sums[&Some("GET:/slow".to_string())];
     assert!(slow.min() >= 3_000, "{}", slow.min());
+}
+
+#[test]
+fn a_master_logs_what_its_workers_reported() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("hdr-log-master");
+    let csv = dir.join("run");
+    let log = dir.join("master.hlog");
+    let port = free_port();
+    let args = [
+        "-u",
+        "2",
+        "-r",
+        "100",
+        "-t",
+        "3s",
+        "--expect-workers",
+        "1",
+        "--hdr-log",
+        log.to_str().unwrap(),
+    ];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, &server.url("/m"), &args, &csv),
+    );
+    let mut w = Proc::spawn(&dir, "w", &mut worker_cmd(port));
+    assert!(m.wait(LIMIT).success(), "{}", m.logs());
+    assert!(w.wait(LIMIT).success(), "{}", w.logs());
+    let read = read_log(&std::fs::read(&log).unwrap());
+    let total = csv_total(&csv);
+    assert!(total > 0);
+    assert_eq!(read.sums[&None].0.len(), total, "{}", m.logs());
+    // Raw mode names rows by path: -H's path is not a name.
+    assert_eq!(read.sums[&Some("GET:/".to_string())].0.len(), total);
 }
 
 #[test]

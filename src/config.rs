@@ -257,6 +257,8 @@ impl RunConfig {
             classes: self.classes.clone(),
             stop_timeout: self.stop_timeout,
             keep_window: self.csv_full_history,
+            // A worker writes no reports: its master keeps the log.
+            intervals: self.reports.hdr_log.is_some() && delta_tap.is_none(),
             delta_tap,
         }
     }

@@ -23,6 +23,7 @@ use locusta_tui::{AppOptions, DashboardSnapshot, Options, QuitReason, RunHandle}
 use crate::config::RunConfig;
 use crate::engine::{RunControl, RunState, Snapshot, Topology};
 use crate::headless;
+use crate::report::hdr_log::HdrLog;
 use crate::report::CsvWriter;
 use crate::stats::{EntryRow, HistoryPoint, PERCENTILES};
 
@@ -44,6 +45,7 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
             .context("cannot install the signal handler")?;
     }
     let csv = headless::open_csv(cfg)?;
+    let hdr = headless::open_hdr_log(cfg)?;
     if let Some(t) = cfg.run_time {
         log::info!("Run time limit set to {} seconds", t.as_secs());
     }
@@ -64,7 +66,7 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
     let logs = StderrCapture::begin();
     let done = AtomicBool::new(false);
     let (outcome, ticked) = std::thread::scope(|s| {
-        let ticker = s.spawn(|| ticker(cfg, control, csv, &quit, &done));
+        let ticker = s.spawn(|| ticker(cfg, control, (csv, hdr), &quit, &done));
         let outcome = {
             // Also on a panic, or the scope would wait for the ticker forever.
             let _stop_ticker = SetOnDrop(&done);
@@ -74,8 +76,8 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
     });
     drop(logs);
 
-    let mut csv = match ticked {
-        Ok(Ok(csv)) => csv,
+    let (mut csv, mut hdr, mut hdr_ok) = match ticked {
+        Ok(Ok(files)) => files,
         Ok(Err(e)) => return Err(e),
         Err(panic) => std::panic::resume_unwind(panic),
     };
@@ -92,7 +94,11 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
     ) {
         headless::stop_and_wait(cfg, control);
     }
-    let code = headless::finish(cfg, control, csv.as_mut())?;
+    hdr_ok &= headless::write_hdr_log(&mut hdr, control, true);
+    let mut code = headless::finish(cfg, control, csv.as_mut())?;
+    if !hdr_ok && code == 0 {
+        code = 1;
+    }
     // locusta.quit(n) / os.exit(n) chose the exit status.
     Ok(crate::script::quit_requested().unwrap_or(code))
 }
@@ -106,16 +112,17 @@ impl Drop for SetOnDrop<'_> {
     }
 }
 
-/// Beside the dashboard: `--csv` every second while users run, and `-t`
-/// (from the latest start) by raising `quit`. Hands the CSV writer back
-/// for the final write.
+/// Beside the dashboard: `--csv` and `--hdr-log` every second while users
+/// run, and `-t` (from the latest start) by raising `quit`. Hands the
+/// writers back for the final write, with whether the log was all written.
 fn ticker(
     cfg: &RunConfig,
     control: &dyn RunControl,
-    mut csv: Option<CsvWriter>,
+    (mut csv, mut hdr): (Option<CsvWriter>, Option<HdrLog>),
     quit: &AtomicBool,
     done: &AtomicBool,
-) -> anyhow::Result<Option<CsvWriter>> {
+) -> anyhow::Result<(Option<CsvWriter>, Option<HdrLog>, bool)> {
+    let mut hdr_ok = true;
     let mut next_csv = Instant::now() + CSV_EVERY;
     let mut was_running = false;
     while !done.load(Ordering::SeqCst) {
@@ -145,6 +152,7 @@ fn ticker(
         let now = Instant::now();
         if now >= next_csv {
             next_csv = (next_csv + CSV_EVERY).max(now);
+            hdr_ok &= headless::write_hdr_log(&mut hdr, control, false);
             if let (Some(csv), true) = (csv.as_mut(), running) {
                 match headless::write_csv(csv, control, false) {
                     // No second closed yet: try again just after the tick.
@@ -158,7 +166,7 @@ fn ticker(
             }
         }
     }
-    Ok(csv)
+    Ok((csv, hdr, hdr_ok))
 }
 
 /// The dashboard's view of a [`RunControl`].

@@ -17,6 +17,8 @@ use anyhow::Context;
 
 use crate::config::RunConfig;
 use crate::engine::{RunControl, RunState, Workload};
+use crate::report::hdr_log::HdrLog;
+use crate::report::progress::{self, Progress};
 use crate::report::{self, CsvWriter};
 
 const POLL: Duration = Duration::from_millis(50);
@@ -26,6 +28,8 @@ const CSV_EVERY: Duration = Duration::from_secs(1);
 /// after the stats' ticks and every second gets its history row.
 pub(crate) const CSV_RETRY: Duration = Duration::from_millis(250);
 const PRINT_EVERY: Duration = Duration::from_secs(2);
+/// The progress line and the HDR log's intervals (the stats' second).
+const EVERY_SECOND: Duration = Duration::from_secs(1);
 
 /// Run to completion; returns the process exit code.
 pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> {
@@ -35,6 +39,9 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
             .context("cannot install the signal handler")?;
     }
     let mut csv = open_csv(cfg)?;
+    let mut hdr = open_hdr_log(cfg)?;
+    // Not on --only-summary, nor when stderr is a file or a pipe.
+    let show_progress = cfg.print_stats && progress::available();
 
     controller.start(cfg.users, cfg.spawn_rate);
     let started = Instant::now();
@@ -43,6 +50,8 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
     }
     let mut next_csv = started + CSV_EVERY;
     let mut next_print = started + PRINT_EVERY;
+    let mut next_second = started + EVERY_SECOND;
+    let mut hdr_ok = true;
     let mut reset_pending = cfg.reset_stats;
     loop {
         std::thread::sleep(POLL);
@@ -73,15 +82,27 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
                 }
             }
         }
+        if now >= next_second {
+            next_second += EVERY_SECOND;
+            hdr_ok &= write_hdr_log(&mut hdr, controller, false);
+            if show_progress {
+                progress::show(&progress_of(cfg, controller));
+            }
+        }
         if cfg.print_stats && now >= next_print {
             next_print += PRINT_EVERY;
             let snap = controller.snapshot();
-            report::print(&format!("{}\n", report::request_table(&snap.stats, true)));
+            console(cfg, &report::request_table(&snap.stats, true));
         }
     }
 
+    progress::clear();
     stop_and_wait(cfg, controller);
-    let code = finish(cfg, controller, csv.as_mut())?;
+    hdr_ok &= write_hdr_log(&mut hdr, controller, true);
+    let mut code = finish(cfg, controller, csv.as_mut())?;
+    if !hdr_ok && code == 0 {
+        code = 1;
+    }
     // locusta.quit(n) / os.exit(n) chose the exit status.
     Ok(crate::script::quit_requested().unwrap_or(code))
 }
@@ -99,6 +120,64 @@ pub(crate) fn open_csv(cfg: &RunConfig) -> anyhow::Result<Option<CsvWriter>> {
         }),
         None => None,
     })
+}
+
+/// `--hdr-log FILE`: create it with its headers now, so a path that
+/// cannot be written stops the run before it starts.
+pub(crate) fn open_hdr_log(cfg: &RunConfig) -> anyhow::Result<Option<HdrLog>> {
+    cfg.reports
+        .hdr_log
+        .as_deref()
+        .map(|path| HdrLog::create(path, SystemTime::now()))
+        .transpose()
+}
+
+/// Append the intervals closed since the last call (`last`: and the open
+/// one, at the end of the run). A write error is said once and ends the
+/// log, not the run; returns false then (the exit status becomes 1).
+pub(crate) fn write_hdr_log(
+    hdr: &mut Option<HdrLog>,
+    controller: &dyn RunControl,
+    last: bool,
+) -> bool {
+    let Some(log) = hdr.as_mut() else {
+        return true;
+    };
+    match log.write(&controller.drain_intervals(last)) {
+        Ok(()) => true,
+        Err(e) => {
+            progress::clear();
+            log::error!("{e:#}; no more intervals are written to it");
+            *hdr = None;
+            false
+        }
+    }
+}
+
+/// What the progress line shows now.
+fn progress_of(cfg: &RunConfig, controller: &dyn RunControl) -> Progress {
+    let snap = controller.snapshot();
+    let total = &snap.stats.aggregated;
+    Progress {
+        elapsed: snap.elapsed,
+        run_time: cfg.run_time,
+        users: snap.status.users,
+        target_users: snap.status.target_users,
+        rps: total.current_rps,
+        requests: total.num_requests,
+        failures: total.num_failures,
+    }
+}
+
+/// A console table (and its blank line): on stdout, or on stderr when
+/// `--json` owns stdout (so `locusta --json ... | jq` parses).
+fn console(cfg: &RunConfig, table: &str) {
+    progress::clear();
+    if cfg.reports.json_stdout {
+        report::eprint_line(table);
+    } else {
+        report::print(&format!("{table}\n"));
+    }
 }
 
 /// Create the directory part of `path` (`out/run` -> `out`) when missing.
@@ -141,15 +220,15 @@ pub(crate) fn finish(
     let stats = &final_report.stats;
     let failed = stats.aggregated.num_failures > 0 || !stats.exceptions.is_empty();
     let mut code = if failed { cfg.exit_code_on_error } else { 0 };
-    report::print(&format!("{}\n", report::request_table(stats, false)));
-    report::print(&format!("{}\n", report::percentile_table(stats)));
+    console(cfg, &report::request_table(stats, false));
+    console(cfg, &report::percentile_table(stats));
     let failures = report::failures_table(stats);
     if !failures.is_empty() {
-        report::print(&format!("{failures}\n"));
+        console(cfg, &failures);
     }
     let exceptions = report::exceptions_table(stats);
     if !exceptions.is_empty() {
-        report::print(&format!("{exceptions}\n"));
+        console(cfg, &exceptions);
     }
     if !write_reports(cfg, &final_report) && code == 0 {
         code = 1;
@@ -160,7 +239,7 @@ pub(crate) fn finish(
         for v in &verdicts {
             text += &format!("    {}\n", v.line);
         }
-        report::print(&format!("{text}\n"));
+        console(cfg, &text);
     }
     if verdicts.iter().any(|v| !v.passed) {
         code = THRESHOLD_FAILED;
@@ -217,17 +296,19 @@ fn write_reports(cfg: &RunConfig, final_report: &report::FinalReport) -> bool {
     let files = [
         (
             "--html",
-            opts.html.as_deref(),
+            opts.html.clone(),
             report::html::render as fn(&_) -> String,
         ),
         (
             "--json-file",
-            opts.json_file.as_deref(),
+            opts.json_file.as_deref().map(report::json::file_name),
             report::json::render,
         ),
     ];
     for (flag, path, render) in files {
-        let Some(path) = path else { continue };
+        let Some(path) = path.as_deref() else {
+            continue;
+        };
         let written =
             create_parent_dir(path).and_then(|()| std::fs::write(path, render(final_report)));
         if let Err(e) = written {

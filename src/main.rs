@@ -304,7 +304,8 @@ impl log::Log for Logger {
                 Ok(mut f) => f.write_all(line.as_bytes()),
                 Err(_) => Ok(()),
             },
-            None => std::io::stderr().lock().write_all(line.as_bytes()),
+            // Erasing a progress line being shown first.
+            None => report::progress::write_stderr(line.as_bytes()),
         };
     }
     fn flush(&self) {}

@@ -63,6 +63,7 @@ function U:on_stop() self.client:get("/logout") end
         }],
         stop_timeout: Duration::ZERO,
         keep_window: false,
+        intervals: false,
         delta_tap: None,
     })
     .unwrap();

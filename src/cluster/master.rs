@@ -30,7 +30,7 @@ use crate::engine::{
     sum_task_runs, Dispatcher, RunControl, RunState, RunStatus, Snapshot, TaskRuns, Topology,
     Workload,
 };
-use crate::stats::{EntryHistogram, HistoryPoint, RunStats};
+use crate::stats::{EntryHistogram, HistoryPoint, IntervalDrain, RunStats};
 
 pub(super) enum MasterCmd {
     Start { users: u32, rate: f64 },
@@ -135,7 +135,13 @@ impl MasterController {
                 spawn_rate: 0.0,
                 started_at: None,
             },
-            stats: RunStats::new(cfg.csv_full_history),
+            stats: {
+                let mut stats = RunStats::new(cfg.csv_full_history);
+                if cfg.reports.hdr_log.is_some() {
+                    stats.enable_intervals();
+                }
+                stats
+            },
             task_runs: HashMap::new(),
             workers: Vec::new(),
         }));
@@ -149,7 +155,6 @@ impl MasterController {
             classes: cfg.classes.clone(),
             host: spawn_host(&cfg.workload),
             stop_timeout: cfg.stop_timeout.as_secs_f64(),
-            keep_window: cfg.csv_full_history,
             target: 0,
             rate: 1.0,
             dispatched: 0,
@@ -272,6 +277,14 @@ impl RunControl for MasterController {
 
     fn task_runs(&self) -> Vec<TaskRuns> {
         lock(&self.shared).task_runs_since_reset()
+    }
+
+    fn drain_intervals(&self, flush: bool) -> IntervalDrain {
+        let mut shared = lock(&self.shared);
+        if flush {
+            shared.stats.cut_intervals(SystemTime::now());
+        }
+        shared.stats.drain_intervals()
     }
 }
 

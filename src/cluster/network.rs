@@ -23,7 +23,7 @@ use super::report_checks::{MAX_REPORT_COUNT, MAX_RUN_COUNT};
 use super::transport::RouterSocket;
 use super::warnings::Warnings;
 use crate::engine::{per_shard, ClassSpec, Dispatcher, RunState};
-use crate::stats::{Delta, DeltaException, RunStats, SparseHistogram};
+use crate::stats::{Delta, DeltaException, SparseHistogram};
 
 /// Longest the network thread sleeps in `poll`: the ramp and commands are
 /// served at least this often.
@@ -49,7 +49,6 @@ pub(super) struct Network {
     pub(super) classes: Vec<ClassSpec>,
     pub(super) host: Option<String>,
     pub(super) stop_timeout: f64,
-    pub(super) keep_window: bool,
     /// Users asked for, the spawn rate, and users handed out so far.
     pub(super) target: u32,
     pub(super) rate: f64,
@@ -146,7 +145,8 @@ impl Network {
                 {
                     let mut shared = lock(&self.shared);
                     if state == RunState::Stopped {
-                        shared.stats = RunStats::new(self.keep_window);
+                        // Keeps the --hdr-log tap (and what it queued).
+                        shared.stats.renew();
                         // Workers' engines count a new run from zero.
                         shared.task_runs.clear();
                     } else {

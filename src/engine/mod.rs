@@ -24,7 +24,7 @@ use crossbeam_channel::{unbounded, Sender};
 use crate::cli::IoMode;
 use crate::http::{ClientConfig, Target};
 use crate::script::{ScriptSource, TagFilter};
-use crate::stats::{EntryHistogram, HistoryPoint, RunStats, StatsDelta, StatsView};
+use crate::stats::{EntryHistogram, HistoryPoint, IntervalDrain, RunStats, StatsDelta, StatsView};
 pub use control::format_class_counts;
 use control::{Control, ControlCmd};
 pub use dispatch::{per_shard, ClassSpec, Dispatcher};
@@ -146,6 +146,13 @@ pub trait RunControl: Send + Sync {
     fn task_runs(&self) -> Vec<TaskRuns> {
         Vec::new()
     }
+    /// Per-row histograms of each second closed since the last call
+    /// (`--hdr-log`); empty unless the run was built with its interval tap
+    /// on. `flush`: also close the open second now (the end of a run).
+    fn drain_intervals(&self, flush: bool) -> IntervalDrain {
+        let _ = flush;
+        IntervalDrain::default()
+    }
     /// Block until the run reaches `state` or `timeout` passes.
     fn wait_for(&self, state: RunState, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -202,6 +209,9 @@ pub struct EngineConfig {
     pub stop_timeout: Duration,
     /// Keep per-second histograms for "current" percentiles.
     pub keep_window: bool,
+    /// Queue each second's per-row histograms for `--hdr-log` (costs a
+    /// histogram per busy row per second: off unless asked for).
+    pub intervals: bool,
     /// A copy of every shard delta merged goes here (a cluster worker
     /// reports them to its master).
     pub delta_tap: Option<Sender<StatsDelta>>,
@@ -282,7 +292,11 @@ impl Controller {
             spawn_rate: 0.0,
             started_at: None,
         }));
-        let stats = Arc::new(Mutex::new(RunStats::new(cfg.keep_window)));
+        let mut run_stats = RunStats::new(cfg.keep_window);
+        if cfg.intervals {
+            run_stats.enable_intervals();
+        }
+        let stats = Arc::new(Mutex::new(run_stats));
         let (cmd_tx, cmd_rx) = unbounded();
         let task_runs = Arc::new(Mutex::new(vec![Vec::new(); cfg.shards]));
         let control = Control {
@@ -385,6 +399,14 @@ impl RunControl for Controller {
 
     fn task_runs(&self) -> Vec<TaskRuns> {
         sum_task_runs(&self.task_runs.lock().unwrap())
+    }
+
+    fn drain_intervals(&self, flush: bool) -> IntervalDrain {
+        let mut stats = self.stats.lock().unwrap();
+        if flush {
+            stats.cut_intervals(SystemTime::now());
+        }
+        stats.drain_intervals()
     }
 }
 

@@ -10,14 +10,17 @@
 //!
 //! The end-of-run reports render one [`FinalReport`]: the HTML report
 //! ([`html`]), Locust's JSON ([`json`]) and the thresholds' verdicts
-//! ([`threshold`]).
+//! ([`threshold`]). Beside them: the HDR interval log written every second
+//! ([`hdr_log`]) and the headless progress line ([`progress`]).
 
 mod console;
 mod csv;
 mod final_report;
+pub mod hdr_log;
 pub mod html;
 pub mod json;
 mod output;
+pub mod progress;
 pub mod threshold;
 
 pub use self::console::{

@@ -18,6 +18,7 @@
 
 mod failure;
 mod history;
+mod intervals;
 mod paged;
 mod run;
 mod shard;
@@ -26,6 +27,7 @@ mod view;
 
 pub use failure::Failure;
 pub use history::{HistoryPoint, HISTORY_CAP};
+pub use intervals::{IntervalDrain, IntervalSet, MAX_QUEUED_HISTOGRAMS, MAX_QUEUED_SETS};
 pub use paged::PagedHistogram;
 pub use run::{RunStats, WINDOW_SECONDS};
 pub use shard::{

@@ -19,6 +19,7 @@ use hdrhistogram::Histogram;
 
 use super::failure::Failure;
 use super::history::{History, HistoryPoint};
+use super::intervals::{IntervalDrain, IntervalTap};
 use super::shard::{
     new_histogram, other_failure, Delta, EntryCounts, FastMap, Latencies, MAX_EXCEPTIONS,
     MAX_FAILURES, MAX_NAMES, OTHER_FAILURE, OTHER_NAME,
@@ -218,6 +219,8 @@ pub struct RunStats {
     users_at_last_tick: u32,
     history: History,
     pool: Vec<Histogram<u64>>,
+    /// `--hdr-log`'s tap; see [`RunStats::enable_intervals`].
+    intervals: Option<IntervalTap>,
 }
 
 impl RunStats {
@@ -251,7 +254,43 @@ impl RunStats {
             users_at_last_tick: 0,
             history: History::new(),
             pool: Vec::new(),
+            intervals: None,
         }
+    }
+
+    /// Start queueing each second's per-row histograms (see
+    /// `intervals`): from now on until the end, surviving resets.
+    pub fn enable_intervals(&mut self) {
+        let since = self.last_tick.unwrap_or(self.start_time);
+        self.intervals
+            .get_or_insert_with(|| IntervalTap::new(since));
+    }
+
+    /// Start over with empty stats, no rows and no history (a new run),
+    /// keeping the options and the interval tap; what the tap had open is
+    /// closed first, so no request is lost from it.
+    pub fn renew(&mut self) {
+        let now = SystemTime::now();
+        self.cut_intervals(now);
+        let intervals = self.intervals.take();
+        *self = RunStats::new_at(self.keep_window, now);
+        self.intervals = intervals;
+    }
+
+    /// Close the tap's open interval now (the end of a run: requests
+    /// merged since the last tick would otherwise wait for the next one).
+    pub fn cut_intervals(&mut self, now: SystemTime) {
+        let rows = &self.rows;
+        if let Some(tap) = &mut self.intervals {
+            tap.cut(now, |i| rows.get(i).map(|r| (r.method, r.name.to_string())));
+        }
+    }
+
+    /// The closed intervals queued since the last call, oldest first.
+    pub fn drain_intervals(&mut self) -> IntervalDrain {
+        self.intervals
+            .as_mut()
+            .map_or_else(Default::default, IntervalTap::drain)
     }
 
     fn row_index(&mut self, method: Method, name: &Arc<str>) -> usize {
@@ -291,6 +330,9 @@ impl RunStats {
             }
             let i = self.row_index(entry.method, &entry.name);
             self.rows[i].absorb(&entry.histogram, &entry.counts, &mut self.pool);
+            if let Some(tap) = &mut self.intervals {
+                tap.record(i, &entry.histogram);
+            }
             self.aggregated.absorb_counts(&entry.counts);
             entry.histogram.add_to(&mut self.aggregated_second);
             self.last_request = Some(self.last_request.map_or(seen, |t| t.max(seen)));
@@ -371,6 +413,7 @@ impl RunStats {
         self.window_seconds[slot] = seconds;
         self.windows_closed += 1;
         self.last_tick = Some(now);
+        self.cut_intervals(now);
     }
 
     /// Locust's "reset stats": zero every row (names stay, as in Locust),

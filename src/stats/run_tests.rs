@@ -455,3 +455,45 @@ fn a_seconds_user_count_is_the_most_users_at_its_ends() {
     run.tick(at(6), 0);
     assert_eq!(run.history()[0].user_count, 0, "reset forgets the users");
 }
+
+#[test]
+fn the_interval_tap_holds_every_merged_request_once() {
+    let mut run = RunStats::new_at(false, at(0));
+    assert!(run.drain_intervals().sets.is_empty(), "off by default");
+    run.merge(&mut delta("/before", 3, 1_000, at(0)));
+    run.enable_intervals();
+    run.merge(&mut delta("/a", 4, 1_000, at(1)));
+    run.merge(&mut delta("/b", 2, 5_000, at(1)));
+    run.tick(at(1), 1);
+    run.merge(&mut delta("/a", 5, 2_000, at(2)));
+    run.tick(at(2), 1);
+    run.tick(at(3), 1);
+    // The end of the run: merged since the last tick, cut without a tick.
+    run.merge(&mut delta("/b", 1, 7_000, at(3)));
+    run.cut_intervals(at(3));
+    let drain = run.drain_intervals();
+    assert_eq!(drain.dropped, 0);
+    let spans: Vec<_> = drain.sets.iter().map(|s| (s.start, s.end)).collect();
+    assert_eq!(spans, [(at(0), at(1)), (at(1), at(2)), (at(3), at(3))]);
+    let total = |name: &str| -> u64 {
+        let rows = drain.sets.iter().flat_map(|s| &s.rows);
+        rows.filter(|r| r.name == name)
+            .map(|r| r.histogram.len())
+            .sum()
+    };
+    assert_eq!((total("/a"), total("/b"), total("/before")), (9, 3, 0));
+    assert_eq!(total("Aggregated"), 12, "only what merged after enabling");
+    // A new run keeps the tap and closes what it had open.
+    run.merge(&mut delta("/c", 2, 1_000, at(4)));
+    run.renew();
+    run.merge(&mut delta("/d", 1, 1_000, at(5)));
+    run.tick(SystemTime::now(), 1);
+    let names: Vec<Vec<String>> = run
+        .drain_intervals()
+        .sets
+        .iter()
+        .map(|s| s.rows.iter().map(|r| r.name.clone()).collect())
+        .collect();
+    assert_eq!(names, [["/c", "Aggregated"], ["/d", "Aggregated"]]);
+    assert_eq!(run.view(SystemTime::now()).entries.len(), 1, "only /d");
+}

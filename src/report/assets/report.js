@@ -47,19 +47,22 @@
   }
 
   function width(el) {
-    return Math.max(320, Math.floor(el.getBoundingClientRect().width) || 800);
+    return Math.max(320, Math.floor(el.getBoundingClientRect().width) - 4 || 800);
   }
 
-  function chart(parent, title, series, scales, axes, values, height) {
+  function chart(parent, title, series, scales, axes, values, height, xSeries) {
+    // Sized to its own box: a full row for the history, a grid cell for
+    // the spectra.
+    xSeries = xSeries || {};
     var box = document.createElement("div");
     box.className = "chart";
     parent.appendChild(box);
     var opts = {
       title: title,
-      width: width(parent) - 10,
+      width: width(box),
       height: height || 260,
       scales: scales,
-      series: [{}].concat(series),
+      series: [xSeries].concat(series),
       axes: axes,
       hooks: { draw: [onDraw] },
     };
@@ -97,9 +100,9 @@
   }
 
   // x = 1/(1-q): 1 -> 0%, 10 -> 90%, 100 -> 99%, 1000 -> 99.9% ...
-  function pctLabel(x) {
+  function pctLabel(x, extra) {
     if (x <= 1) return "0%";
-    var digits = Math.max(0, Math.round(Math.log10(x)) - 2);
+    var digits = Math.max(0, Math.round(Math.log10(x)) - 2 + (extra || 0));
     return (100 - 100 / x).toFixed(digits) + "%";
   }
 
@@ -134,7 +137,8 @@
         },
         { label: "ms" },
       ],
-      [s.x, s.y], 240);
+      [s.x, s.y], 240,
+      { label: "percentile", value: function (u, v) { return v == null ? "--" : pctLabel(v, 2); } });
   });
   mark();
 })();

@@ -90,7 +90,7 @@ pub fn spectrum_rows(report: &FinalReport) -> Vec<&EntryRow> {
         .iter()
         .filter(|r| r.num_requests > 0)
         .collect();
-    busy.sort_by(|a, b| b.num_requests.cmp(&a.num_requests));
+    busy.sort_by_key(|r| std::cmp::Reverse(r.num_requests));
     busy.truncate(SPECTRUM_NAMES);
     if stats.aggregated.num_requests > 0 {
         busy.push(&stats.aggregated);

@@ -268,7 +268,7 @@ fn report_size_for_an_hour_and_100_names() {
         .map(|s| HistoryPoint {
             unix_time: 1_700_000_000 + s,
             user_count: 1000,
-            rps: 12_345.678_9 + (s % 97) as f64 * 3.141_59,
+            rps: 12_345.678_9 + (s % 97) as f64 * 3.456_7,
             fail_per_sec: 1.234_567 * (s % 13) as f64,
             p50_ms: 3.456_789 + (s % 17) as f64 / 7.0,
             p95_ms: 23.456_789 + (s % 19) as f64 / 3.0,

@@ -132,7 +132,7 @@
       [
         {
           splits: decades,
-          values: function (u, splits) { return splits.map(pctLabel); },
+          values: function (u, splits) { return splits.map(function (x) { return pctLabel(x); }); },
           label: "percentile",
         },
         { label: "ms" },

@@ -24,14 +24,17 @@
     return false;
   }
 
-  // Drawn: the canvas exists with a size and some painted pixels, and a
-  // series has a point to draw.
+  // Drawn: the canvas exists with a size and holds colored pixels. Axes
+  // and grid are gray; every series stroke has a color, so a colored
+  // pixel is a drawn series.
   function painted(u) {
     var c = u.root.querySelector("canvas");
     if (!c || c.width === 0 || c.height === 0) return false;
     var px = u.ctx.getImageData(0, 0, c.width, c.height).data;
-    for (var i = 3; i < px.length; i += 4) {
-      if (px[i] !== 0) return true;
+    for (var i = 0; i < px.length; i += 4) {
+      var hi = Math.max(px[i], px[i + 1], px[i + 2]);
+      var lo = Math.min(px[i], px[i + 1], px[i + 2]);
+      if (px[i + 3] > 0 && hi - lo > 40) return true;
     }
     return false;
   }
@@ -95,7 +98,7 @@
       [line("p50", "#1f77b4", " ms"), line("p95", "#ff7f0e", " ms"), line("p99", "#9467bd", " ms")],
       { x: { time: true } }, undefined, [h.t, h.p50, h.p95, h.p99]);
     chart(hist, "Users",
-      [line("users", "#555")],
+      [line("users", "#17becf")],
       { x: { time: true } }, undefined, [h.t, h.users]);
   }
 

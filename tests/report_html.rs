@@ -4,8 +4,11 @@
 //! with every connection sent to a dead proxy (no network), and the page
 //! must have drawn all its charts with no script error; a screenshot must
 //! show something. Without Chromium these tests skip, unless CI=true (then
-//! it is required: `.ci/run` installs it). Every run is bounded in time.
+//! it is required: `.ci/run` installs it). A cluster master writes the
+//! report for its workers' requests. Every run is bounded in time.
 
+#[path = "common/cluster.rs"]
+mod cluster_common;
 mod common;
 
 use std::fs::File;
@@ -14,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use cluster_common::{csv_total, free_port, master_cmd, worker_cmd, Proc};
 use common::*;
 
 /// Whether Chromium is here; without it, skip (or fail on CI).
@@ -241,4 +245,59 @@ Idle:task(1, function(self) end)
     assert_eq!(body_attr(&dom, "data-charts-drawn"), Some(charts), "{dom}");
     assert!(charts == 3 || charts == 0, "{charts} charts");
     assert!(dom.contains("data-expected=\"0\""));
+}
+
+#[test]
+fn a_masters_report_covers_the_cluster() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("report-html-master");
+    let csv = dir.join("run");
+    let file = dir.join("cluster.html");
+    let port = free_port();
+    let args = [
+        "-u",
+        "2",
+        "-r",
+        "100",
+        "-t",
+        "3s",
+        "--expect-workers",
+        "1",
+        "--html",
+        file.to_str().unwrap(),
+    ];
+    let limit = Duration::from_secs(40);
+    let mut master = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, &server.url("/"), &args, &csv),
+    );
+    let mut worker = Proc::spawn(&dir, "worker", &mut worker_cmd(port));
+    assert!(master.wait(limit).success(), "{}", master.logs());
+    assert!(worker.wait(limit).success(), "{}", worker.logs());
+    let html = std::fs::read_to_string(&file).expect("the master's report");
+    assert!(html.contains("master of 1 worker(s)"), "{html}");
+    // The worker's row, under the id the master logged for it.
+    let log = master.stderr();
+    let id = log
+        .split("Worker ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no worker id in the master's log:\n{log}"));
+    assert!(html.contains(&format!("<tr><td>{id}</td>")), "{id}: {html}");
+    // The whole cluster's requests, as in the master's CSV.
+    let total = csv_total(&csv);
+    assert!(total > 0);
+    let aggregated = format!("<td class=\"name\">Aggregated</td><td>{total}</td>");
+    assert!(html.contains(&aggregated), "{aggregated}: {html}");
+
+    if !have_chromium() {
+        return;
+    }
+    let (dom, stderr) = chromium(&dir, &file, &["--dump-dom"]);
+    let console = page_console(&stderr);
+    assert!(console.is_empty(), "the page logged: {console:#?}");
+    // History (3 charts), spectra of GET / and Aggregated.
+    assert_eq!(body_attr(&dom, "data-charts"), Some(5), "{dom}");
+    assert_eq!(body_attr(&dom, "data-charts-drawn"), Some(5));
 }

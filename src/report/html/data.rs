@@ -41,18 +41,23 @@ pub fn script_safe(json: &str) -> String {
 /// to fewer than whole units (12345.6 -> 12346); integral values become
 /// JSON integers (`12`, not `12.0`). Non-finite numbers become 0.
 pub fn compact(x: f64) -> Value {
-    if !x.is_finite() || x == 0.0 {
-        return Value::from(0);
-    }
-    let magnitude = x.abs().log10().floor() as i32;
-    let decimals = (2 - magnitude).clamp(0, 12);
-    let scale = 10f64.powi(decimals);
-    let rounded = (x * scale).round() / scale;
+    let rounded = round3(x);
     if rounded.fract() == 0.0 && rounded.abs() < 1e15 {
         Value::from(rounded as i64)
     } else {
         Value::from(rounded)
     }
+}
+
+/// `x` to 3 significant digits (whole units at least); 0 when not finite.
+fn round3(x: f64) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return 0.0;
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    let decimals = (2 - magnitude).clamp(0, 12);
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
 }
 
 fn series(values: impl Iterator<Item = f64>) -> Value {
@@ -136,6 +141,7 @@ fn spectra(report: &FinalReport) -> Value {
 /// `(1/(1-q), latency ms)` at 10 steps per decade of 1/(1-q) (q = 0, 0.206,
 /// 0.369, ... 0.9, ... 0.99, ...) while 1/(1-q) stays below the count `n`
 /// (beyond, every quantile is the maximum), then the maximum at x = n.
+/// x is rounded as the blob writes it, so x rises strictly as written.
 /// Values are capped at `max_us` (the row's raw maximum, as the stats
 /// tables cap theirs). Empty for an empty histogram.
 pub fn spectrum(histogram: &Histogram<u64>, max_us: u64) -> Vec<(f64, f64)> {
@@ -147,7 +153,7 @@ pub fn spectrum(histogram: &Histogram<u64>, max_us: u64) -> Vec<(f64, f64)> {
     let ms = |us: u64| us.min(max_us) as f64 / 1000.0;
     let mut points = Vec::new();
     for step in 0u32.. {
-        let x = 10f64.powf(f64::from(step) / f64::from(SPECTRUM_STEPS_PER_DECADE));
+        let x = round3(10f64.powf(f64::from(step) / f64::from(SPECTRUM_STEPS_PER_DECADE)));
         if x >= n as f64 {
             break;
         }
@@ -211,6 +217,21 @@ mod tests {
         // x rises strictly, latency never falls.
         for w in points.windows(2) {
             assert!(w[1].0 > w[0].0 && w[1].1 >= w[0].1, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn spectrum_x_rises_strictly_for_every_count() {
+        let mut h = hist([]);
+        for n in 1..=3000u64 {
+            h.record(1000 + n).unwrap();
+            let xs: Vec<String> = spectrum(&h, 0)
+                .iter()
+                .map(|p| compact(p.0).to_string())
+                .collect();
+            let parsed: Vec<f64> = xs.iter().map(|x| x.parse().unwrap()).collect();
+            assert!(parsed.windows(2).all(|w| w[0] < w[1]), "n={n}: {xs:?}");
+            assert_eq!(*parsed.last().unwrap(), n as f64);
         }
     }
 

@@ -293,10 +293,15 @@ fn write_reports(cfg: &RunConfig, final_report: &report::FinalReport) -> bool {
         report::print(&report::json::render(final_report));
     }
     let mut all = true;
+    // Locust's {u}, {r}, {t} in the --html file name.
+    let html = opts
+        .html
+        .as_deref()
+        .map(|p| report::html::file_name(p, cfg.users, cfg.spawn_rate, cfg.run_time));
     let files = [
         (
             "--html",
-            opts.html.clone(),
+            html,
             report::html::render as fn(&_) -> String,
         ),
         (

@@ -241,6 +241,7 @@ impl Controller {
         let mut shard_txs = Vec::new();
         let mut threads = Vec::new();
         let run_stop = crate::script::limits::RunStop::new();
+        let stats = Arc::new(Mutex::new(RunStats::new(cfg.keep_window)));
         for index in 0..cfg.shards {
             let (tx, rx) = unbounded();
             let spec = ShardSpec {
@@ -253,6 +254,7 @@ impl Controller {
                 classes: cfg.classes.iter().map(|c| c.name.clone()).collect(),
                 run_stop: run_stop.clone(),
                 stop_timeout: cfg.stop_timeout,
+                run_stats: stats.clone(),
             };
             threads.push(spawn_shard(spec, rx, report_tx.clone(), ready_tx.clone())?);
             shard_txs.push(tx);
@@ -280,7 +282,6 @@ impl Controller {
             spawn_rate: 0.0,
             started_at: None,
         }));
-        let stats = Arc::new(Mutex::new(RunStats::new(cfg.keep_window)));
         let (cmd_tx, cmd_rx) = unbounded();
         let control = Control {
             shards: shard_txs,

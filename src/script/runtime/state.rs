@@ -16,7 +16,8 @@ use super::watchdog::Watchdog;
 use super::REQUEST_LISTENERS;
 use crate::http::{ClientConfig, Target};
 use crate::script::client::{self, ClientCtx};
-use crate::script::limits::request_quit;
+use crate::script::limits::{process_exit_code, request_quit, set_process_exit_code};
+use crate::script::stats::StatsHandle;
 use crate::script::{json, ClassInfo, ScriptError, ScriptSource, TagFilter, TaskInfo};
 use crate::stats::ShardStats;
 
@@ -70,6 +71,7 @@ impl State {
         stats: Rc<RefCell<ShardStats>>,
         cfg: ClientConfig,
         dog: Rc<Watchdog>,
+        run_stats: Option<StatsHandle>,
     ) -> Result<State, ScriptError> {
         // SAFETY: the `debug` library lets Lua code break mlua's invariants
         // (e.g. debug.setmetatable on its userdata); the prelude needs
@@ -93,8 +95,8 @@ impl State {
         lua.set_app_data(dog.clone());
         dog.restart();
         let hosts = Rc::new(RefCell::new(Vec::new()));
-        let internal =
-            build(&lua, shard, stats, cfg, src, hosts.clone(), &dog).map_err(setup_error)?;
+        let internal = build(&lua, shard, stats, cfg, src, hosts.clone(), &dog, run_stats)
+            .map_err(setup_error)?;
         dog.restart();
         let chunk = format!("@{}", src.path.display());
         lua.load(src.text.as_str())
@@ -160,12 +162,14 @@ fn build(
     src: &ScriptSource,
     hosts: Rc<RefCell<Vec<Option<Target>>>>,
     dog: &Rc<Watchdog>,
+    run_stats: Option<StatsHandle>,
 ) -> mlua::Result<Table> {
     let listeners = lua.create_table()?;
     lua.set_named_registry_value(REQUEST_LISTENERS, &listeners)?;
 
     let module = lua.create_table()?;
     json::install(lua, &module)?;
+    crate::script::stats::install(lua, &module, run_stats)?;
     // Depth of coroutines the script created that are running now; an
     // async call inside one would suspend the wrong coroutine.
     let nested = dog.nested.clone();
@@ -264,6 +268,24 @@ fn build(
             }
             Ok(())
         })?,
+    )?;
+    // locusta.process_exit_code (lua/prelude/guard.lua checks and names
+    // the script's line on a bad value).
+    native.set(
+        "set_process_exit_code",
+        lua.create_function(|_, v: Value| {
+            let code = match v {
+                Value::Nil => None,
+                Value::Integer(i) => Some(i),
+                Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => Some(n as i64),
+                _ => return Ok(false),
+            };
+            Ok(set_process_exit_code(code))
+        })?,
+    )?;
+    native.set(
+        "process_exit_code",
+        lua.create_function(|_, ()| Ok(process_exit_code()))?,
     )?;
     let stop_dog = dog.clone();
     native.set(

@@ -87,6 +87,11 @@ fn test_stop_reads_the_final_stats_of_every_shard() {
             r#"local U = locusta.user {{ wait_time = locusta.constant(0.01) }}
 U:task(3, function(self) self.client:get("/good") end)
 U:task(1, function(self) self.client:get("/bad") end)
+-- Run when users are stopped: these requests reach the stats only with
+-- each shard's very last delta.
+function U:on_stop()
+  for _ = 1, 3 do self.client:get("/good") end
+end
 locusta.events.test_stop(function()
   local t = locusta.stats.total
   local bad = locusta.stats:get("/bad", "GET")

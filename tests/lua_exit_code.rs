@@ -237,3 +237,35 @@ fn quit_beats_process_exit_code_which_beats_thresholds() {
     );
     assert_eq!(code, 9, "{stdout}\n{stderr}");
 }
+
+#[test]
+fn test_stop_listeners_that_hang_are_cut() {
+    let server = TestServer::start(|_| ok("x"));
+    let dir = temp_dir("lua-stop-hang");
+    let path = script(
+        &dir,
+        "hang.lua",
+        r#"local U = locusta.user { wait_time = locusta.constant(0.1) }
+U:task(1, function(self) self.client:get("/") end)
+locusta.events.test_stop(function() while true do end end)
+locusta.events.test_stop(function()
+  locusta.process_exit_code = 6
+  locusta.sleep(600)
+end)
+"#,
+    );
+    let (code, stdout, stderr) = run(&path, &server.url(""), "2", "1", "1s", &[]);
+    // The busy loop is interrupted (the run is past its stop deadline),
+    // the sleeping listener is cut at 10 s; the run still ends with its
+    // reports and the code the listener set before it hung.
+    assert_eq!(code, 6, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("interrupted: the run is stopping and this code has not yielded"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("test_stop listeners still ran after 10s: cut short"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("Aggregated"), "{stdout}");
+}

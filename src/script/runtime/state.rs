@@ -95,8 +95,9 @@ impl State {
         lua.set_app_data(dog.clone());
         dog.restart();
         let hosts = Rc::new(RefCell::new(Vec::new()));
-        let internal = build(&lua, shard, stats, cfg, src, hosts.clone(), &dog, run_stats)
-            .map_err(setup_error)?;
+        let (module, internal) =
+            build(&lua, shard, stats, cfg, src, hosts.clone(), &dog).map_err(setup_error)?;
+        crate::script::stats::install(&lua, &module, run_stats).map_err(setup_error)?;
         dog.restart();
         let chunk = format!("@{}", src.path.display());
         lua.load(src.text.as_str())
@@ -153,7 +154,8 @@ fn class_infos(classes: &Table) -> mlua::Result<Vec<ClassInfo>> {
 }
 
 /// The state's setup: `package.preload.locusta`, the native helpers, the
-/// prelude, the random seed. Returns the prelude's internal table.
+/// prelude, the random seed. Returns the module and the prelude's
+/// internal table.
 fn build(
     lua: &Lua,
     shard: usize,
@@ -162,14 +164,12 @@ fn build(
     src: &ScriptSource,
     hosts: Rc<RefCell<Vec<Option<Target>>>>,
     dog: &Rc<Watchdog>,
-    run_stats: Option<StatsHandle>,
-) -> mlua::Result<Table> {
+) -> mlua::Result<(Table, Table)> {
     let listeners = lua.create_table()?;
     lua.set_named_registry_value(REQUEST_LISTENERS, &listeners)?;
 
     let module = lua.create_table()?;
     json::install(lua, &module)?;
-    crate::script::stats::install(lua, &module, run_stats)?;
     // Depth of coroutines the script created that are running now; an
     // async call inside one would suspend the wrong coroutine.
     let nested = dog.nested.clone();
@@ -364,7 +364,7 @@ fn build(
     let math: Table = lua.globals().get("math")?;
     math.get::<Function>("randomseed")?
         .call::<()>((seed as i64, shard as i64))?;
-    Ok(internal)
+    Ok((module, internal))
 }
 
 type BoxedCall = std::pin::Pin<Box<dyn std::future::Future<Output = mlua::Result<()>>>>;

@@ -1,9 +1,13 @@
 //! `--threshold EXPR` and `--threshold-abort` through the real binary: a
 //! bad expression is a usage error before any request, verdicts print the
 //! measured value and set exit status 3, a missing row fails, and
-//! `--threshold-abort` ends a run on a failures budget well before `-t`.
+//! `--threshold-abort` ends a run on a failures budget well before `-t`,
+//! on a cluster master too (for the whole cluster).
 
 mod common;
+
+#[path = "common/cluster.rs"]
+mod cluster_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -209,4 +213,53 @@ U:task(1, function(self) self.client:get("/down") end)
         requests < 1_000,
         "{requests} requests: the run was not cut short"
     );
+}
+
+#[test]
+fn a_master_judges_and_aborts_for_the_whole_cluster() {
+    use cluster_common::*;
+    let server = TestServer::start(|_| status(503, "Service Unavailable"));
+    let dir = temp_dir("threshold-master");
+    let csv = dir.join("run");
+    let port = free_port();
+    let args = [
+        "-u",
+        "2",
+        "-r",
+        "100",
+        "-t",
+        "60s",
+        "--expect-workers",
+        "1",
+        "--threshold",
+        "failures<50",
+        "--threshold",
+        "p95<10s",
+        "--threshold-abort",
+    ];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, &server.url("/down"), &args, &csv),
+    );
+    let mut w = Proc::spawn(&dir, "w1", &mut worker_cmd(port));
+    let status = m.wait(LIMIT);
+    assert_eq!(status.code(), Some(3), "{}", m.logs());
+    assert!(w.wait(LIMIT).success(), "{}", w.logs());
+    assert!(
+        m.stderr()
+            .contains("threshold 'failures<50' can no longer pass (failures = "),
+        "{}",
+        m.logs()
+    );
+    assert!(
+        m.stdout().contains("FAIL  failures<50  (failures = "),
+        "{}",
+        m.logs()
+    );
+    assert!(m.stdout().contains("PASS  p95<10s"), "{}", m.logs());
+    // The master's verdict is on what the worker sent: the whole cluster.
+    let (sent, failed) = worker_sent(&w.stderr());
+    assert_eq!(csv_total(&csv), sent, "{}", m.logs());
+    assert!(failed >= 50, "{}", w.logs());
 }

@@ -182,7 +182,10 @@ impl Control {
                     }
                     if report.test_stopped && test_stop_pending {
                         test_stop_pending = false;
-                        self.set_state(RunState::Stopped, 0);
+                        // Unless a new start came in meanwhile.
+                        if stopping {
+                            self.set_state(RunState::Stopped, 0);
+                        }
                     }
                 },
                 recv(spawn_tick) -> _ => {

@@ -5,7 +5,7 @@
 //! dashboard's plain [`DashboardSnapshot`] ([`to_dashboard`]), forwarding the
 //! dashboard's actions to the run, and the rest of a run with a terminal:
 //! `--csv` files every second while the swarm runs, `-t` counted from the
-//! start, SIGTERM (and SIGINT/SIGHUP) as `q`, log lines held back while the
+//! start, `--threshold-abort`, SIGTERM (and SIGINT/SIGHUP) as `q`, log lines held back while the
 //! dashboard owns the screen and printed after it, and on quit the same end
 //! as headless (stop, final CSV, Locust's final tables, exit code). Drawing
 //! and keys are the `locusta-tui` crate's.
@@ -124,6 +124,8 @@ fn ticker(
 ) -> anyhow::Result<(Option<CsvWriter>, Option<HdrLog>, bool)> {
     let mut hdr_ok = true;
     let mut next_csv = Instant::now() + CSV_EVERY;
+    let mut next_abort_check = Instant::now() + headless::ABORT_CHECK_EVERY;
+    headless::warn_unabortable(cfg);
     let mut was_running = false;
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(POLL);
@@ -150,6 +152,15 @@ fn ticker(
             }
         }
         let now = Instant::now();
+        // --threshold-abort, as headless; not during a ramp that
+        // --reset-stats will wipe.
+        let resetting = cfg.reset_stats && status.state == RunState::Spawning;
+        if running && !resetting && now >= next_abort_check && !quit.load(Ordering::SeqCst) {
+            next_abort_check = now + headless::ABORT_CHECK_EVERY;
+            if headless::threshold_abort(cfg, control) {
+                quit.store(true, Ordering::SeqCst);
+            }
+        }
         if now >= next_csv {
             next_csv = (next_csv + CSV_EVERY).max(now);
             hdr_ok &= headless::write_hdr_log(&mut hdr, control, false);

@@ -53,6 +53,8 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
     let mut next_second = started + EVERY_SECOND;
     let mut hdr_ok = true;
     let mut reset_pending = cfg.reset_stats;
+    let mut next_abort_check = started + ABORT_CHECK_EVERY;
+    warn_unabortable(cfg);
     loop {
         std::thread::sleep(POLL);
         if interrupted.load(Ordering::Relaxed) {
@@ -74,6 +76,13 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
             controller.reset_stats();
         }
         let now = Instant::now();
+        // Not before --reset-stats: what crossed then is about to go.
+        if !reset_pending && now >= next_abort_check {
+            next_abort_check += ABORT_CHECK_EVERY;
+            if threshold_abort(cfg, controller) {
+                break;
+            }
+        }
         if now >= next_csv {
             next_csv += CSV_EVERY;
             if let Some(csv) = csv.as_mut() {
@@ -105,6 +114,39 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
     }
     // locusta.quit(n) / os.exit(n) chose the exit status.
     Ok(crate::script::quit_requested().unwrap_or(code))
+}
+
+/// How often `--threshold-abort` looks at the stats (they change once a
+/// second, when the shards' deltas are merged).
+pub(crate) const ABORT_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// `--threshold-abort` with no threshold that can fail before the end:
+/// say so at the start rather than let the user wait for an abort.
+pub(crate) fn warn_unabortable(cfg: &RunConfig) {
+    let opts = &cfg.reports;
+    if opts.threshold_abort && !opts.thresholds.iter().any(|t| t.fails_for_good()) {
+        log::warn!(
+            "--threshold-abort: no threshold here can fail before the end (only failures, \
+             requests and max with < or <= can); they are judged when the run ends"
+        );
+    }
+}
+
+/// `--threshold-abort`: whether a threshold failed for good on the stats
+/// so far (logged, with the measured value); the caller stops the run.
+pub(crate) fn threshold_abort(cfg: &RunConfig, controller: &dyn RunControl) -> bool {
+    let opts = &cfg.reports;
+    if !opts.threshold_abort || !opts.thresholds.iter().any(|t| t.fails_for_good()) {
+        return false;
+    }
+    let stats = controller.snapshot().stats;
+    match report::threshold::breached(&opts.thresholds, &stats) {
+        Some(why) => {
+            log::warn!("{why}: stopping the run and writing reports (--threshold-abort)");
+            true
+        }
+        None => false,
+    }
 }
 
 /// `--csv PREFIX`: create the four files (with their headers) now, and
@@ -190,10 +232,11 @@ pub fn create_parent_dir(path: &str) -> std::io::Result<()> {
 }
 
 /// Stop every user and wait (stop timeout + killed users' on_stop bound +
-/// 5 s at most) for the run to reach Stopped.
+/// the test_stop listeners' bound + 5 s at most) for the run to reach
+/// Stopped.
 pub(crate) fn stop_and_wait(cfg: &RunConfig, controller: &dyn RunControl) {
     controller.stop();
-    let grace = cfg.stop_timeout + crate::engine::ON_STOP_LIMIT + Duration::from_secs(5);
+    let grace = cfg.stop_timeout + 2 * crate::engine::ON_STOP_LIMIT + Duration::from_secs(5);
     if !controller.wait_for(RunState::Stopped, grace) {
         log::warn!("users did not stop within {grace:?}; reporting what arrived");
     }
@@ -205,9 +248,11 @@ pub const THRESHOLD_FAILED: i32 = 3;
 
 /// The end of a run, once users stopped: the final CSV files, Locust's
 /// final tables on stdout, the HTML and JSON reports, the thresholds'
-/// verdicts, and the exit code: 3 when a threshold failed, else
-/// `--exit-code-on-error` when any request failed or a script raised an
-/// error, else 1 when a report could not be written, else 0.
+/// verdicts, and the exit code: the script's `locusta.process_exit_code`
+/// when set, else 3 when a threshold failed, else `--exit-code-on-error`
+/// when any request failed or a script raised an error, else 1 when a
+/// report could not be written, else 0. (`locusta.quit(n)` beats them
+/// all: the callers apply it.)
 pub(crate) fn finish(
     cfg: &RunConfig,
     controller: &dyn RunControl,
@@ -243,6 +288,10 @@ pub(crate) fn finish(
     }
     if verdicts.iter().any(|v| !v.passed) {
         code = THRESHOLD_FAILED;
+    }
+    // Locust's environment.process_exit_code, set by a test_stop listener.
+    if let Some(chosen) = crate::script::process_exit_code() {
+        code = chosen;
     }
     // Locust's line, logged at the end of its run.
     log::info!("Shutting down (exit code {code})");
@@ -299,11 +348,7 @@ fn write_reports(cfg: &RunConfig, final_report: &report::FinalReport) -> bool {
         .as_deref()
         .map(|p| report::html::file_name(p, cfg.users, cfg.spawn_rate, cfg.run_time));
     let files = [
-        (
-            "--html",
-            html,
-            report::html::render as fn(&_) -> String,
-        ),
+        ("--html", html, report::html::render as fn(&_) -> String),
         (
             "--json-file",
             opts.json_file.as_deref().map(report::json::file_name),

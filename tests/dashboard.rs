@@ -298,6 +298,33 @@ fn run_time_quits_by_itself_after_the_start() {
     assert_csv(&dir);
 }
 
+#[test]
+fn threshold_abort_quits_by_itself_with_exit_3() {
+    if !have_tmux() {
+        return;
+    }
+    let server = TestServer::start(|_| ok("hello"));
+    let dir = temp_dir("dashboard-threshold-abort");
+    // 2 users at ~20 requests/s each cross 20 requests within 2 s.
+    let tmux = Tmux::start(
+        &dir,
+        &command(
+            &server,
+            &dir,
+            "-u 2 -r 10 --autostart -t 60s --threshold requests\\<20 --threshold-abort",
+        ),
+    );
+    let (code, all) = tmux.wait_exit();
+    assert_eq!(code, 3, "{all}");
+    assert!(
+        all.contains("threshold 'requests<20' can no longer pass"),
+        "{all}"
+    );
+    assert!(all.contains("FAIL  requests<20  (requests = "), "{all}");
+    assert_restored(&all);
+    assert_csv(&dir);
+}
+
 /// Whether `pid` has exited (gone, or a zombie nobody reaped yet).
 fn exited(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

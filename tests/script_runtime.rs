@@ -219,6 +219,7 @@ fn load_errors_name_the_file_and_line() {
             client: ClientConfig::default(),
             default_host: None,
             run_stop: None,
+            run_stats: None,
         },
     )
     .err()

@@ -107,8 +107,11 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
         worker.sent.0,
         worker.sent.1
     );
-    // locusta.quit(n) / os.exit(n) chose the exit status.
-    Ok(crate::script::quit_requested().unwrap_or(code))
+    // locusta.quit(n) / os.exit(n), else locusta.process_exit_code, chose
+    // the exit status.
+    Ok(crate::script::quit_requested()
+        .or_else(crate::script::process_exit_code)
+        .unwrap_or(code))
 }
 
 enum Joined {

@@ -3,7 +3,10 @@
 //!
 //! It tells each shard how many users of each class to hold (see
 //! `dispatch`; ramped at the spawn rate), merges the shards' one-second deltas into [`RunStats`], and
-//! closes a one-second history window every second. Front ends never talk to
+//! closes a one-second history window every second. A stop ends in
+//! order: every shard reports its users gone (with its last delta), then
+//! shard 0 fires the script's test_stop on the merged, final stats, and
+//! only then is the run `Stopped`. Front ends never talk to
 //! shards; they call the `Controller`, which sends [`ControlCmd`]s here.
 
 use std::sync::{Arc, Mutex};
@@ -78,6 +81,8 @@ impl Control {
         };
         let mut epoch = 0u64;
         let mut stopped_shards = vec![false; self.shards.len()];
+        // Every shard stopped; shard 0 runs the test_stop listeners.
+        let mut test_stop_pending = false;
         // A history window closes once every shard has reported into it, so
         // each second holds one report per shard (a timer alone would catch
         // zero or two and make per-second rates jitter).
@@ -124,6 +129,7 @@ impl Control {
                             ramp.current = 0.0;
                             ramp.sent.iter_mut().for_each(|s| s.clear());
                             stopped_shards.iter_mut().for_each(|s| *s = false);
+                            test_stop_pending = false;
                             self.run_stop.stop_within(self.stop_timeout);
                             kill_at = (!self.stop_timeout.is_zero())
                                 .then(|| Instant::now() + self.stop_timeout);
@@ -165,13 +171,26 @@ impl Control {
                         self.close_window();
                         window_closed = Instant::now();
                     }
-                    if report.stopped && self.status.lock().unwrap().state == RunState::Stopping {
+                    let stopping = self.status.lock().unwrap().state == RunState::Stopping;
+                    if report.stopped && stopping && !test_stop_pending {
                         stopped_shards[report.shard] = true;
                         if stopped_shards.iter().all(|s| *s) {
                             // Shards kill their users at the deadline, and
                             // may be done before the next tick looks.
                             self.log_kill(&mut kill_at, Instant::now());
                             kill_at = None;
+                            // Every shard's last delta is merged now: the
+                            // test_stop listeners read the final stats.
+                            match self.shards.first().map(|tx| tx.send(ShardCmd::RunTestStop)) {
+                                Some(Ok(())) => test_stop_pending = true,
+                                _ => self.set_state(RunState::Stopped, 0),
+                            }
+                        }
+                    }
+                    if report.test_stopped && test_stop_pending {
+                        test_stop_pending = false;
+                        // Unless a new start came in meanwhile.
+                        if stopping {
                             self.set_state(RunState::Stopped, 0);
                         }
                     }

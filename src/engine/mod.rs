@@ -253,6 +253,11 @@ impl Controller {
         let mut shard_txs = Vec::new();
         let mut threads = Vec::new();
         let run_stop = crate::script::limits::RunStop::new();
+        let mut run_stats = RunStats::new(cfg.keep_window);
+        if cfg.intervals {
+            run_stats.enable_intervals();
+        }
+        let stats = Arc::new(Mutex::new(run_stats));
         for index in 0..cfg.shards {
             let (tx, rx) = unbounded();
             let spec = ShardSpec {
@@ -265,6 +270,7 @@ impl Controller {
                 classes: cfg.classes.iter().map(|c| c.name.clone()).collect(),
                 run_stop: run_stop.clone(),
                 stop_timeout: cfg.stop_timeout,
+                run_stats: stats.clone(),
             };
             threads.push(spawn_shard(spec, rx, report_tx.clone(), ready_tx.clone())?);
             shard_txs.push(tx);
@@ -292,11 +298,6 @@ impl Controller {
             spawn_rate: 0.0,
             started_at: None,
         }));
-        let mut run_stats = RunStats::new(cfg.keep_window);
-        if cfg.intervals {
-            run_stats.enable_intervals();
-        }
-        let stats = Arc::new(Mutex::new(run_stats));
         let (cmd_tx, cmd_rx) = unbounded();
         let task_runs = Arc::new(Mutex::new(vec![Vec::new(); cfg.shards]));
         let control = Control {

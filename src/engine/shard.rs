@@ -39,6 +39,10 @@ pub(crate) enum ShardCmd {
     Stop {
         grace: Duration,
     },
+    /// Every shard has stopped and its last delta is merged: fire the
+    /// script's test_stop (it reads the final stats), then report
+    /// `test_stopped`. Sent to shard 0, the one that runs the listeners.
+    RunTestStop,
     /// Drop stats recorded so far; later reports carry the new epoch.
     ResetStats {
         epoch: u64,
@@ -53,6 +57,9 @@ pub(crate) struct ShardReport {
     pub delta: StatsDelta,
     /// The last report after a Stop: no user of this shard is left.
     pub stopped: bool,
+    /// The answer to `RunTestStop`: the listeners ran (their requests are
+    /// in this delta).
+    pub test_stopped: bool,
     /// Scripts: how often each task ran since the start or the last reset.
     pub task_runs: Option<Vec<TaskRuns>>,
 }
@@ -72,6 +79,8 @@ pub(crate) struct ShardSpec {
     pub run_stop: std::sync::Arc<crate::script::limits::RunStop>,
     /// `--stop-timeout`: also the grace of users retired by a ramp-down.
     pub stop_timeout: Duration,
+    /// The control thread's merged stats, read by `locusta.stats`.
+    pub run_stats: crate::script::stats::StatsHandle,
 }
 
 /// io_uring with completions deferred to when the shard waits for them
@@ -163,6 +172,7 @@ fn build_workload(
                 client: spec.client.clone(),
                 default_host: default_host.clone(),
                 run_stop: Some(spec.run_stop.clone()),
+                run_stats: Some(spec.run_stats.clone()),
             };
             ShardScript::load(source, tags, &spec.classes, ctx)
                 .map(|s| ShardWorkload::Script(Rc::new(s)))
@@ -207,6 +217,7 @@ async fn shard_loop(
         epoch,
         delta: stats.borrow_mut().take_delta(),
         stopped,
+        test_stopped: false,
         task_runs: script.as_ref().map(|s| s.task_runs()),
     };
     loop {
@@ -226,6 +237,26 @@ async fn shard_loop(
                     stop_grace = grace;
                     users.stop_all(grace);
                     stopping = true;
+                }
+                ShardCmd::RunTestStop => {
+                    if let ShardWorkload::Script(script) = &users.workload {
+                        // Listeners that wait (a sleep, a request) are not
+                        // cut by the watchdog: bound them as on_stop is.
+                        let limit = super::population::ON_STOP_LIMIT;
+                        if monoio::time::timeout(limit, script.test_stop())
+                            .await
+                            .is_err()
+                        {
+                            log::warn!("test_stop listeners still ran after {limit:?}: cut short");
+                        }
+                    }
+                    let done = ShardReport {
+                        test_stopped: true,
+                        ..report(epoch, false)
+                    };
+                    if reports.send(done).is_err() {
+                        return;
+                    }
                 }
                 ShardCmd::ResetStats { epoch: e } => {
                     epoch = e;
@@ -256,9 +287,8 @@ async fn shard_loop(
         }
         if stopping && users.live() == 0 {
             stopping = false;
-            if let ShardWorkload::Script(script) = &users.workload {
-                script.test_stop().await;
-            }
+            // test_stop fires later (RunTestStop), once every shard's last
+            // delta is merged, so its listeners see the final stats.
             next_report = Instant::now() + REPORT_EVERY;
             if reports.send(report(epoch, true)).is_err() {
                 return;

@@ -4,7 +4,8 @@
 //! yielding, response body size, Lua heap size), their flag syntax
 //! ([`parse_size`]), the cross-thread "the run is stopping" clock the
 //! watchdog reads ([`RunStop`]), and the process-wide exit code asked for
-//! by `locusta.quit(n)` / `os.exit(n)` ([`quit_requested`]). Enforcement
+//! by `locusta.quit(n)` / `os.exit(n)` ([`quit_requested`]) or set as
+//! `locusta.process_exit_code` ([`process_exit_code`]). Enforcement
 //! lives where the cost is paid: `watchdog` (time), `client_request`
 //! (bodies), `runtime::state` (memory).
 
@@ -161,6 +162,32 @@ pub fn request_quit(code: i32) {
 pub fn quit_requested() -> Option<i32> {
     match QUIT.load(Ordering::SeqCst) {
         NO_QUIT => None,
+        c => Some(c as i32),
+    }
+}
+
+/// No `locusta.process_exit_code` set.
+const NO_CODE: i64 = i64::MIN;
+static PROCESS_EXIT_CODE: AtomicI64 = AtomicI64::new(NO_CODE);
+
+/// `locusta.process_exit_code = code` (Locust's
+/// `environment.process_exit_code`): the exit status, unless
+/// `locusta.quit(n)` was called; `None` (Lua's nil) unsets it. Shared by
+/// every shard's Lua state: the last assignment wins. Returns whether
+/// `code` was in 0..=255 (else nothing changes).
+pub fn set_process_exit_code(code: Option<i64>) -> bool {
+    match code {
+        None => PROCESS_EXIT_CODE.store(NO_CODE, Ordering::SeqCst),
+        Some(c) if (0..=255).contains(&c) => PROCESS_EXIT_CODE.store(c, Ordering::SeqCst),
+        Some(_) => return false,
+    }
+    true
+}
+
+/// The exit status the script set as `locusta.process_exit_code`.
+pub fn process_exit_code() -> Option<i32> {
+    match PROCESS_EXIT_CODE.load(Ordering::SeqCst) {
+        NO_CODE => None,
         c => Some(c as i32),
     }
 }

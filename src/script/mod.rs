@@ -17,7 +17,8 @@
 //!   `client_decode` decodes compressed bodies when the script reads them.
 //! - `json`: `locusta.json` and Lua <-> JSON (helper B).
 //! - `limits`: what a script may cost (time without yielding, body size,
-//!   Lua heap) and `locusta.quit`'s exit code.
+//!   Lua heap), `locusta.quit`'s exit code and `locusta.process_exit_code`.
+//! - `stats`: `locusta.stats`, the run's stats as Locust's `StatsEntry`.
 
 use std::path::PathBuf;
 
@@ -93,5 +94,6 @@ mod client_sink;
 pub mod json;
 pub mod limits;
 pub mod runtime;
+pub mod stats;
 
-pub use limits::{quit_requested, ScriptLimits};
+pub use limits::{process_exit_code, quit_requested, ScriptLimits};

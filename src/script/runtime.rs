@@ -60,7 +60,7 @@ pub const STOP_POLL: Duration = Duration::from_millis(50);
 pub fn inspect(src: &ScriptSource, tags: &TagFilter) -> Result<Vec<ClassInfo>, ScriptError> {
     let stats = Rc::new(RefCell::new(ShardStats::new()));
     let dog = Watchdog::new(src.limits.max_blocking, None);
-    let state = State::new(src, 0, stats, ClientConfig::default(), dog)?;
+    let state = State::new(src, 0, stats, ClientConfig::default(), dog, None)?;
     state.finalize(src, tags)
 }
 
@@ -76,6 +76,9 @@ pub struct ShardContext {
     /// code that does not yield is interrupted (`None` in tests that stop
     /// users themselves).
     pub run_stop: Option<Arc<RunStop>>,
+    /// The run's merged stats, for `locusta.stats` (`None`: empty stats,
+    /// in tests that run no engine).
+    pub run_stats: Option<super::stats::StatsHandle>,
 }
 
 /// One Lua state per shard (`!Send`; created on the shard thread). Keep it
@@ -102,7 +105,14 @@ impl ShardScript {
         ctx: ShardContext,
     ) -> Result<ShardScript, ScriptError> {
         let dog = Watchdog::new(src.limits.max_blocking, ctx.run_stop.clone());
-        let state = State::new(src, ctx.shard, ctx.stats.clone(), ctx.client, dog)?;
+        let state = State::new(
+            src,
+            ctx.shard,
+            ctx.stats.clone(),
+            ctx.client,
+            dog,
+            ctx.run_stats,
+        )?;
         let all = state.finalize(src, tags)?;
         let names: Vec<String> = if classes.is_empty() {
             all.iter().map(|c| c.name.clone()).collect()
@@ -197,7 +207,8 @@ impl ShardScript {
         self.fire_event("test_start").await
     }
 
-    /// Fire `locusta.events.test_stop` listeners (shard 0 only).
+    /// Fire `locusta.events.test_stop` listeners (shard 0 only; the engine
+    /// calls it once every shard's last stats are merged).
     pub async fn test_stop(&self) {
         self.fire_event("test_stop").await
     }

@@ -29,6 +29,10 @@ use super::view::{
 };
 use crate::http::Method;
 
+// Reading one row alone (a script's `locusta.stats`).
+#[path = "run_lookup.rs"]
+mod lookup;
+
 /// Closed one-second windows behind "current" rates and percentiles
 /// (Locust's `current_rps` spans about 10 s).
 pub const WINDOW_SECONDS: usize = 10;

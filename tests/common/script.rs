@@ -74,6 +74,7 @@ pub fn load_on(src: &ScriptSource, filter: &TagFilter, classes: &[&str], shard: 
             client: ClientConfig::default(),
             default_host: None,
             run_stop: None,
+            run_stats: None,
         },
     )
     .unwrap_or_else(|e| panic!("load failed: {e}"));
@@ -103,6 +104,7 @@ pub fn load_error(name: &str, text: &str) -> String {
             client: ClientConfig::default(),
             default_host: None,
             run_stop: None,
+            run_stats: None,
         },
     )
     .err()

@@ -16,7 +16,8 @@ use super::watchdog::Watchdog;
 use super::REQUEST_LISTENERS;
 use crate::http::{ClientConfig, Target};
 use crate::script::client::{self, ClientCtx};
-use crate::script::limits::request_quit;
+use crate::script::limits::{process_exit_code, request_quit, set_process_exit_code};
+use crate::script::stats::StatsHandle;
 use crate::script::{json, ClassInfo, ScriptError, ScriptSource, TagFilter, TaskInfo};
 use crate::stats::ShardStats;
 
@@ -70,6 +71,7 @@ impl State {
         stats: Rc<RefCell<ShardStats>>,
         cfg: ClientConfig,
         dog: Rc<Watchdog>,
+        run_stats: Option<StatsHandle>,
     ) -> Result<State, ScriptError> {
         // SAFETY: the `debug` library lets Lua code break mlua's invariants
         // (e.g. debug.setmetatable on its userdata); the prelude needs
@@ -93,8 +95,9 @@ impl State {
         lua.set_app_data(dog.clone());
         dog.restart();
         let hosts = Rc::new(RefCell::new(Vec::new()));
-        let internal =
+        let (module, internal) =
             build(&lua, shard, stats, cfg, src, hosts.clone(), &dog).map_err(setup_error)?;
+        crate::script::stats::install(&lua, &module, run_stats).map_err(setup_error)?;
         dog.restart();
         let chunk = format!("@{}", src.path.display());
         lua.load(src.text.as_str())
@@ -151,7 +154,8 @@ fn class_infos(classes: &Table) -> mlua::Result<Vec<ClassInfo>> {
 }
 
 /// The state's setup: `package.preload.locusta`, the native helpers, the
-/// prelude, the random seed. Returns the prelude's internal table.
+/// prelude, the random seed. Returns the module and the prelude's
+/// internal table.
 fn build(
     lua: &Lua,
     shard: usize,
@@ -160,7 +164,7 @@ fn build(
     src: &ScriptSource,
     hosts: Rc<RefCell<Vec<Option<Target>>>>,
     dog: &Rc<Watchdog>,
-) -> mlua::Result<Table> {
+) -> mlua::Result<(Table, Table)> {
     let listeners = lua.create_table()?;
     lua.set_named_registry_value(REQUEST_LISTENERS, &listeners)?;
 
@@ -265,6 +269,24 @@ fn build(
             Ok(())
         })?,
     )?;
+    // locusta.process_exit_code (lua/prelude/guard.lua checks and names
+    // the script's line on a bad value).
+    native.set(
+        "set_process_exit_code",
+        lua.create_function(|_, v: Value| {
+            let code = match v {
+                Value::Nil => None,
+                Value::Integer(i) => Some(i),
+                Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => Some(n as i64),
+                _ => return Ok(false),
+            };
+            Ok(set_process_exit_code(code))
+        })?,
+    )?;
+    native.set(
+        "process_exit_code",
+        lua.create_function(|_, ()| Ok(process_exit_code()))?,
+    )?;
     let stop_dog = dog.clone();
     native.set(
         "stop_user",
@@ -342,7 +364,7 @@ fn build(
     let math: Table = lua.globals().get("math")?;
     math.get::<Function>("randomseed")?
         .call::<()>((seed as i64, shard as i64))?;
-    Ok(internal)
+    Ok((module, internal))
 }
 
 type BoxedCall = std::pin::Pin<Box<dyn std::future::Future<Output = mlua::Result<()>>>>;

@@ -1,0 +1,65 @@
+//! Reading one row of [`RunStats`] alone, for a script's `locusta.stats`
+//! (a child of `run`, for its private rows): a row costs one row, not the
+//! whole table that [`RunStats::view`] computes.
+
+use std::time::SystemTime;
+
+use super::{add, RunRow, RunStats, OTHER_NAME};
+use crate::http::Method;
+use crate::stats::view::{us_to_ms, EntryRow};
+
+impl RunStats {
+    /// One row as [`RunStats::view`] shows it (`method` `None`: the
+    /// Aggregated row), computed alone: a script's `locusta.stats` reads
+    /// a row without paying for the whole table.
+    pub fn row(&self, method: Option<Method>, name: &str, now: SystemTime) -> Option<EntryRow> {
+        let elapsed = self
+            .last_request
+            .map(|t| t.min(now))
+            .and_then(|t| t.duration_since(self.start_time).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        match method {
+            None => Some(self.aggregated_view(elapsed)),
+            Some(m) => {
+                let row = self.find_row(m, name)?;
+                Some(self.row_view(row, &row.histogram, elapsed))
+            }
+        }
+    }
+
+    /// The methods that have a row named `name`, in [`Method::ALL`] order.
+    pub fn methods_of(&self, name: &str) -> Vec<Method> {
+        Method::ALL
+            .into_iter()
+            .filter(|m| self.find_row(*m, name).is_some())
+            .collect()
+    }
+
+    /// A row's whole-run latency percentile `q` (0..=1) in ms, as the
+    /// tables read it (capped at the row's maximum); 0 without requests.
+    pub fn row_percentile(&self, method: Option<Method>, name: &str, q: f64) -> Option<f64> {
+        let (row, merged) = match method {
+            None if self.aggregated_second.is_empty() => (&self.aggregated, None),
+            None => {
+                let mut h = self.aggregated.histogram.clone();
+                add(&mut h, &self.aggregated_second);
+                (&self.aggregated, Some(h))
+            }
+            Some(m) => (self.find_row(m, name)?, None),
+        };
+        let h = merged.as_ref().unwrap_or(&row.histogram);
+        if h.is_empty() {
+            return Some(0.0);
+        }
+        Some(us_to_ms(h.value_at_quantile(q).min(row.counts.max_us)))
+    }
+
+    fn find_row(&self, method: Method, name: &str) -> Option<&RunRow> {
+        let i = match self.index[method as usize].get(name) {
+            Some(&i) => i,
+            None if name == OTHER_NAME => self.other_index[method as usize]?,
+            None => return None,
+        };
+        self.rows.get(i)
+    }
+}

@@ -120,6 +120,23 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
     }
     match &cfg.role {
         Role::Worker { .. } => {
+            let r = &cfg.reports;
+            let ignored: Vec<&str> = [
+                (r.html.is_some(), "--html"),
+                (r.json_stdout, "--json"),
+                (r.json_file.is_some(), "--json-file"),
+                (!r.thresholds.is_empty(), "--threshold"),
+                (r.hdr_log.is_some(), "--hdr-log"),
+            ]
+            .into_iter()
+            .filter_map(|(given, flag)| given.then_some(flag))
+            .collect();
+            if !ignored.is_empty() {
+                log::warn!(
+                    "{} ignored on a worker: the master writes the reports and judges the run",
+                    ignored.join(", ")
+                );
+            }
             let code = locusta::cluster::worker::run(cfg)?;
             log::info!("Shutting down (exit code {code})");
             Ok(code)

@@ -9,43 +9,12 @@ mod cluster_common;
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use cluster_common::*;
 use common::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// `locust` as a command, or `None` (and a message) when it is missing.
-fn locust() -> Option<Command> {
-    // `locust` on PATH, else the module (pip may put no script on PATH).
-    let candidates: [&[&str]; 2] = [&["locust"], &["python3", "-m", "locust"]];
-    let found = candidates.into_iter().find(|argv| {
-        Command::new(argv[0])
-            .args(&argv[1..])
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    let Some(argv) = found else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "locust is not installed: .ci/run must `pip install locust==2.47.0`"
-        );
-        eprintln!("skipped: locust is not installed (pip install locust==2.47.0)");
-        return None;
-    };
-    let mut c = Command::new(argv[0]);
-    c.args(&argv[1..]);
-    // Locust workers and masters read LOCUST_* settings; start clean.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LOCUST_") {
-            c.env_remove(k);
-        }
-    }
-    Some(c)
-}
 
 const LOCUSTFILE: &str = r#"
 from locust import HttpUser, task, constant

@@ -5,150 +5,14 @@
 //! Every wait is bounded; every tmux server is killed on drop.
 
 mod common;
+#[path = "common/tmux.rs"]
+mod tmux;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Longest wait for anything to show on the screen.
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Whether tmux is here; without it, skip (or fail on CI).
-fn have_tmux() -> bool {
-    let ok = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("tmux is required on CI for the dashboard tests (.ci/run installs it)");
-        }
-        eprintln!("skipping: tmux is not installed (apt-get install tmux)");
-    }
-    ok
-}
-
-/// One tmux server of our own (its socket in the test's directory),
-/// killed on drop.
-struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    /// Run `command` (a shell line) in a detached 120x40 session.
-    fn start(dir: &Path, command: &str) -> Tmux {
-        let tmux = Tmux {
-            socket: dir.join("tmux.sock"),
-        };
-        let out = tmux.run(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-x",
-            "120",
-            "-y",
-            "40",
-            "-s",
-            "main",
-            command,
-        ]);
-        assert!(out.status.success(), "tmux new-session: {out:?}");
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("tmux");
-        cmd.arg("-S").arg(&self.socket).args(args);
-        // The session's shell inherits the server's environment.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("LOCUSTA_") || k == "TMUX" {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("TERM", "xterm-256color");
-        cmd.output().expect("run tmux")
-    }
-
-    fn keys(&self, keys: &str) {
-        let out = self.run(&["send-keys", "-t", "main", keys]);
-        assert!(out.status.success(), "send-keys {keys}: {out:?}");
-    }
-
-    /// The visible screen.
-    fn screen(&self) -> String {
-        text(&self.run(&["capture-pane", "-p", "-t", "main"]).stdout)
-    }
-
-    /// The screen and its scrollback, wrapped lines joined.
-    fn everything(&self) -> String {
-        text(
-            &self
-                .run(&["capture-pane", "-p", "-J", "-S", "-1000", "-t", "main"])
-                .stdout,
-        )
-    }
-
-    /// Poll `read` until `done` holds on it; panic with it after WAIT.
-    fn wait(
-        &self,
-        what: &str,
-        read: impl Fn(&Tmux) -> String,
-        done: impl Fn(&str) -> bool,
-    ) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let s = read(self);
-            if done(&s) {
-                return s;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; the screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn wait_screen(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        self.wait(what, Tmux::screen, done)
-    }
-
-    /// Wait for the shell line's `exit=N` and return N.
-    fn wait_exit(&self) -> (i32, String) {
-        let all = self.wait("locusta to exit", Tmux::everything, |s| {
-            s.contains("locusta-exit=")
-        });
-        let code = all
-            .split("locusta-exit=")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse().ok())
-            .expect("exit code");
-        (code, all)
-    }
-
-    /// The pid of the program the pane's shell runs.
-    fn child_pid(&self) -> i32 {
-        let out = self.run(&["display-message", "-p", "-t", "main", "#{pane_pid}"]);
-        let shell = text(&out.stdout).trim().to_string();
-        let children =
-            std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
-        children
-            .split_whitespace()
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("the shell runs locusta")
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-        let _ = std::fs::remove_file(&self.socket);
-    }
-}
+use tmux::{have_tmux, Tmux};
 
 /// A script whose users pause 50 ms between requests (a light load).
 fn script(dir: &Path) -> PathBuf {
@@ -349,7 +213,7 @@ fn a_terminal_that_hangs_up_ends_the_run_with_reports() {
     let pid = tmux.child_pid();
     // The terminal goes away under the dashboard (an ssh session dropped).
     let _ = tmux.run(&["kill-server"]);
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + tmux::WAIT;
     while !exited(pid) {
         if Instant::now() > deadline {
             // SAFETY: a plain kill(2) of the process we started, so the

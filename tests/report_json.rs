@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -26,34 +25,6 @@ class U(HttpUser):
     def index(self):
         self.client.get("/x")
 "#;
-
-/// `locust` as a command, or `None` (and a message) when it is missing.
-fn locust() -> Option<Command> {
-    let candidates: [&[&str]; 2] = [&["locust"], &["python3", "-m", "locust"]];
-    let found = candidates.into_iter().find(|argv| {
-        Command::new(argv[0])
-            .args(&argv[1..])
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    let Some(argv) = found else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "locust is not installed: .ci/run must `pip install locust==2.47.0`"
-        );
-        eprintln!("skipped: locust is not installed (pip install locust==2.47.0)");
-        return None;
-    };
-    let mut c = Command::new(argv[0]);
-    c.args(&argv[1..]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LOCUST_") {
-            c.env_remove(k);
-        }
-    }
-    Some(c)
-}
 
 /// Locust prints its JSON list first on stdout, then its tables.
 fn locusts_json(stdout: &str) -> Value {

@@ -5,99 +5,13 @@
 //! on drop.
 
 mod common;
+#[path = "common/tmux.rs"]
+mod tmux;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn have_tmux() -> bool {
-    let ok = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tmux is required on CI (.ci/run installs it)"
-        );
-        eprintln!("skipping: tmux is not installed (apt-get install tmux)");
-    }
-    ok
-}
-
-/// A tmux server of our own, killed on drop.
-struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    fn start(dir: &Path, command: &str) -> Tmux {
-        let tmux = Tmux {
-            socket: dir.join("tmux.sock"),
-        };
-        let out = tmux.run(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-x",
-            "150",
-            "-y",
-            "40",
-            "-s",
-            "main",
-            command,
-        ]);
-        assert!(out.status.success(), "tmux new-session: {out:?}");
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("tmux");
-        cmd.arg("-S").arg(&self.socket).args(args);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("LOCUSTA_") || k == "TMUX" {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("TERM", "xterm-256color");
-        cmd.output().expect("run tmux")
-    }
-
-    /// The screen and its scrollback.
-    fn everything(&self) -> String {
-        text(
-            &self
-                .run(&["capture-pane", "-p", "-S", "-1000", "-t", "main"])
-                .stdout,
-        )
-    }
-
-    fn wait(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let s = self.everything();
-            if done(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
+use tmux::{have_tmux, Tmux};
 
 #[test]
 fn on_a_terminal_the_line_is_drawn_and_cleared_for_what_follows() {
@@ -114,12 +28,14 @@ fn on_a_terminal_the_line_is_drawn_and_cleared_for_what_follows() {
         server.url("/"),
         dir.display()
     );
-    let tmux = Tmux::start(&dir, &command);
-    let during = tmux.wait("the progress line", |s| {
+    let tmux = Tmux::start_sized(&dir, 150, &command);
+    let during = tmux.wait("the progress line", Tmux::scrollback, |s| {
         s.contains("elapsed 0:0") && s.contains("/ 0:04 | users 2/2 |")
     });
     assert!(during.contains(" req/s | failures 0 (0.00%)"), "{during}");
-    let after = tmux.wait("locusta to exit", |s| s.contains("locusta-exit="));
+    let after = tmux.wait("locusta to exit", Tmux::scrollback, |s| {
+        s.contains("locusta-exit=")
+    });
     assert!(after.contains("locusta-exit=0"), "{after}");
     // Each log line starts its own line: the progress text was erased
     // first, not left in front of it.

@@ -24,9 +24,7 @@ use super::shard::{
     new_histogram, other_failure, Delta, EntryCounts, FastMap, Latencies, MAX_EXCEPTIONS,
     MAX_FAILURES, MAX_NAMES, OTHER_FAILURE, OTHER_NAME,
 };
-use super::view::{
-    percentiles_ms, us_to_ms, EntryHistogram, EntryRow, ExceptionRow, FailureRow, StatsView,
-};
+use super::view::{percentiles_ms, us_to_ms, EntryRow, ExceptionRow, FailureRow, StatsView};
 use crate::http::Method;
 
 // Reading one row alone (a script's `locusta.stats`).
@@ -566,32 +564,6 @@ impl RunStats {
                 None => [0.0; 11],
             }),
         }
-    }
-
-    /// Every row's whole-run latency histogram (µs), in the view's order,
-    /// and Aggregated's last: what reports draw percentile spectra from.
-    pub fn histograms(&self) -> Vec<EntryHistogram> {
-        let mut out: Vec<EntryHistogram> = self
-            .rows
-            .iter()
-            .map(|r| EntryHistogram {
-                method: r.method,
-                name: r.name.to_string(),
-                histogram: r.histogram.clone(),
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            let key = |e: &EntryHistogram| (e.name.clone(), e.method.map_or("", Method::as_str));
-            key(a).cmp(&key(b))
-        });
-        let mut aggregated = self.aggregated.histogram.clone();
-        add(&mut aggregated, &self.aggregated_second);
-        out.push(EntryHistogram {
-            method: None,
-            name: "Aggregated".to_string(),
-            histogram: aggregated,
-        });
-        out
     }
 
     /// Per-second points since the start or last reset, oldest first.

@@ -1,14 +1,42 @@
 //! Reading one row of [`RunStats`] alone, for a script's `locusta.stats`
 //! (a child of `run`, for its private rows): a row costs one row, not the
-//! whole table that [`RunStats::view`] computes.
+//! whole table that [`RunStats::view`] computes; and every row's
+//! histogram, for the reports' percentile spectra.
 
 use std::time::SystemTime;
 
 use super::{add, RunRow, RunStats, OTHER_NAME};
 use crate::http::Method;
 use crate::stats::view::{us_to_ms, EntryRow};
+use crate::stats::EntryHistogram;
 
 impl RunStats {
+    /// Every row's whole-run latency histogram (µs), in the view's order,
+    /// and Aggregated's last: what reports draw percentile spectra from.
+    pub fn histograms(&self) -> Vec<EntryHistogram> {
+        let mut out: Vec<EntryHistogram> = self
+            .rows
+            .iter()
+            .map(|r| EntryHistogram {
+                method: r.method,
+                name: r.name.to_string(),
+                histogram: r.histogram.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            let key = |e: &EntryHistogram| (e.name.clone(), e.method.map_or("", Method::as_str));
+            key(a).cmp(&key(b))
+        });
+        let mut aggregated = self.aggregated.histogram.clone();
+        add(&mut aggregated, &self.aggregated_second);
+        out.push(EntryHistogram {
+            method: None,
+            name: "Aggregated".to_string(),
+            histogram: aggregated,
+        });
+        out
+    }
+
     /// One row as [`RunStats::view`] shows it (`method` `None`: the
     /// Aggregated row), computed alone: a script's `locusta.stats` reads
     /// a row without paying for the whole table.

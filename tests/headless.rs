@@ -242,9 +242,14 @@ fn stop_by_signal(sig: i32, name: &str) {
     let server = TestServer::start(|_| ok("x"));
     let dir = temp_dir(name);
     let prefix = dir.join("s");
+    let (html, json, hlog) = (dir.join("s.html"), dir.join("s.json"), dir.join("s.hlog"));
     let child = locusta()
         .args(["--headless", "-u", "2", "-r", "10", "-t", "60s", "--csv"])
         .args([prefix.to_str().unwrap(), &server.url("/")])
+        .args(["--html", html.to_str().unwrap()])
+        .args(["--json-file", json.to_str().unwrap()])
+        .args(["--hdr-log", hlog.to_str().unwrap()])
+        .args(["--threshold", "requests>10"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -258,6 +263,54 @@ fn stop_by_signal(sig: i32, name: &str) {
     assert!(agg["Request Count"].parse::<u64>().unwrap() > 10);
     assert!(text(&out.stdout).contains("Response time percentiles"));
     assert!(dir.join("s_failures.csv").exists() && dir.join("s_exceptions.csv").exists());
+    // Every other report too, with the same count as the CSV.
+    let total = &agg["Request Count"];
+    let page = std::fs::read_to_string(&html).expect("the HTML report");
+    let row = format!("<td class=\"name\">Aggregated</td><td>{total}</td>");
+    assert!(page.contains(&row), "{row} not in the report");
+    let doc = std::fs::read_to_string(&json).expect("the JSON report");
+    assert!(
+        doc.contains(&format!("\"num_requests\": {total},")),
+        "{doc}"
+    );
+    let log = std::fs::read_to_string(&hlog).expect("the HDR log");
+    assert!(log.lines().any(|l| l.contains(",HISTF")), "{log}");
+    assert!(
+        text(&out.stdout).contains("PASS  requests>10"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_report_that_cannot_be_written_loses_no_other() {
+    let server = TestServer::start(|_| ok("x"));
+    let dir = temp_dir("report-full-disk");
+    let json = dir.join("r.json");
+    let out = run_bounded(
+        locusta()
+            .args([
+                "--headless",
+                "-u",
+                "1",
+                "-r",
+                "10",
+                "-t",
+                "1s",
+                "--shards",
+                "1",
+            ])
+            .args(["--html", "/dev/full", "--json-file", json.to_str().unwrap()])
+            .arg(server.url("/")),
+        Duration::from_secs(30),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write --html /dev/full"), "{stderr}");
+    assert!(text(&out.stdout).contains("Response time percentiles"));
+    assert!(std::fs::read_to_string(&json)
+        .unwrap()
+        .contains("num_requests"));
 }
 
 #[test]

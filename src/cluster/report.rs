@@ -22,6 +22,7 @@ use super::protocol::{
 };
 use crate::engine::TaskRuns;
 use crate::http::Method;
+pub use crate::stats::locust_bucket_ms;
 use crate::stats::{Delta, DeltaEntry, DeltaFailure, EntryCounts, Failure, SparseHistogram};
 
 /// The message type reports travel in (and errors name).
@@ -227,44 +228,6 @@ pub fn error_key(method: &str, name: &str, error: &str) -> String {
         hash = hash.wrapping_mul(PRIME);
     }
     format!("{hash:032x}")
-}
-
-/// Locust's `bucket_response_time`: the ms key a response time is counted
-/// under in `response_times`. Below 100 ms rounded to the ms, below 1 s to
-/// 10 ms, below 10 s to 100 ms, else to the second; ties to even, exactly
-/// as Python's `round` (105 → 100, 115 → 120). Negative and NaN give 0.
-pub fn locust_bucket_ms(ms: f64) -> u64 {
-    if ms.is_nan() || ms <= 0.0 {
-        return 0;
-    }
-    let step = if ms < 100.0 {
-        return ms.round_ties_even() as u64;
-    } else if ms < 1_000.0 {
-        10.0
-    } else if ms < 10_000.0 {
-        100.0
-    } else {
-        1_000.0
-    };
-    // The multiples of `step` around `ms`, then which is nearer. `ms - lo`
-    // is exact (Sterbenz: lo ≤ ms < 2·lo), so ties are decided on the
-    // float's exact value, as Python does, not on a rounded `ms / step`.
-    let mut lo = (ms / step).floor() * step;
-    if lo > ms {
-        lo -= step;
-    } else if ms - lo >= step {
-        lo += step;
-    }
-    let above = ms - lo;
-    let half = step / 2.0;
-    let rounded = if above < half {
-        lo
-    } else if above > half || ((lo / step) as u64) % 2 == 1 {
-        lo + step
-    } else {
-        lo
-    };
-    rounded as u64
 }
 
 /// Milliseconds (validated finite, ≥ 0) to whole microseconds.

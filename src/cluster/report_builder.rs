@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use super::protocol::unix_secs_f64;
 use super::report::*;
 use crate::http::Method;
+use crate::stats::locust_buckets;
 use crate::stats::{
     new_histogram, EntryCounts, Failure, Latencies, SparseHistogram, StatsDelta, MAX_NAMES,
     OTHER_NAME,
@@ -330,21 +331,4 @@ fn entry_from_counts(
         num_fail_per_sec: Vec::new(),
         hdr: None,
     }
-}
-
-/// Locust's `response_times` from an HDR histogram: each recorded bucket
-/// at its highest value (kept within the raw min and max, so a lone value
-/// lands where Locust would put it), in ms, rounded as Locust rounds.
-fn locust_buckets(h: &Histogram<u64>, min_us: u64, max_us: u64) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for v in h.iter_recorded() {
-        let us = v.value_iterated_to().min(max_us).max(min_us.min(max_us));
-        let ms = locust_bucket_ms(us_to_ms(us));
-        let n = v.count_at_value();
-        match out.last_mut() {
-            Some(last) if last.0 == ms => last.1 += n,
-            _ => out.push((ms, n)),
-        }
-    }
-    out
 }

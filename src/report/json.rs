@@ -15,7 +15,7 @@
 //! `last_request_timestamp` is the run's last request (what `total_rps` is
 //! computed over), and the per-second dicts are empty.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 
 use super::FinalReport;
 use crate::http::Method;
-use crate::stats::{EntryRow, PERCENTILES};
+use crate::stats::{locust_buckets, EntryRow, PERCENTILES};
 
 /// The file `--json-file FILE` writes: Locust's `FILE.json`, or FILE
 /// itself when it already ends in `.json`.
@@ -107,7 +107,11 @@ fn entry(
         ),
         (
             "response_times".into(),
-            histogram.map_or(Json::Object(Vec::new()), response_times),
+            histogram.map_or(Json::Object(Vec::new()), |h| {
+                // The row's raw bounds, back in whole µs.
+                let us = |ms: f64| (ms * 1000.0).round() as u64;
+                response_times(h, us(e.min_ms), us(e.max_ms))
+            }),
         ),
         ("num_reqs_per_sec".into(), Json::Object(Vec::new())),
         ("num_fail_per_sec".into(), Json::Object(Vec::new())),
@@ -116,37 +120,14 @@ fn entry(
 }
 
 /// Locust's `response_times`: rounded response time (ms) → count, from
-/// the HDR buckets (each bucket's middle value, rounded as Locust does).
-fn response_times(histogram: &Histogram<u64>) -> Json {
-    let mut buckets: BTreeMap<u64, u64> = BTreeMap::new();
-    for v in histogram.iter_recorded() {
-        let us = histogram.median_equivalent(v.value_iterated_to());
-        *buckets
-            .entry(locust_bucket(us as f64 / 1000.0))
-            .or_default() += v.count_at_value();
-    }
+/// the HDR buckets, rounded as the cluster's reports round them.
+fn response_times(histogram: &Histogram<u64>, min_us: u64, max_us: u64) -> Json {
     Json::Object(
-        buckets
+        locust_buckets(histogram, min_us, max_us)
             .into_iter()
             .map(|(ms, count)| (ms.to_string(), Json::Integer(count)))
             .collect(),
     )
-}
-
-/// Locust's `bucket_response_time`: to the ms below 100 ms, to 10 ms below
-/// 1 s, to 100 ms below 10 s, else to the second; Python's `round` rounds
-/// halves to even.
-pub fn locust_bucket(ms: f64) -> u64 {
-    let step = if ms < 100.0 {
-        1.0
-    } else if ms < 1_000.0 {
-        10.0
-    } else if ms < 10_000.0 {
-        100.0
-    } else {
-        1_000.0
-    };
-    ((ms / step).round_ties_even() * step) as u64
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
@@ -305,7 +286,9 @@ mod tests {
         assert_eq!(a["last_request_timestamp"], 1_700_000_004.0);
         assert_eq!(
             a["response_times"],
-            serde_json::json!({"0": 3, "1": 4, "4": 1, "140": 1})
+            // The 140 ms value lies above the sample row's max (3.5 ms):
+            // buckets are kept within the row's raw min and max.
+            serde_json::json!({"0": 3, "1": 4, "4": 2})
         );
         assert_eq!(a["percentiles"]["0.5"], 0.4);
         assert_eq!(a["percentiles"]["0.9999"], 3.4);
@@ -365,26 +348,6 @@ mod tests {
         let mut r = report();
         r.stats.entries.retain(|e| e.num_requests == 0);
         assert_eq!(render(&r), "[]\n");
-    }
-
-    #[test]
-    fn rounding_as_locust_does() {
-        let cases = [
-            (0.4, 0),
-            (0.5, 0),
-            (1.5, 2),
-            (2.5, 2),
-            (99.4, 99),
-            (99.6, 100),
-            (147.0, 150),
-            (145.0, 140),
-            (999.0, 1000),
-            (3432.0, 3400),
-            (58760.0, 59000),
-        ];
-        for (ms, want) in cases {
-            assert_eq!(locust_bucket(ms), want, "{ms} ms");
-        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 mod failure;
 mod history;
 mod intervals;
+mod locust_buckets;
 mod paged;
 mod run;
 mod shard;
@@ -28,6 +29,7 @@ mod view;
 pub use failure::Failure;
 pub use history::{HistoryPoint, HISTORY_CAP};
 pub use intervals::{IntervalDrain, IntervalSet, MAX_QUEUED_HISTOGRAMS, MAX_QUEUED_SETS};
+pub use locust_buckets::{locust_bucket_ms, locust_buckets};
 pub use paged::PagedHistogram;
 pub use run::{RunStats, WINDOW_SECONDS};
 pub use shard::{

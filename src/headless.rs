@@ -317,7 +317,7 @@ fn gather(cfg: &RunConfig, controller: &dyn RunControl) -> report::FinalReport {
             command_line: std::env::args().collect(),
             started,
             ended,
-            host: cfg.target_label.clone(),
+            host: target_host(cfg),
             script,
             classes: cfg.classes.clone(),
             script_classes: cfg.script_classes.clone(),
@@ -331,6 +331,29 @@ fn gather(cfg: &RunConfig, controller: &dyn RunControl) -> report::FinalReport {
         task_runs: controller.task_runs(),
         stats: snap.stats,
     }
+}
+
+/// Where load went: `-H`, else the classes' own hosts, else the raw URLs'
+/// origin (the start-up line's label also names the script).
+fn target_host(cfg: &RunConfig) -> String {
+    let host = match &cfg.workload {
+        Workload::Raw { targets, .. } => targets.first().map(|t| t.origin.clone()),
+        Workload::Script {
+            default_host: Some(t),
+            ..
+        } => Some(t.origin.clone()),
+        Workload::Script { .. } => {
+            let run = |name: &str| cfg.classes.iter().any(|c| c.name == name);
+            let hosts: Vec<&str> = cfg
+                .script_classes
+                .iter()
+                .filter(|c| run(&c.name))
+                .filter_map(|c| c.host.as_deref())
+                .collect();
+            (!hosts.is_empty()).then(|| hosts.join(", "))
+        }
+    };
+    host.unwrap_or_else(|| cfg.target_label.clone())
 }
 
 /// `--html`, `--json`, `--json-file`: each written on its own, so one that

@@ -165,6 +165,9 @@ fn report_with_hostile_names_renders_every_chart_offline() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let file = dir.join("r_3_10_3.html");
     let html = std::fs::read_to_string(&file).expect("the report, named with -u -r -t");
+    // The host is the origin alone (the script has its own row).
+    let host = format!("<tr><th>Host</th><td>{}</td></tr>", server.url(""));
+    assert!(html.contains(&host), "{host} not in the report");
 
     // Self-contained: nothing to fetch.
     for fetch in ["<link", "<script src", "<img", "<iframe", "@import", "url("] {

@@ -57,7 +57,24 @@ pub(super) struct WorkerTaskRuns {
     pub(super) at_reset: Vec<TaskRuns>,
 }
 
+/// Task-count rows the master keeps over all workers, including ones that
+/// left (their tasks ran): a bound on what churning or hostile peers make
+/// it hold (each report is already at most `MAX_TASK_ROWS`).
+pub(super) const MAX_KEPT_TASK_ROWS: usize = 65_536;
+
 impl Shared {
+    /// Keep a worker's latest task counts, unless that would pass
+    /// [`MAX_KEPT_TASK_ROWS`]; returns whether they were kept.
+    pub(super) fn keep_task_runs(&mut self, worker: &str, runs: &[TaskRuns]) -> bool {
+        let held: usize = self.task_runs.values().map(|w| w.latest.len()).sum();
+        let own = self.task_runs.get(worker).map_or(0, |w| w.latest.len());
+        if held - own + runs.len() > MAX_KEPT_TASK_ROWS {
+            return false;
+        }
+        self.task_runs.entry(worker.to_string()).or_default().latest = runs.to_vec();
+        true
+    }
+
     /// A stats reset: count tasks from what the workers have now.
     pub(super) fn reset_task_runs(&mut self) {
         for w in self.task_runs.values_mut() {
@@ -293,5 +310,59 @@ fn spawn_host(workload: &Workload) -> Option<String> {
     match workload {
         Workload::Raw { targets, .. } => targets.first().map(|t| t.origin.clone()),
         Workload::Script { default_host, .. } => default_host.as_ref().map(|t| t.origin.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            status: RunStatus {
+                state: RunState::Ready,
+                users: 0,
+                target_users: 0,
+                spawn_rate: 0.0,
+                started_at: None,
+            },
+            stats: RunStats::new(false),
+            workers: Vec::new(),
+            task_runs: HashMap::new(),
+        }
+    }
+
+    fn runs(task: &str, n: u64) -> TaskRuns {
+        TaskRuns {
+            class: "U".into(),
+            task: task.into(),
+            runs: n,
+        }
+    }
+
+    #[test]
+    fn workers_counts_sum_since_the_last_reset() {
+        let mut s = shared();
+        assert!(s.keep_task_runs("w1", &[runs("a", 10), runs("b", 1)]));
+        assert!(s.keep_task_runs("w2", &[runs("a", 5)]));
+        assert_eq!(s.task_runs_since_reset(), [runs("a", 15), runs("b", 1)]);
+        s.reset_task_runs();
+        assert!(s.keep_task_runs("w1", &[runs("a", 12), runs("b", 1)]));
+        assert_eq!(s.task_runs_since_reset(), [runs("a", 2), runs("b", 0)]);
+    }
+
+    #[test]
+    fn rows_kept_are_bounded_over_all_workers() {
+        let mut s = shared();
+        let many: Vec<TaskRuns> = (0..4096).map(|i| runs(&i.to_string(), 1)).collect();
+        let fit = MAX_KEPT_TASK_ROWS / many.len();
+        for w in 0..fit {
+            assert!(s.keep_task_runs(&format!("w{w}"), &many));
+        }
+        assert!(!s.keep_task_runs("one-too-many", &many), "over the bound");
+        // A known worker may still replace its own rows.
+        assert!(s.keep_task_runs("w0", &many[..10]));
+        let held: usize = s.task_runs.values().map(|w| w.latest.len()).sum();
+        assert!(held <= MAX_KEPT_TASK_ROWS);
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Receiver;
 
 use super::decoder::Decoder;
-use super::master::{lock, MasterCmd, Shared};
+use super::master::{lock, MasterCmd, Shared, MAX_KEPT_TASK_ROWS};
 use super::nodes::{NodeState, Nodes, StopWait};
 use super::protocol::{
     decode, MasterMessage, Message, PeerVersion, ProtocolError, WorkerMessage, LOCUSTA_PROTOCOL,
@@ -581,8 +581,14 @@ impl Network {
         }
         let mut shared = lock(&self.shared);
         shared.stats.merge(&mut delta);
-        if !report.task_runs.is_empty() {
-            shared.task_runs.entry(from.to_string()).or_default().latest = report.task_runs.clone();
+        if !report.task_runs.is_empty() && !shared.keep_task_runs(from, &report.task_runs) {
+            drop(shared);
+            self.warnings.warn("task counts", now, || {
+                format!(
+                    "task counts from worker {from} not kept: the master keeps at most \
+                     {MAX_KEPT_TASK_ROWS} rows of them"
+                )
+            });
         }
     }
 }

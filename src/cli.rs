@@ -192,10 +192,19 @@ pub struct Cli {
     #[arg(long, env = "LOCUSTA_MASTER_PORT", default_value_t = 5557)]
     pub master_port: u16,
 
-    /// Worker: most users a master may ask this worker to run (a spawn over
-    /// it, or over what the open-files limit allows, is refused)
+    /// Open model: the pool of users iterations are run by (created as
+    /// needed, default -u). Worker: most users a master may ask this worker
+    /// to run (a spawn over it, or over what the open-files limit allows, is
+    /// refused)
     #[arg(long, env = "LOCUSTA_MAX_USERS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_users: Option<u32>,
+
+    /// Open model: start this many iterations (tasks; requests in raw mode)
+    /// per second on a fixed schedule, however slow the server gets, with
+    /// latency also measured from each one's intended start. `--rate` is
+    /// the same flag (wrk2's -R)
+    #[arg(long, alias = "rate", value_name = "PER_SECOND", env = "LOCUSTA_ARRIVAL_RATE", value_parser = parse_arrival_rate)]
+    pub arrival_rate: Option<f64>,
 
     /// Raw mode: http:// or https:// URLs (or paths on --host) each user requests in turn.
     /// With -f: the names of the user classes to run (default: all)
@@ -357,6 +366,16 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
         _ => Err(format!(
             "'{s}' is not a positive number of users per second"
+        )),
+    }
+}
+
+fn parse_arrival_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= crate::engine::MAX_ARRIVAL_RATE => Ok(r),
+        _ => Err(format!(
+            "'{s}' is not an arrival rate: give iterations per second, above 0 and at most {}",
+            crate::engine::MAX_ARRIVAL_RATE
         )),
     }
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::cli::{self, Cli, IoMode};
-use crate::engine::{ClassSpec, EngineConfig, RawOptions, Workload};
+use crate::engine::{ClassSpec, EngineConfig, OpenModel, RawOptions, Workload};
 use crate::http::{ClientConfig, Target};
 use crate::report::threshold::Threshold;
 use crate::script::runtime::inspect;
@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub step: u32,
     /// `--max-users`: a worker refuses spawns over it.
     pub max_users: Option<u32>,
+    /// `--arrival-rate`/`--rate`: an open-model run (else closed: -u at -r).
+    pub open_model: Option<OpenModel>,
     /// `--reset-stats`: reset the statistics once spawning completes.
     pub reset_stats: bool,
     /// Print the periodic table: headless unless `--only-summary`, or
@@ -239,6 +241,10 @@ impl RunConfig {
             autostart: cli.autostart,
             step: cli.step,
             max_users: cli.max_users,
+            open_model: cli.arrival_rate.map(|rate| OpenModel {
+                rate,
+                max_users: cli.max_users.unwrap_or(cli.users),
+            }),
             reset_stats: cli.reset_stats,
             print_stats: !cli.only_summary && (cli.print_stats || !cli.worker),
         })

@@ -114,6 +114,20 @@ pub struct TaskRuns {
     pub runs: u64,
 }
 
+/// Fastest arrival rate accepted (iterations per second, whole run): far
+/// above what one box reaches, low enough that a one-second queue of them
+/// stays small.
+pub const MAX_ARRIVAL_RATE: f64 = 10_000_000.0;
+
+/// An open-model run: iterations (a task of a user; a request in raw mode)
+/// start at `rate` per second on a fixed schedule, however slow the server
+/// gets, run by at most `max_users` users created as needed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OpenModel {
+    pub rate: f64,
+    pub max_users: u32,
+}
+
 /// What a front end shows: status plus the computed stats table.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -152,6 +166,26 @@ pub trait RunControl: Send + Sync {
     fn drain_intervals(&self, flush: bool) -> IntervalDrain {
         let _ = flush;
         IntervalDrain::default()
+    }
+    /// Start an open-model run (see [`OpenModel`]) instead of a user ramp;
+    /// after a stop it starts with fresh stats, as `start` does.
+    fn start_open(&self, model: OpenModel) {
+        let _ = model;
+        log::error!("this run cannot start an open-model run");
+    }
+    /// Change a running open-model run's arrival rate (iterations/s).
+    fn set_arrival_rate(&self, rate: f64) {
+        let _ = rate;
+    }
+    /// The open model's counters and corrected latencies; `None` in a
+    /// closed-model run.
+    fn open_model(&self) -> Option<crate::stats::OpenModelReport> {
+        None
+    }
+    /// Only these user classes run from the next `start`/`set_target` on,
+    /// shared by their weights (a shape's third value); `None`: all.
+    fn set_classes(&self, classes: Option<Vec<String>>) {
+        let _ = classes;
     }
     /// Block until the run reaches `state` or `timeout` passes.
     fn wait_for(&self, state: RunState, timeout: Duration) -> bool {

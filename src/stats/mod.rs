@@ -20,6 +20,7 @@ mod failure;
 mod history;
 mod intervals;
 mod locust_buckets;
+mod open_model;
 mod paged;
 mod run;
 mod shard;
@@ -30,6 +31,9 @@ pub use failure::Failure;
 pub use history::{HistoryPoint, HISTORY_CAP};
 pub use intervals::{IntervalDrain, IntervalSet, MAX_QUEUED_HISTOGRAMS, MAX_QUEUED_SETS};
 pub use locust_buckets::{locust_bucket_ms, locust_buckets};
+pub use open_model::{
+    IterationCounts, OpenDelta, OpenModelReport, OpenModelStats, MAX_DROPPED_ROWS,
+};
 pub use paged::PagedHistogram;
 pub use run::{RunStats, WINDOW_SECONDS};
 pub use shard::{

@@ -211,7 +211,7 @@ U:task(1, function(self) self.client:get("/a") self.client:get("/b") end)
             default_host: Some(Target::parse(&server.url("")).unwrap()),
         },
         classes: vec![ClassSpec {
-            name: "U".into(),
+            name: "User1".into(),
             weight: 1,
             fixed_count: None,
         }],

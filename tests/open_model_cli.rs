@@ -39,8 +39,11 @@ fn rate_runs_the_arrival_rate_headless() {
 #[test]
 fn hostile_rates_and_pools_are_refused_at_start() {
     for rate in ["0", "-1", "NaN", "nan", "inf", "1e12", "x", ""] {
+        // `--rate=-1`: a value, not a flag.
         let out = run_bounded(
-            locusta().args(["--headless", "-t", "1s", "--rate", rate, "http://127.0.0.1:1/"]),
+            locusta()
+                .args(["--headless", "-t", "1s", &format!("--rate={rate}")])
+                .arg("http://127.0.0.1:1/"),
             Duration::from_secs(20),
         );
         assert!(!out.status.success(), "--rate {rate} accepted");
@@ -53,12 +56,14 @@ fn hostile_rates_and_pools_are_refused_at_start() {
         Duration::from_secs(20),
     );
     assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--users must be at least 1"));
     let out = run_bounded(
         locusta().args(["--headless", "-t", "1s", "--rate", "10", "--max-users", "0"])
             .arg("http://127.0.0.1:1/"),
         Duration::from_secs(20),
     );
     assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--max-users"));
     for flags in [&["--pipeline", "4"][..], &["--follow-redirects"][..]] {
         let out = run_bounded(
             locusta().args(["--headless", "-t", "1s", "--rate", "10"])

@@ -7,6 +7,10 @@
 -- first, as Locust does), when it is asked to stop (graceful: after the
 -- task in progress), when it is killed (the request or sleep in progress
 -- raises KILLED), on locusta.StopUser, self:stop() and locusta.quit().
+--
+-- Open model (--arrival-rate): a user's waits (wait_time, and the pause
+-- after a task set returns) are replaced by waiting for its next iteration
+-- (N.next_iteration), so each task run is one iteration of the schedule.
 
 local _, N, I, P = ...
 

@@ -288,6 +288,15 @@ fn hostile_open_models_are_refused_and_a_silent_server_still_stops() {
         "refused: nothing ran"
     );
     assert!(engine.open_model().is_none());
+    // A huge pool is only a bound: users are created as iterations need.
+    engine.start_open(OpenModel {
+        rate: 20.0,
+        max_users: u32::MAX,
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(engine.status().target_users, u32::MAX);
+    let report = finish(&engine);
+    assert!(report.iterations.started <= 20, "{:?}", report.iterations);
     // A server that never answers: users hang, iterations queue and drop,
     // the stop still ends the run (stop timeout 0: users are dropped).
     engine.start_open(OpenModel {

@@ -424,7 +424,9 @@ impl Control {
         }
         self.begin_test(epoch);
         let shards = self.shards.len();
-        let counts = ramp.dispatcher.counts(model.max_users);
+        // Not the dispatcher: its sequence holds one entry per user, and a
+        // pool is only a bound (users are created lazily), maybe a huge one.
+        let counts = pool_counts(&self.classes, model.max_users);
         let rows = per_shard(&counts, shards);
         let pool = f64::from(model.max_users);
         split.shares = rows
@@ -531,6 +533,40 @@ pub(crate) fn check_open(model: &OpenModel) -> Result<(), String> {
     Ok(())
 }
 
+/// An open model's pool per class: `fixed_count` classes first, the rest
+/// by weight (largest remainders get the leftover users), in O(classes).
+pub(crate) fn pool_counts(classes: &[ClassSpec], pool: u32) -> Vec<u32> {
+    let mut counts = vec![0u32; classes.len()];
+    let mut left = pool;
+    for (count, class) in counts.iter_mut().zip(classes) {
+        if let Some(fixed) = class.fixed_count {
+            *count = fixed.min(left);
+            left -= *count;
+        }
+    }
+    let weighted: Vec<usize> = (0..classes.len())
+        .filter(|&i| classes[i].fixed_count.is_none() && classes[i].weight > 0)
+        .collect();
+    let total: u64 = weighted.iter().map(|&i| u64::from(classes[i].weight)).sum();
+    if total == 0 {
+        return counts;
+    }
+    let mut given = 0u32;
+    let mut rests = Vec::with_capacity(weighted.len());
+    for &i in &weighted {
+        let share = u64::from(left) * u64::from(classes[i].weight);
+        let n = (share / total) as u32;
+        counts[i] = n;
+        given += n;
+        rests.push((share % total, i));
+    }
+    rests.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, i) in rests.into_iter().take((left - given) as usize) {
+        counts[i] += 1;
+    }
+    counts
+}
+
 /// Seconds as Locust prints its stop timeout: `2`, or `2.5`.
 pub(crate) fn secs_text(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
@@ -566,6 +602,27 @@ pub fn format_class_counts(classes: &[ClassSpec], counts: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_is_shared_by_fixed_counts_then_weights_even_when_huge() {
+        let spec = |name: &str, weight, fixed| ClassSpec {
+            name: name.into(),
+            weight,
+            fixed_count: fixed,
+        };
+        let classes = [
+            spec("a", 3, None),
+            spec("b", 1, None),
+            spec("f", 1, Some(2)),
+        ];
+        assert_eq!(pool_counts(&classes, 10), vec![6, 2, 2]);
+        assert_eq!(pool_counts(&classes, 1), vec![0, 0, 1]);
+        let huge = pool_counts(&classes, u32::MAX);
+        assert_eq!(
+            huge.iter().map(|n| u64::from(*n)).sum::<u64>(),
+            u64::from(u32::MAX)
+        );
+    }
 
     #[test]
     fn class_counts_read_as_locusts() {

@@ -7,6 +7,7 @@
 //! implement, so nothing here prints or knows about reports or workers.
 
 mod control;
+mod control_open;
 mod dispatch;
 mod follow;
 mod open;

@@ -221,27 +221,7 @@ U:task(1, function(self) self.client:get("/a") self.client:get("/b") end)
     )
     .unwrap();
     let source = ScriptSource::read(path.to_str().unwrap()).unwrap();
-    let engine = Controller::launch(EngineConfig {
-        shards: 2,
-        io: IoMode::Auto,
-        client: ClientConfig::default(),
-        workload: Workload::Script {
-            source,
-            tags: TagFilter::default(),
-            default_host: Some(Target::parse(&server.url("")).unwrap()),
-        },
-        classes: vec![ClassSpec {
-            name: "User1".into(),
-            weight: 1,
-            fixed_count: None,
-        }],
-        stop_timeout: Duration::from_secs(2),
-        keep_window: false,
-        intervals: false,
-        delta_tap: None,
-        open_tap: None,
-    })
-    .unwrap();
+    let engine = Controller::launch(lua_config(source, &server)).unwrap();
     engine.start_open(OpenModel {
         rate: 50.0,
         max_users: 10,
@@ -264,6 +244,45 @@ U:task(1, function(self) self.client:get("/a") self.client:get("/b") end)
     assert_eq!(a.num_requests, it.started);
     assert_eq!(report.corrected.aggregated.num_requests, 2 * it.started);
     assert!(engine.status().users <= 10);
+    engine.shutdown();
+}
+
+#[test]
+fn each_task_of_a_task_set_is_one_iteration() {
+    let server = TestServer::start(|_| ok("x"));
+    let path = temp_dir("open-model-taskset").join("set.lua");
+    std::fs::write(
+        &path,
+        r#"
+local locusta = require "locusta"
+local U = locusta.user { wait_time = locusta.constant(10) }
+local Set = locusta.taskset { wait_time = locusta.constant(10) }
+Set:task(1, function(self) self.client:get("/nested") end)
+U:task(1, Set)
+"#,
+    )
+    .unwrap();
+    let source = ScriptSource::read(path.to_str().unwrap()).unwrap();
+    let mut cfg = lua_config(source, &server);
+    cfg.shards = 1;
+    let engine = Controller::launch(cfg).unwrap();
+    engine.start_open(OpenModel {
+        rate: 40.0,
+        max_users: 3,
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let report = finish(&engine);
+    let stats = engine.snapshot().stats;
+    let it = report.iterations;
+    eprintln!(
+        "iterations {it:?}, requests {}",
+        stats.aggregated.num_requests
+    );
+    // ~80 iterations, one nested task (one request) each: the task set's
+    // own pick is not an iteration, and its wait_time is ignored.
+    assert!((60..=100).contains(&it.started), "started {}", it.started);
+    let n = stats.aggregated.num_requests;
+    assert!(n <= it.started && it.started - n <= 3, "{n} requests");
     engine.shutdown();
 }
 
@@ -313,6 +332,29 @@ fn hostile_open_models_are_refused_and_a_silent_server_still_stops() {
     assert!(t.elapsed() < Duration::from_secs(5));
     assert!(report.iterations.dropped >= 100, "{:?}", report.iterations);
     engine.shutdown();
+}
+
+fn lua_config(source: ScriptSource, server: &TestServer) -> EngineConfig {
+    EngineConfig {
+        shards: 2,
+        io: IoMode::Auto,
+        client: ClientConfig::default(),
+        workload: Workload::Script {
+            source,
+            tags: TagFilter::default(),
+            default_host: Some(Target::parse(&server.url("")).unwrap()),
+        },
+        classes: vec![ClassSpec {
+            name: "User1".into(),
+            weight: 1,
+            fixed_count: None,
+        }],
+        stop_timeout: Duration::from_secs(2),
+        keep_window: false,
+        intervals: false,
+        delta_tap: None,
+        open_tap: None,
+    }
 }
 
 fn rss_kib() -> u64 {

@@ -92,6 +92,7 @@ fn report(view: StatsView, topology: Topology, task_runs: Vec<TaskRuns>) -> Fina
             p99_ms: 3.0,
         }],
         task_runs,
+        open_model: None,
         stats: view,
     }
 }

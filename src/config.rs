@@ -266,6 +266,7 @@ impl RunConfig {
             // A worker writes no reports: its master keeps the log.
             intervals: self.reports.hdr_log.is_some() && delta_tap.is_none(),
             delta_tap,
+            open_tap: None,
         }
     }
 }

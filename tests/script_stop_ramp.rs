@@ -65,6 +65,7 @@ function U:on_stop() self.client:get("/logout") end
         keep_window: false,
         intervals: false,
         delta_tap: None,
+        open_tap: None,
     })
     .unwrap();
     engine.start(10, 1000.0);

@@ -17,7 +17,7 @@ use anyhow::Context;
 use super::Worker;
 use crate::cluster::protocol::WorkerMessage;
 use crate::cluster::transport::DealerSocket;
-use crate::engine::{Controller, RunControl, RunState, Workload};
+use crate::engine::{Controller, OpenModel, RunControl, RunState, Workload};
 use crate::http::Target;
 use crate::limits;
 
@@ -104,6 +104,60 @@ impl Worker<'_> {
         );
     }
 
+    /// An open-model share: the first starts this worker's open model
+    /// (its `start_open`), later ones change its rate (a re-split when
+    /// workers join or leave, or a new target rate). A pool over this
+    /// worker's limits is refused.
+    pub(super) fn spawn_open(
+        &mut self,
+        socket: &DealerSocket,
+        share: OpenModel,
+        host: Option<&str>,
+    ) {
+        let (limit, because) = self.user_limit();
+        if share.max_users > limit {
+            let why = format!(
+                "an open-model pool of {} users, more than {limit} ({because})",
+                share.max_users
+            );
+            return self.refuse(socket, why);
+        }
+        let host_changes = host.is_some() && host != self.engine_host.as_deref();
+        if let Err(e) = self.engine_for(host) {
+            return self.refuse(socket, format!("{e:#}"));
+        }
+        let Some(engine) = &self.engine else {
+            return self.refuse(socket, "no engine".to_string());
+        };
+        match self.open_model {
+            Some(running) if !host_changes && running.max_users == share.max_users => {
+                if running.rate != share.rate {
+                    log::info!("Open model: {:.3} iterations/s", share.rate);
+                    engine.set_arrival_rate(share.rate);
+                }
+            }
+            _ => {
+                log::info!(
+                    "Open model: {:.3} iterations/s with a pool of {} users",
+                    share.rate,
+                    share.max_users
+                );
+                engine.start_open(share);
+            }
+        }
+        self.open_model = Some(share);
+        self.state = "running";
+        self.classes_count = super::idle_counts(self.cfg);
+        self.user_count = engine.status().users;
+        self.send(
+            socket,
+            WorkerMessage::SpawningComplete {
+                user_classes_count: self.classes_count.clone(),
+                user_count: self.user_count,
+            },
+        );
+    }
+
     /// Users per local class for the master's per-class counts. A master
     /// that names classes this script lacks gets its total spread by our
     /// weights, as boomer does (warned once).
@@ -151,6 +205,7 @@ impl Worker<'_> {
         }
         let workload = workload_with_host(&self.cfg.workload, host)?;
         let mut engine_cfg = self.cfg.engine_config(Some(self.tap_tx.clone()));
+        engine_cfg.open_tap = Some(self.open_tap_tx.clone());
         engine_cfg.workload = workload;
         let engine = Controller::launch(engine_cfg).context("cannot start the users' engine")?;
         log::info!(

@@ -24,7 +24,9 @@ use crossbeam_channel::{unbounded, Sender};
 use crate::cli::IoMode;
 use crate::http::{ClientConfig, Target};
 use crate::script::{ScriptSource, TagFilter};
-use crate::stats::{EntryHistogram, HistoryPoint, IntervalDrain, RunStats, StatsDelta, StatsView};
+use crate::stats::{
+    EntryHistogram, HistoryPoint, IntervalDrain, OpenDelta, RunStats, StatsDelta, StatsView,
+};
 pub use control::format_class_counts;
 use control::{Control, ControlCmd};
 pub use dispatch::{per_shard, ClassSpec, Dispatcher};
@@ -249,6 +251,9 @@ pub struct EngineConfig {
     /// A copy of every shard delta merged goes here (a cluster worker
     /// reports them to its master).
     pub delta_tap: Option<Sender<StatsDelta>>,
+    /// Open-model runs: a copy of every shard's open delta merged goes
+    /// here (a cluster worker reports them beside `delta_tap`'s).
+    pub open_tap: Option<Sender<OpenDelta>>,
 }
 
 #[derive(Debug, thiserror::Error)]

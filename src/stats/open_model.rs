@@ -167,6 +167,11 @@ impl OpenModelStats {
         self.corrected.reset();
     }
 
+    /// Requests in the corrected table (a cluster master's overflow bound).
+    pub fn total_requests(&self) -> u64 {
+        self.corrected.total_requests()
+    }
+
     pub fn iterations(&self) -> IterationCounts {
         self.iterations
     }

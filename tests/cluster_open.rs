@@ -1,0 +1,156 @@
+//! The open model in a cluster: a locusta master splits an arrival rate
+//! over locusta workers, which run their shares and report their open
+//! deltas; a connected Python (Locust) worker makes an open-model start
+//! fail, naming it. Real processes, a real test server on 127.0.0.1.
+
+#[path = "common/cluster.rs"]
+mod cluster_common;
+mod common;
+
+use std::time::Duration;
+
+use cluster_common::*;
+use common::*;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The value of `column` in the Aggregated row of a CSV.
+fn aggregated_cell(path: &std::path::Path, column: &str) -> String {
+    let rows = csv_rows(path);
+    let col = rows[0].iter().position(|h| h == column).unwrap();
+    let row = rows.iter().find(|r| r[1] == "Aggregated").unwrap();
+    row[col].clone()
+}
+
+#[test]
+fn two_locusta_workers_share_a_fixed_rate() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("cluster-open-rate");
+    let csv = dir.join("run");
+    let port = free_port();
+    // 200 iterations/s for 5 s over two workers (100/s each).
+    let args = [
+        "--arrival-rate",
+        "200",
+        "-u",
+        "20",
+        "-t",
+        "5s",
+        "--expect-workers",
+        "2",
+    ];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, &server.url("/open"), &args, &csv),
+    );
+    let mut w1 = Proc::spawn(&dir, "w1", &mut worker_cmd(port));
+    let mut w2 = Proc::spawn(&dir, "w2", &mut worker_cmd(port));
+    assert!(m.wait(LIMIT).success(), "{}", m.logs());
+    assert!(w1.wait(LIMIT).success(), "{}", w1.logs());
+    assert!(w2.wait(LIMIT).success(), "{}", w2.logs());
+    let log = m.stderr();
+    assert!(log.contains("split over 2 workers"), "{log}");
+    // Each worker ran half the rate.
+    for w in [&w1, &w2] {
+        assert!(
+            w.stderr().contains("Open model: 100.000 iterations/s"),
+            "{}",
+            w.logs()
+        );
+    }
+    let open_csv = dir.join("run_open_model.csv");
+    let rows = csv_rows(&open_csv);
+    assert_eq!(
+        rows[0].join(","),
+        "Type,Name,Intended,Started,Dropped,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%"
+    );
+    let started: u64 = aggregated_cell(&open_csv, "Started").parse().unwrap();
+    let served = server
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET /open "))
+        .count() as u64;
+    // Every started iteration is one request the server saw (a request
+    // cut off by the stop may reach it unreported: at most a few).
+    assert!(
+        started <= served && served <= started + 4,
+        "started {started}, served {served}\n{}",
+        m.logs()
+    );
+    // 5 s at 200/s is 1,000; the workers join and stop within the 5 s, so
+    // allow 30 % under (a loaded 2-core box) and 5 % over.
+    assert!(
+        (700..=1_050).contains(&started),
+        "started {started}\n{}",
+        m.logs()
+    );
+    assert_eq!(
+        csv_total(&csv),
+        started,
+        "stats.csv counts the same requests"
+    );
+    // Corrected percentiles are there (a fast server: under a second).
+    let p99: f64 = aggregated_cell(&open_csv, "99%").parse().unwrap();
+    assert!(p99 > 0.0 && p99 < 1_000.0, "{p99}");
+    let out = m.stdout();
+    assert!(out.contains("corrected"), "{out}");
+    assert!(
+        out.contains("Open model: target 200.00 iterations/s"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_locust_worker_makes_an_open_model_start_fail_naming_it() {
+    let Some(mut locust) = locust() else { return };
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("cluster-open-locust");
+    std::fs::write(
+        dir.join("locustfile.py"),
+        "from locust import HttpUser, task, constant\n\
+         class Shopper(HttpUser):\n    wait_time = constant(0.01)\n\
+         \n    @task\n    def index(self):\n        self.client.get(\"/py\")\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let csv = dir.join("run");
+    let args = [
+        "--arrival-rate",
+        "50",
+        "-u",
+        "4",
+        "-t",
+        "5s",
+        "--expect-workers",
+        "1",
+    ];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, &server.url("/open"), &args, &csv),
+    );
+    locust
+        .current_dir(&dir)
+        .args(["-f", "locustfile.py", "--worker"])
+        .args(["--master-host", "127.0.0.1", "--master-port"])
+        .arg(port.to_string());
+    let mut w = Proc::spawn(&dir, "locust-worker", &mut locust);
+    let status = m.wait(LIMIT);
+    w.signal(libc::SIGTERM);
+    w.wait(LIMIT);
+    assert!(!status.success(), "{}", m.logs());
+    let log = m.stderr();
+    // The id the master logged at the join is the one the error names.
+    let joined = log
+        .lines()
+        .find_map(|l| l.split("Worker ").nth(1)?.split(" (index").next())
+        .unwrap_or_else(|| panic!("no join logged\n{log}"));
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("open-model run") && l.contains("Locust"))
+        .unwrap_or_else(|| panic!("no refusal\n{log}"));
+    assert!(refusal.contains(joined), "{refusal}");
+    // Nothing started: no request reached the server.
+    assert_eq!(server.requests().len(), 0, "{}", m.logs());
+}

@@ -120,6 +120,8 @@ pub enum ConfigError {
     NoTasksLeft(String),
     #[error("{0} only apply to raw mode (URLs, no -f); a script sets its requests itself")]
     RawFlagsWithScript(String),
+    #[error("--arrival-rate/--rate cannot be combined with {0}: an iteration is one request timed from its intended start")]
+    OpenModelWith(&'static str),
     #[error("--pipeline {0} and --follow-redirects do not go together: a redirect's next hop cannot join a pipeline already written")]
     PipelineWithRedirects(u32),
     #[error("the request body ({body} bytes) times --pipeline {depth} is over {} MiB a batch", MAX_RAW_BODY >> 20)]
@@ -166,6 +168,14 @@ impl RunConfig {
         }
         if cli.csv_full_history && cli.csv_prefix.is_none() {
             return Err(ConfigError::FullHistoryWithoutCsv);
+        }
+        if cli.arrival_rate.is_some() {
+            if cli.pipeline.is_some_and(|p| p > 1) {
+                return Err(ConfigError::OpenModelWith("--pipeline"));
+            }
+            if cli.follow_redirects {
+                return Err(ConfigError::OpenModelWith("--follow-redirects"));
+            }
         }
         let (workload, classes, script_classes, target_label) = match script {
             Some(source) => {

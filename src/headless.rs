@@ -43,7 +43,10 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
     // Not on --only-summary, nor when stderr is a file or a pipe.
     let show_progress = cfg.print_stats && progress::available();
 
-    controller.start(cfg.users, cfg.spawn_rate);
+    match cfg.open_model {
+        Some(model) => controller.start_open(model),
+        None => controller.start(cfg.users, cfg.spawn_rate),
+    }
     let started = Instant::now();
     if let Some(t) = cfg.run_time {
         log::info!("Run time limit set to {} seconds", t.as_secs());

@@ -19,6 +19,8 @@ local wait_native = N.wait -- async (stop, seconds): returns early on graceful s
 local yield_native = N.yield -- async (): let the shard's other tasks run once
 local new_client = N.new_client -- (class index, 0-based) -> client userdata
 local now = N.now -- () -> seconds: stamps a new instance for constant_pacing
+local next_iteration = N.next_iteration -- async (stop): an open-model user's next iteration
+local is_open = N.is_open -- (stop) -> bool: the user runs iterations of an open model
 
 local describe, script_where = P.describe, P.script_where
 local on_error, report, clear_traceback = P.on_error, P.report, P.clear_traceback
@@ -32,6 +34,11 @@ local markov_next = P.markov_next -- (state) -> next state's index (lua/prelude/
 local BAD_WAIT_FALLBACK = 1
 
 local constant_waits = I.constant_waits -- locusta.constant's functions -> seconds
+
+-- Open-model users (their stop flag as key): instead of any wait_time they
+-- wait for their next iteration, so every task run (at any depth of task
+-- sets) is one iteration of the arrival-rate schedule.
+local open_users = {}
 
 local STOP = {} -- run_node's result when the user is stopping
 local NOW = {} -- run_node's result: parent picks its next task at once
@@ -49,6 +56,10 @@ end
 
 -- Returns true when the user must end (StopUser, a kill, quit in wait_time).
 local function do_wait(inst, user, stop)
+  if open_users[stop] then
+    next_iteration(stop)
+    return
+  end
   local wt, owner = inst.wait_time, inst
   if wt == nil and inst ~= user then
     wt, owner = user.wait_time, user
@@ -198,7 +209,11 @@ run_node = function(node, inst, user, stop, is_root)
       end
     end
     if result == NOW then
-      zero_wait()
+      if open_users[stop] then
+        next_iteration(stop)
+      else
+        zero_wait()
+      end
     else
       if stopping(stop) then
         return finish(inst, STOP)
@@ -223,8 +238,12 @@ function I.run_user(idx, stop, keepalive)
     return
   end
   local user = setmetatable({ _cp_last_run = now(), _cp_last_wait = 0 }, info.inst_mt)
-  user.client = new_client(idx)
+  if is_open(stop) then
+    open_users[stop] = true
+  end
+  user.client = new_client(idx, stop)
   run_node(info.node, user, user, stop, true)
+  open_users[stop] = nil
   return keepalive
 end
 

@@ -16,8 +16,9 @@ use crossbeam_channel::{select, tick, Receiver, Sender};
 
 use super::dispatch::{per_shard, ClassSpec, Dispatcher};
 use super::shard::{ShardCmd, ShardReport};
-use super::{RunState, RunStatus, TaskRuns};
-use crate::stats::{RunStats, StatsDelta};
+use super::open::OpenStart;
+use super::{OpenModel, RunState, RunStatus, TaskRuns, MAX_ARRIVAL_RATE};
+use crate::stats::{OpenDelta, OpenModelStats, RunStats, StatsDelta};
 
 /// Granularity of the spawn ramp.
 const SPAWN_TICK: Duration = Duration::from_millis(100);
@@ -36,6 +37,10 @@ pub(crate) enum ControlCmd {
     /// A cluster worker: hold exactly these users per class, at once (the
     /// master does the ramping).
     SetCounts(Vec<u32>),
+    /// Start an open-model run (arrival rate, lazily created users).
+    StartOpen(OpenModel),
+    /// A running open model's new total rate (iterations/s; 0 pauses).
+    SetArrivalRate(f64),
     Stop,
     ResetStats,
     Shutdown,
@@ -53,6 +58,14 @@ pub(crate) struct Control {
     pub task_runs: Arc<Mutex<Vec<Vec<TaskRuns>>>>,
     /// A copy of every merged shard delta goes here (cluster workers).
     pub delta_tap: Option<Sender<StatsDelta>>,
+    /// The open model's table (`None` unless the current or last run was
+    /// an open one), and where copies of its deltas go (cluster workers).
+    pub open: Arc<Mutex<Option<OpenModelStats>>>,
+    pub open_tap: Option<Sender<OpenDelta>>,
+    /// Per shard, its user tasks alive at its last report.
+    pub live_users: std::cell::RefCell<Vec<u32>>,
+    /// The current (or last) run is an open-model one.
+    pub open_running: std::cell::Cell<bool>,
     /// Tells shards stuck in Lua code that the run must end (their command
     /// channel is not read while Lua runs).
     pub run_stop: std::sync::Arc<crate::script::limits::RunStop>,
@@ -66,6 +79,12 @@ struct Ramp {
     /// Per shard, the class counts last sent.
     sent: Vec<Vec<u32>>,
     dispatcher: Dispatcher,
+}
+
+/// How an open run's total is split: each shard's share of the pool (it
+/// runs that share of the rate).
+struct OpenSplit {
+    shares: Vec<f64>,
 }
 
 impl Control {
@@ -92,15 +111,26 @@ impl Control {
         // When users still running after a stop get killed (for the log
         // line Locust prints then).
         let mut kill_at: Option<Instant> = None;
+        let mut split = OpenSplit { shares: Vec::new() };
         loop {
             select! {
                 recv(self.commands) -> cmd => match cmd {
                     Ok(ControlCmd::Start { users, rate }) => {
-                        self.begin_test(&mut epoch);
-                        self.retarget(&mut ramp, users, rate);
+                        if !self.refuse_while_open("a user ramp") {
+                            self.begin_test(&mut epoch);
+                            self.close_open();
+                            self.retarget(&mut ramp, users, rate);
+                        }
+                    }
+                    Ok(ControlCmd::StartOpen(model)) => {
+                        self.start_open(model, &mut epoch, &mut ramp, &mut split);
+                    }
+                    Ok(ControlCmd::SetArrivalRate(rate)) => {
+                        self.set_open_rate(rate, &split);
                     }
                     Ok(ControlCmd::SetCounts(counts)) => {
                         self.begin_test(&mut epoch);
+                        self.close_open();
                         let users = counts.iter().fold(0u32, |sum, n| sum.saturating_add(*n));
                         ramp.target = users;
                         ramp.current = f64::from(users);
@@ -118,7 +148,8 @@ impl Control {
                     }
                     Ok(ControlCmd::SetTarget { users, rate }) => {
                         let state = self.status.lock().unwrap().state;
-                        if matches!(state, RunState::Spawning | RunState::Running) {
+                        let open = self.refuse_while_open("a new user count");
+                        if !open && matches!(state, RunState::Spawning | RunState::Running) {
                             self.retarget(&mut ramp, users, rate);
                         }
                     }
@@ -153,6 +184,27 @@ impl Control {
                 },
                 recv(self.reports) -> report => {
                     let Ok(mut report) = report else { return };
+                    if let Some(slot) = self.live_users.borrow_mut().get_mut(report.shard) {
+                        *slot = report.live_users;
+                    }
+                    if let Some(mut open) = report.open.take() {
+                        if report.epoch == epoch && self.open_running.get() {
+                            if let Some(tap) = &self.open_tap {
+                                let _ = tap.send(open.clone());
+                            }
+                            if let Some(stats) = self.open.lock().unwrap().as_mut() {
+                                stats.merge(&mut open);
+                            }
+                        }
+                        let _ = self.shards[report.shard].send(ShardCmd::RecycleOpen(open.corrected));
+                    }
+                    if self.open_running.get() {
+                        let users: u32 = self.live_users.borrow().iter().fold(0u32, |s, n| s.saturating_add(*n));
+                        let mut status = self.status.lock().unwrap();
+                        if status.state == RunState::Running {
+                            status.users = users;
+                        }
+                    }
                     if report.epoch == epoch {
                         if let Some(tap) = &self.delta_tap {
                             let _ = tap.send(report.delta.clone());
@@ -234,11 +286,18 @@ impl Control {
 
     fn close_window(&self) {
         let users = self.status.lock().unwrap().users;
-        self.stats.lock().unwrap().tick(SystemTime::now(), users);
+        let now = SystemTime::now();
+        self.stats.lock().unwrap().tick(now, users);
+        if let Some(open) = self.open.lock().unwrap().as_mut() {
+            open.tick(now, users);
+        }
     }
 
     fn reset(&self, epoch: u64) {
         self.stats.lock().unwrap().reset();
+        if let Some(open) = self.open.lock().unwrap().as_mut() {
+            open.reset();
+        }
         self.task_runs
             .lock()
             .unwrap()
@@ -322,6 +381,118 @@ impl Control {
         }
     }
 
+    /// A closed-model command while an open run is running: refused, with
+    /// a log line (true); false when there is no open run going.
+    fn refuse_while_open(&self, what: &str) -> bool {
+        let state = self.status.lock().unwrap().state;
+        let busy = self.open_running.get() && matches!(state, RunState::Spawning | RunState::Running);
+        if busy {
+            log::warn!("an open-model run is going: {what} does not apply (stop it first, or change its arrival rate)");
+        }
+        busy
+    }
+
+    /// A closed-model run starts: no open-model table any more.
+    fn close_open(&self) {
+        if self.open_running.get() {
+            self.open_running.set(false);
+            *self.open.lock().unwrap() = None;
+        }
+    }
+
+    fn start_open(
+        &self,
+        model: OpenModel,
+        epoch: &mut u64,
+        ramp: &mut Ramp,
+        split: &mut OpenSplit,
+    ) {
+        if let Err(why) = check_open(&model) {
+            log::error!("cannot start an open-model run: {why}");
+            return;
+        }
+        let state = self.status.lock().unwrap().state;
+        if matches!(state, RunState::Spawning | RunState::Running) {
+            if self.open_running.get() {
+                // Already open: a new start is a new rate.
+                self.set_open_rate(model.rate, split);
+            } else {
+                log::warn!("a user ramp is running: stop it before starting an open-model run");
+            }
+            return;
+        }
+        self.begin_test(epoch);
+        let shards = self.shards.len();
+        let counts = ramp.dispatcher.counts(model.max_users);
+        let rows = per_shard(&counts, shards);
+        let pool = f64::from(model.max_users);
+        split.shares = rows
+            .iter()
+            .map(|row| f64::from(row.iter().fold(0u32, |s, n| s.saturating_add(*n))) / pool)
+            .collect();
+        ramp.target = 0;
+        ramp.current = 0.0;
+        ramp.sent.iter_mut().for_each(|s| s.clear());
+        self.open_running.set(true);
+        self.live_users.borrow_mut().iter_mut().for_each(|n| *n = 0);
+        *self.open.lock().unwrap() = Some(OpenModelStats::new(model.rate, model.max_users));
+        {
+            let mut status = self.status.lock().unwrap();
+            status.state = RunState::Running;
+            status.users = 0;
+            status.target_users = model.max_users;
+            status.spawn_rate = model.rate;
+        }
+        log::info!(
+            "Open model: {} iterations per second, run by up to {} users created as needed",
+            model.rate,
+            model.max_users
+        );
+        // Shards read commands every few ms: start the schedule a little
+        // later so no shard begins behind it. Shard i's first iteration is
+        // the run's i-th, so the shards' schedules interleave.
+        let t0 = Instant::now() + START_DELAY;
+        for (i, ((tx, row), share)) in self
+            .shards
+            .iter()
+            .zip(rows)
+            .zip(split.shares.iter())
+            .enumerate()
+        {
+            let start = OpenStart {
+                rate: model.rate * share,
+                classes: row,
+                first_due: t0 + Duration::from_secs_f64(i as f64 / model.rate),
+                first_url: i as u32,
+                url_step: shards as u32,
+            };
+            let _ = tx.send(ShardCmd::Open(start));
+        }
+    }
+
+    /// A running open model's new total rate, split as its pool is.
+    fn set_open_rate(&self, rate: f64, split: &OpenSplit) {
+        if !(rate.is_finite() && (0.0..=MAX_ARRIVAL_RATE).contains(&rate)) {
+            log::error!(
+                "arrival rate {rate} refused: give iterations per second, 0 to {MAX_ARRIVAL_RATE}"
+            );
+            return;
+        }
+        let state = self.status.lock().unwrap().state;
+        if !self.open_running.get() || !matches!(state, RunState::Spawning | RunState::Running) {
+            log::debug!("no open-model run is going: arrival rate {rate} ignored");
+            return;
+        }
+        if let Some(open) = self.open.lock().unwrap().as_mut() {
+            open.set_rate(rate);
+        }
+        self.status.lock().unwrap().spawn_rate = rate;
+        log::info!("Arrival rate now {rate} iterations per second");
+        for (tx, share) in self.shards.iter().zip(&split.shares) {
+            let _ = tx.send(ShardCmd::SetRate(rate * share));
+        }
+    }
+
     /// Locust's line when users are still running at the stop timeout
     /// (they get killed), once per stop.
     fn log_kill(&self, kill_at: &mut Option<Instant>, now: Instant) {
@@ -339,6 +510,24 @@ impl Control {
         status.state = state;
         status.users = users;
     }
+}
+
+/// How far ahead of its start command an open run's schedule begins.
+const START_DELAY: Duration = Duration::from_millis(30);
+
+/// Why an open model cannot run, if it cannot (the library API takes any
+/// number; the CLI checks the same bounds).
+pub(crate) fn check_open(model: &OpenModel) -> Result<(), String> {
+    let rate = model.rate;
+    if !(rate.is_finite() && rate > 0.0 && rate <= MAX_ARRIVAL_RATE) {
+        return Err(format!(
+            "arrival rate {rate}: give iterations per second, above 0 and at most {MAX_ARRIVAL_RATE}"
+        ));
+    }
+    if model.max_users == 0 {
+        return Err("a pool of 0 users runs nothing: give -u or --max-users of at least 1".into());
+    }
+    Ok(())
 }
 
 /// Seconds as Locust prints its stop timeout: `2`, or `2.5`.

@@ -9,6 +9,7 @@
 mod control;
 mod dispatch;
 mod follow;
+mod open;
 mod pipelined;
 mod population;
 mod raw;
@@ -25,11 +26,13 @@ use crate::cli::IoMode;
 use crate::http::{ClientConfig, Target};
 use crate::script::{ScriptSource, TagFilter};
 use crate::stats::{
-    EntryHistogram, HistoryPoint, IntervalDrain, OpenDelta, RunStats, StatsDelta, StatsView,
+    EntryHistogram, HistoryPoint, IntervalDrain, OpenDelta, OpenModelReport, OpenModelStats,
+    RunStats, StatsDelta, StatsView,
 };
 pub use control::format_class_counts;
 use control::{Control, ControlCmd};
 pub use dispatch::{per_shard, ClassSpec, Dispatcher};
+pub use open::{NextIteration, OpenSlot};
 pub use population::ON_STOP_LIMIT;
 pub use raw::RawOptions;
 pub use shard::build_uring_runtime;
@@ -273,6 +276,8 @@ pub struct Controller {
     status: Arc<Mutex<RunStatus>>,
     /// Per shard, its latest task counts (see [`RunControl::task_runs`]).
     task_runs: Arc<Mutex<Vec<Vec<TaskRuns>>>>,
+    /// The open model's table while an open run is the current one.
+    open: Arc<Mutex<Option<OpenModelStats>>>,
     shards: usize,
     io_driver: IoDriver,
     threads: Vec<JoinHandle<()>>,
@@ -339,7 +344,12 @@ impl Controller {
         }));
         let (cmd_tx, cmd_rx) = unbounded();
         let task_runs = Arc::new(Mutex::new(vec![Vec::new(); cfg.shards]));
+        let open = Arc::new(Mutex::new(None));
         let control = Control {
+            open: open.clone(),
+            open_tap: cfg.open_tap.clone(),
+            live_users: std::cell::RefCell::new(vec![0; cfg.shards]),
+            open_running: std::cell::Cell::new(false),
             shards: shard_txs,
             classes: cfg.classes.clone(),
             reports: report_rx,
@@ -361,6 +371,7 @@ impl Controller {
             stats,
             status,
             task_runs,
+            open,
             shards: cfg.shards,
             io_driver: driver.unwrap_or(IoDriver::Epoll),
             threads,
@@ -379,6 +390,12 @@ impl Controller {
     /// of `EngineConfig::classes`) at once; the master does the ramping.
     pub fn set_class_counts(&self, counts: Vec<u32>) {
         let _ = self.commands.send(ControlCmd::SetCounts(counts));
+    }
+
+    /// Run `f` on the open model's table (`None` unless the current or last
+    /// run was an open one): reports that need its histograms or history.
+    pub fn with_open_model<T>(&self, f: impl FnOnce(Option<&OpenModelStats>) -> T) -> T {
+        f(self.open.lock().unwrap().as_ref())
     }
 
     /// Run `f` on the cumulative stats (reports that need more than a view).
@@ -447,6 +464,19 @@ impl RunControl for Controller {
             stats.cut_intervals(SystemTime::now());
         }
         stats.drain_intervals()
+    }
+
+    fn start_open(&self, model: OpenModel) {
+        let _ = self.commands.send(ControlCmd::StartOpen(model));
+    }
+
+    fn set_arrival_rate(&self, rate: f64) {
+        let _ = self.commands.send(ControlCmd::SetArrivalRate(rate));
+    }
+
+    fn open_model(&self) -> Option<OpenModelReport> {
+        let open = self.open.lock().unwrap();
+        open.as_ref().map(|o| o.report(SystemTime::now()))
     }
 }
 

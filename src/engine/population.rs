@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::follow::run_following_user;
+use super::open::{run_open_raw_user, OpenSlot};
 use super::pipelined::run_pipelined_user;
 use super::user::{run_raw_user, RawPlan, StopSignal};
 use crate::script::runtime::ShardScript;
@@ -48,6 +49,24 @@ impl ShardWorkload {
             ShardWorkload::Raw(plan) => {
                 Box::pin(run_raw_user(plan.clone(), stats.clone(), stop, first))
             }
+            ShardWorkload::Script(script) => script.user(class, stop),
+        }
+    }
+
+    /// An open-model user: runs iterations handed to `slot`.
+    fn open_user(
+        &self,
+        class: usize,
+        stop: Rc<StopSignal>,
+        stats: &Rc<RefCell<ShardStats>>,
+        slot: Rc<OpenSlot>,
+    ) -> Pin<Box<dyn Future<Output = ()>>> {
+        stop.set_open(slot.clone());
+        match self {
+            ShardWorkload::Raw(plan) => {
+                Box::pin(run_open_raw_user(plan.clone(), stats.clone(), slot, stop))
+            }
+            // The prelude sees the slot through the user's stop handle.
             ShardWorkload::Script(script) => script.user(class, stop),
         }
     }
@@ -150,13 +169,41 @@ impl Population {
         self.live.get()
     }
 
+    /// Start an open-model user of `class` holding its first iteration.
+    pub fn spawn_open(&mut self, class: usize, slot: Rc<OpenSlot>) {
+        let stop = Rc::new(StopSignal::default());
+        let user = self
+            .workload
+            .open_user(class, stop.clone(), &self.stats, slot);
+        // Open users that ended by themselves (StopUser, a failed on_start)
+        // are replaced by new ones: prune the ended now and then, so a run
+        // of short-lived users keeps a bounded list.
+        let live = self.live.get();
+        if let Some(list) = self.active.get_mut(class) {
+            if list.len() >= 2 * live.max(16) {
+                list.retain(|s| !s.done());
+            }
+        }
+        self.launch(class, stop, user);
+    }
+
     fn spawn(&mut self, class: usize) {
         let stop = Rc::new(StopSignal::default());
         // Global user number, so raw users on all shards cover the URLs evenly.
         let first = self.spawned * self.shards + self.shard;
+        let user = self.workload.user(class, stop.clone(), &self.stats, first);
+        self.launch(class, stop, user);
+    }
+
+    fn launch(
+        &mut self,
+        class: usize,
+        stop: Rc<StopSignal>,
+        user: Pin<Box<dyn Future<Output = ()>>>,
+    ) {
+        let first = self.spawned * self.shards + self.shard;
         self.spawned += 1;
         let live = LiveGuard::new(self.live.clone());
-        let user = self.workload.user(class, stop.clone(), &self.stats, first);
         let forced = stop.forced();
         // Per user, never per request: these lines cost nothing unless
         // -L DEBUG is on (checked once here, not in the user's loop).

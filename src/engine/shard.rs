@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::open::{OpenShard, OpenStart};
 use super::population::{Population, ShardWorkload};
 use super::raw::build_plan;
 use super::{pin_to_cpu, IoDriver, TaskRuns, Workload};
 use crate::cli::IoMode;
 use crate::http::ClientConfig;
 use crate::script::runtime::{ShardContext, ShardScript};
-use crate::stats::{ShardStats, StatsDelta};
+use crate::stats::{OpenDelta, ShardStats, StatsDelta};
 
 /// How often a shard looks at its command channel.
 const CONTROL_TICK: Duration = Duration::from_millis(20);
@@ -48,6 +49,12 @@ pub(crate) enum ShardCmd {
         epoch: u64,
     },
     Recycle(StatsDelta),
+    /// Start an open-model run on this shard (see `open`).
+    Open(OpenStart),
+    /// A running open model's new rate for this shard (iterations/s).
+    SetRate(f64),
+    /// A corrected-latency delta back for reuse.
+    RecycleOpen(StatsDelta),
     Shutdown,
 }
 
@@ -62,6 +69,11 @@ pub(crate) struct ShardReport {
     pub test_stopped: bool,
     /// Scripts: how often each task ran since the start or the last reset.
     pub task_runs: Option<Vec<TaskRuns>>,
+    /// Open-model runs: iterations and corrected latencies since the last
+    /// report (`None` in a closed-model run).
+    pub open: Option<OpenDelta>,
+    /// User tasks alive on this shard.
+    pub live_users: u32,
 }
 
 /// What a shard is given at start: `Send` data it turns into its local plan.
@@ -197,18 +209,29 @@ async fn shard_loop(
         }
     };
     let _ = ready.send(Ok(driver));
-    let mut users = Population::new(
+    // Raw mode's open model records its corrected latency per URL row.
+    let open_rows = match &spec.workload {
+        Workload::Raw { targets, options } => targets
+            .iter()
+            .map(|t| (options.method, std::sync::Arc::from(t.path.as_str())))
+            .collect(),
+        Workload::Script { .. } => Vec::new(),
+    };
+    let open = OpenShard::new(open_rows);
+    // Shared with the open model's scheduler, which creates users as
+    // iterations need them (borrowed briefly, never across an await).
+    let users = Rc::new(RefCell::new(Population::new(
         workload,
         stats.clone(),
         spec.classes.clone(),
         spec.index,
         spec.shards,
-    );
+    )));
     let mut epoch = 0u64;
     let mut stop_grace = spec.stop_timeout;
     let mut stopping = false;
     let mut next_report = Instant::now() + REPORT_EVERY;
-    let script = match &users.workload {
+    let script = match &users.borrow().workload {
         ShardWorkload::Script(s) => Some(s.clone()),
         ShardWorkload::Raw(_) => None,
     };
@@ -219,6 +242,8 @@ async fn shard_loop(
         stopped,
         test_stopped: false,
         task_runs: script.as_ref().map(|s| s.task_runs()),
+        open: open.used().then(|| open.take_delta()),
+        live_users: u32::try_from(users.borrow().live()).unwrap_or(u32::MAX),
     };
     loop {
         monoio::time::sleep(CONTROL_TICK).await;
@@ -226,20 +251,31 @@ async fn shard_loop(
             match cmd {
                 ShardCmd::SetUsers(counts) => {
                     stopping = false;
-                    users.set_counts(&counts, stop_grace);
+                    if open.used() {
+                        open.forget();
+                    }
+                    users.borrow_mut().set_counts(&counts, stop_grace);
                 }
+                ShardCmd::Open(start) => {
+                    stopping = false;
+                    open.start(start, users.clone());
+                }
+                ShardCmd::SetRate(rate) => open.set_rate(rate),
+                ShardCmd::RecycleOpen(delta) => open.recycle(delta),
                 ShardCmd::TestStart => {
-                    if let ShardWorkload::Script(script) = &users.workload {
+                    if let Some(script) = &script {
                         script.test_start().await;
                     }
                 }
                 ShardCmd::Stop { grace } => {
                     stop_grace = grace;
-                    users.stop_all(grace);
+                    users.borrow_mut().stop_all(grace);
+                    // After the users' stop flags: idle ones wake to see it.
+                    open.stop();
                     stopping = true;
                 }
                 ShardCmd::RunTestStop => {
-                    if let ShardWorkload::Script(script) = &users.workload {
+                    if let Some(script) = &script {
                         // Listeners that wait (a sleep, a request) are not
                         // cut by the watchdog: bound them as on_stop is.
                         let limit = super::population::ON_STOP_LIMIT;
@@ -263,19 +299,21 @@ async fn shard_loop(
                     if let Some(s) = &script {
                         s.reset_task_runs();
                     }
+                    open.reset();
                     let old = stats.borrow_mut().take_delta();
                     stats.borrow_mut().recycle(old);
                 }
                 ShardCmd::Recycle(delta) => stats.borrow_mut().recycle(delta),
                 ShardCmd::Shutdown => {
-                    users.stop_all(Duration::ZERO);
+                    users.borrow_mut().stop_all(Duration::ZERO);
+                    open.stop();
                     let _ = reports.send(report(epoch, true));
                     return;
                 }
             }
         }
         let now = Instant::now();
-        let killed = users.force_overdue(now);
+        let killed = users.borrow_mut().force_overdue(now);
         if killed > 0 && !stopping {
             // A ramp-down's users past the stop timeout (Locust logs this
             // in stop_users; a whole-run stop is logged by the control
@@ -285,7 +323,8 @@ async fn shard_loop(
                 super::control::secs_text(stop_grace)
             );
         }
-        if stopping && users.live() == 0 {
+        let live = users.borrow().live();
+        if stopping && live == 0 {
             stopping = false;
             // test_stop fires later (RunTestStop), once every shard's last
             // delta is merged, so its listeners see the final stats.

@@ -55,6 +55,9 @@ pub struct StopSignal {
     waker: RefCell<Option<Waker>>,
     /// The user's task, while it awaits something a kill interrupts.
     kill_waker: RefCell<Option<Waker>>,
+    /// An open-model user: where its iterations come from (Lua users find
+    /// it through their stop handle).
+    open: RefCell<Option<Rc<super::open::OpenSlot>>>,
 }
 
 impl StopSignal {
@@ -92,11 +95,24 @@ impl StopSignal {
         self.done.get()
     }
 
+    /// The open-model slot of this user (`None`: a closed-model user).
+    pub fn open_slot(&self) -> Option<Rc<super::open::OpenSlot>> {
+        self.open.borrow().clone()
+    }
+
+    pub(crate) fn set_open(&self, slot: Rc<super::open::OpenSlot>) {
+        *self.open.borrow_mut() = Some(slot);
+    }
+
     pub(crate) fn set_done(&self) {
         self.done.set(true);
         // Nothing will await again: let go of the task's wakers.
         self.waker.borrow_mut().take();
         self.kill_waker.borrow_mut().take();
+        // The slot points back at the shard; the user will not iterate again.
+        if let Some(slot) = self.open.borrow_mut().take() {
+            slot.set_gone();
+        }
     }
 
     /// Resolves once [`StopSignal::force`] is called.

@@ -163,6 +163,16 @@ pub fn install(lua: &Lua, _module: &Table, ctx: Rc<ClientCtx>) -> mlua::Result<(
 /// A new `self.client` for one user. Relative paths go to `host`; with
 /// `None` only absolute `http://` URLs work.
 pub fn new_client(lua: &Lua, host: Option<Target>) -> mlua::Result<AnyUserData> {
+    new_user_client(lua, host, None)
+}
+
+/// [`new_client`] for a user of an open-model run: its requests' latency is
+/// also recorded corrected by its iteration's lateness (see `engine::open`).
+pub fn new_user_client(
+    lua: &Lua,
+    host: Option<Target>,
+    open: Option<Rc<crate::engine::OpenSlot>>,
+) -> mlua::Result<AnyUserData> {
     let shared = lua
         .app_data_ref::<Rc<Shared>>()
         .ok_or_else(|| mlua::Error::runtime("locusta client used before script::client::install"))?
@@ -175,6 +185,7 @@ pub fn new_client(lua: &Lua, host: Option<Target>) -> mlua::Result<AnyUserData> 
         headers: RefCell::new(None),
         builtin_headers: Cell::new(true),
         cookies: RefCell::new(CookieJar::default()),
+        open,
     })
 }
 
@@ -225,6 +236,9 @@ pub struct Client {
     /// or remove them.
     pub(super) builtin_headers: Cell<bool>,
     pub(super) cookies: RefCell<CookieJar>,
+    /// Open-model users: their iteration's lateness, and the shard's
+    /// corrected-latency table it is recorded in.
+    pub(super) open: Option<Rc<crate::engine::OpenSlot>>,
 }
 
 pub(super) fn err(msg: impl Into<String>) -> mlua::Error {

@@ -119,10 +119,11 @@ pub(super) async fn request(
 
     let ud = respond(lua, client, done, elapsed_us)?;
     let out = if cb.is_none() && shared.listeners.raw_len() == 0 {
-        count(shared, &ud, method, &name)?;
+        count(shared, &ud, method, &name, client.open.as_deref())?;
         Ok(ud)
     } else {
-        Box::pin(after(lua, shared, ud, method, name, cb, catch_response)).await
+        let open = client.open.as_deref();
+        Box::pin(after(lua, shared, open, ud, method, name, cb, catch_response)).await
     };
     if connect_failed {
         Box::pin(connect_backoff(&dest)).await;
@@ -287,9 +288,11 @@ pub(super) fn recycle(shared: &Shared, mut sink: Sink) {
 }
 
 /// After the response, when there is a callback or a `request` listener.
+#[allow(clippy::too_many_arguments)]
 async fn after(
     lua: &Lua,
     shared: &Shared,
+    open: Option<&crate::engine::OpenSlot>,
     ud: AnyUserData,
     method: Method,
     name: mlua::LuaString,
@@ -299,12 +302,12 @@ async fn after(
     if catch_response {
         if let Some(cb) = &cb {
             let outcome = cb.call_async::<()>(&ud).await;
-            record(lua, shared, &ud, method, &name).await?;
+            record(lua, shared, open, &ud, method, &name).await?;
             outcome?;
             return Ok(ud);
         }
     }
-    record(lua, shared, &ud, method, &name).await?;
+    record(lua, shared, open, &ud, method, &name).await?;
     if let Some(cb) = cb {
         cb.call_async::<()>(&ud).await?;
     }
@@ -315,11 +318,12 @@ async fn after(
 async fn record(
     lua: &Lua,
     shared: &Shared,
+    open: Option<&crate::engine::OpenSlot>,
     ud: &AnyUserData,
     method: Method,
     name: &mlua::LuaString,
 ) -> mlua::Result<()> {
-    let (failure, elapsed_us, bytes) = count(shared, ud, method, name)?;
+    let (failure, elapsed_us, bytes) = count(shared, ud, method, name, open)?;
     if shared.listeners.raw_len() == 0 {
         return Ok(());
     }
@@ -347,6 +351,7 @@ fn count(
     ud: &AnyUserData,
     method: Method,
     name: &mlua::LuaString,
+    open: Option<&crate::engine::OpenSlot>,
 ) -> mlua::Result<(Option<Failure>, u64, u64)> {
     let (failure, elapsed_us, bytes) = {
         let r = ud.borrow::<Response>()?;
@@ -370,6 +375,11 @@ fn count(
     match &failure {
         None => stats.record(id, elapsed_us, bytes),
         Some(f) => stats.record_failure(id, elapsed_us, bytes, f.clone()),
+    }
+    drop(stats);
+    // Open model: the same request from its iteration's intended start.
+    if let Some(open) = open {
+        open.record_corrected(method, name_str, elapsed_us, bytes);
     }
     Ok((failure, elapsed_us, bytes))
 }

@@ -216,6 +216,28 @@ fn build(
             })
         })?,
     )?;
+    // Open model: a user's wait for its next iteration (returns at once
+    // when the user stops).
+    native.set(
+        "next_iteration",
+        lua.create_async_function(move |_, p: LightUserData| {
+            let stop = stop_from_ptr(p);
+            boxed(async move {
+                if let Some(stop) = stop {
+                    if let Some(slot) = stop.open_slot() {
+                        slot.next(&stop).await;
+                    }
+                }
+                Ok(())
+            })
+        })?,
+    )?;
+    native.set(
+        "is_open",
+        lua.create_function(|_, p: LightUserData| {
+            Ok(stop_from_ptr(p).is_some_and(|s| s.open_slot().is_some()))
+        })?,
+    )?;
     let depth = nested.clone();
     native.set(
         "sleep",
@@ -325,9 +347,10 @@ fn build(
     )?;
     native.set(
         "new_client",
-        lua.create_function(move |lua, idx: usize| {
+        lua.create_function(move |lua, (idx, stop): (usize, Option<LightUserData>)| {
             let host = hosts.borrow().get(idx).cloned().flatten();
-            client::new_client(lua, host)
+            let open = stop.and_then(stop_from_ptr).and_then(|s| s.open_slot());
+            client::new_user_client(lua, host, open)
         })?,
     )?;
     native.set(

@@ -48,7 +48,9 @@ fn finish(engine: &Controller) -> OpenModelReport {
         engine.wait_for(RunState::Stopped, Duration::from_secs(20)),
         "the run did not stop"
     );
-    engine.open_model().expect("an open-model run has its report")
+    engine
+        .open_model()
+        .expect("an open-model run has its report")
 }
 
 const P99: usize = 7;
@@ -103,7 +105,11 @@ fn a_server_stall_shows_in_the_corrected_latency_only() {
     assert!(it.dropped <= 60, "dropped {}", it.dropped);
     assert_eq!(corrected.num_requests, main.num_requests);
     // Intended ~ 200/s over the ~7 s run (margin 15 %).
-    assert!((1150..=1650).contains(&it.intended), "intended {}", it.intended);
+    assert!(
+        (1150..=1650).contains(&it.intended),
+        "intended {}",
+        it.intended
+    );
     let left = it.intended - it.started - it.dropped;
     assert!(left <= 200, "{left} iterations unaccounted for");
     engine.shutdown();
@@ -131,14 +137,21 @@ fn a_slow_server_and_a_small_pool_drop_iterations_and_count_them() {
     let it = report.iterations;
     eprintln!("iterations {it:?}, RSS {rss_before} -> {} KiB", rss_kib());
     // ~400 intended in 4 s; ~100 run; the queue holds ~100; the rest drop.
-    assert!((320..=480).contains(&it.intended), "intended {}", it.intended);
+    assert!(
+        (320..=480).contains(&it.intended),
+        "intended {}",
+        it.intended
+    );
     assert!(it.started <= 5 * 5 * 4 + 100 + 20, "started {}", it.started);
     assert!(it.dropped >= 100, "dropped {}", it.dropped);
     // The queue is bounded by one second's worth (100): what is neither
     // started nor dropped was queued at the stop.
     let queued = it.intended - it.started - it.dropped;
     assert!(queued <= 100, "{queued} queued at the stop");
-    assert_eq!(report.dropped_of(locusta::http::Method::Get, "/slow"), it.dropped);
+    assert_eq!(
+        report.dropped_of(locusta::http::Method::Get, "/slow"),
+        it.dropped
+    );
     // Corrected latency includes the queue wait (up to ~1 s).
     assert!(report.corrected.aggregated.max_ms >= 500.0);
     // Not unbounded: a few MB of growth at most (margin: 64 MiB).
@@ -230,7 +243,10 @@ U:task(1, function(self) self.client:get("/a") self.client:get("/b") end)
     let report = finish(&engine);
     let stats = engine.snapshot().stats;
     let it = report.iterations;
-    eprintln!("iterations {it:?}, requests {}", stats.aggregated.num_requests);
+    eprintln!(
+        "iterations {it:?}, requests {}",
+        stats.aggregated.num_requests
+    );
     // 150 iterations in 3 s; with wait_time honoured 10 users would have
     // run 10. Two requests per iteration (margin 20 %).
     assert!((120..=180).contains(&it.started), "started {}", it.started);
@@ -259,7 +275,11 @@ fn hostile_open_models_are_refused_and_a_silent_server_still_stops() {
         max_users: 0,
     });
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(engine.status().state, RunState::Ready, "refused: nothing ran");
+    assert_eq!(
+        engine.status().state,
+        RunState::Ready,
+        "refused: nothing ran"
+    );
     assert!(engine.open_model().is_none());
     // A server that never answers: users hang, iterations queue and drop,
     // the stop still ends the run (stop timeout 0: users are dropped).

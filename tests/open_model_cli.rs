@@ -30,7 +30,10 @@ fn rate_runs_the_arrival_rate_headless() {
     );
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("Open model: 200 iterations per second"), "{err}");
+    assert!(
+        err.contains("Open model: 200 iterations per second"),
+        "{err}"
+    );
     let n = gets(&server);
     // 600 in 3 s (margin 15 %: start-up and a loaded box).
     assert!((510..=690).contains(&n), "{n} requests\n{err}");
@@ -51,14 +54,16 @@ fn hostile_rates_and_pools_are_refused_at_start() {
         assert!(err.contains("arrival rate"), "--rate {rate}: {err}");
     }
     let out = run_bounded(
-        locusta().args(["--headless", "-t", "1s", "--rate", "10", "-u", "0"])
+        locusta()
+            .args(["--headless", "-t", "1s", "--rate", "10", "-u", "0"])
             .arg("http://127.0.0.1:1/"),
         Duration::from_secs(20),
     );
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--users must be at least 1"));
     let out = run_bounded(
-        locusta().args(["--headless", "-t", "1s", "--rate", "10", "--max-users", "0"])
+        locusta()
+            .args(["--headless", "-t", "1s", "--rate", "10", "--max-users", "0"])
             .arg("http://127.0.0.1:1/"),
         Duration::from_secs(20),
     );
@@ -66,7 +71,8 @@ fn hostile_rates_and_pools_are_refused_at_start() {
     assert!(text(&out.stderr).contains("--max-users"));
     for flags in [&["--pipeline", "4"][..], &["--follow-redirects"][..]] {
         let out = run_bounded(
-            locusta().args(["--headless", "-t", "1s", "--rate", "10"])
+            locusta()
+                .args(["--headless", "-t", "1s", "--rate", "10"])
                 .args(flags)
                 .arg("http://127.0.0.1:1/"),
             Duration::from_secs(20),
@@ -88,7 +94,11 @@ fn a_server_that_never_answers_ends_at_the_run_time_and_on_sigterm() {
             .arg(server.url("/")),
         Duration::from_secs(30),
     );
-    assert!(t.elapsed() < Duration::from_secs(15), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
     let _ = out.status; // hung requests may fail the run: it must end
     let child = locusta()
         .args(["--headless", "--rate", "100", "-u", "5", "-t", "60s"])

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{select, tick, Receiver, Sender};
 
 use super::dispatch::{per_shard, ClassSpec, Dispatcher};
-use super::shard::{ShardCmd, ShardReport};
 use super::open::OpenStart;
+use super::shard::{ShardCmd, ShardReport};
 use super::{OpenModel, RunState, RunStatus, TaskRuns, MAX_ARRIVAL_RATE};
 use crate::stats::{OpenDelta, OpenModelStats, RunStats, StatsDelta};
 
@@ -385,7 +385,8 @@ impl Control {
     /// a log line (true); false when there is no open run going.
     fn refuse_while_open(&self, what: &str) -> bool {
         let state = self.status.lock().unwrap().state;
-        let busy = self.open_running.get() && matches!(state, RunState::Spawning | RunState::Running);
+        let busy =
+            self.open_running.get() && matches!(state, RunState::Spawning | RunState::Running);
         if busy {
             log::warn!("an open-model run is going: {what} does not apply (stop it first, or change its arrival rate)");
         }

@@ -123,7 +123,17 @@ pub(super) async fn request(
         Ok(ud)
     } else {
         let open = client.open.as_deref();
-        Box::pin(after(lua, shared, open, ud, method, name, cb, catch_response)).await
+        Box::pin(after(
+            lua,
+            shared,
+            open,
+            ud,
+            method,
+            name,
+            cb,
+            catch_response,
+        ))
+        .await
     };
     if connect_failed {
         Box::pin(connect_backoff(&dest)).await;

@@ -7,10 +7,15 @@
 mod cluster_common;
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use cluster_common::*;
 use common::*;
+use locusta::cluster::open_report::OpenReport;
+use locusta::cluster::protocol::{MasterMessage, WorkerMessage};
+use locusta::cluster::report::ReportBuilder;
+use locusta::cluster::sim::SimWorker;
+use locusta::stats::IterationCounts;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -157,4 +162,100 @@ fn a_locust_worker_makes_an_open_model_start_fail_naming_it() {
     assert!(refusal.contains(joined), "{refusal}");
     // Nothing started: no request reached the server.
     assert_eq!(server.requests().len(), 0, "{}", m.logs());
+}
+
+/// A joined peer sends open-model parts that cannot be true (and one that
+/// is honest): the lies are refused whole, with one warning, the master
+/// neither panics nor counts them, and the run ends with its reports.
+#[test]
+fn lying_open_model_reports_are_refused_and_the_run_completes() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("cluster-open-hostile");
+    let csv = dir.join("run");
+    let port = free_port();
+    let args = [
+        "--arrival-rate",
+        "50",
+        "-u",
+        "5",
+        "-t",
+        "4s",
+        "--expect-workers",
+        "2",
+    ];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, &server.url("/"), &args, &csv),
+    );
+    let mut real = Proc::spawn(&dir, "real", &mut worker_cmd(port));
+    let liar = std::thread::spawn(move || {
+        let ctx = zmq::Context::new();
+        let sim = SimWorker::connect(&ctx, "127.0.0.1", port).unwrap();
+        assert!(sim.join(Duration::from_secs(10)), "no ack");
+        let mut lied = false;
+        let deadline = Instant::now() + LIMIT;
+        while Instant::now() < deadline {
+            sim.send(WorkerMessage::Heartbeat {
+                state: "running".into(),
+                cpu_percent: 1.0,
+                memory_bytes: None,
+            });
+            match sim.recv(Duration::from_millis(500)) {
+                Some(MasterMessage::Spawn { open_model, .. }) if !lied => {
+                    assert!(open_model.is_some(), "an open-model share");
+                    lied = true;
+                    let report = |iterations: IterationCounts| {
+                        let mut r = ReportBuilder::new().take_report(SystemTime::now(), vec![], 0);
+                        r.open_model = Some(OpenReport {
+                            iterations,
+                            ..OpenReport::default()
+                        });
+                        WorkerMessage::Stats(Box::new(r))
+                    };
+                    let huge = IterationCounts {
+                        intended: u64::MAX,
+                        started: u64::MAX,
+                        late: 0,
+                        dropped: u64::MAX,
+                    };
+                    for _ in 0..3 {
+                        sim.send(report(huge));
+                    }
+                    // Late iterations that never started.
+                    sim.send(report(IterationCounts {
+                        late: 5,
+                        ..IterationCounts::default()
+                    }));
+                    // One honest part after the lies still counts.
+                    sim.send(report(IterationCounts {
+                        intended: 7,
+                        dropped: 7,
+                        ..IterationCounts::default()
+                    }));
+                }
+                Some(MasterMessage::Stop) => sim.send(WorkerMessage::ClientStopped),
+                Some(MasterMessage::Quit) => return sim.send(WorkerMessage::Quit),
+                _ => {}
+            }
+        }
+        panic!("the master never said quit");
+    });
+    let status = m.wait(LIMIT);
+    liar.join().unwrap();
+    assert!(real.wait(LIMIT).success(), "{}", real.logs());
+    assert!(status.success(), "{}", m.logs());
+    let log = m.stderr();
+    assert_eq!(
+        log.matches("dropped a report").count(),
+        1,
+        "one rate-limited warning\n{log}"
+    );
+    let open_csv = dir.join("run_open_model.csv");
+    let dropped: u64 = aggregated_cell(&open_csv, "Dropped").parse().unwrap();
+    // The honest 7, plus whatever the real worker dropped (a fast
+    // server and a pool of 2-3 users: none expected, a few allowed).
+    assert!((7..=20).contains(&dropped), "dropped {dropped}\n{log}");
+    let started: u64 = aggregated_cell(&open_csv, "Started").parse().unwrap();
+    assert!(started > 0 && started < 1_000, "started {started}");
 }

@@ -259,3 +259,54 @@ fn lying_open_model_reports_are_refused_and_the_run_completes() {
     let started: u64 = aggregated_cell(&open_csv, "Started").parse().unwrap();
     assert!(started > 0 && started < 1_000, "started {started}");
 }
+
+/// A worker joining mid-run: the rate is split again at once, the first
+/// worker going from the whole rate to half, the newcomer taking half.
+#[test]
+fn a_worker_joining_mid_run_gets_its_share() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("cluster-open-join");
+    let csv = dir.join("run");
+    let port = free_port();
+    let args = [
+        "--arrival-rate",
+        "100",
+        "-u",
+        "10",
+        "-t",
+        "5s",
+        "--expect-workers",
+        "1",
+    ];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, &server.url("/"), &args, &csv),
+    );
+    let mut w1 = Proc::spawn(&dir, "w1", &mut worker_cmd(port));
+    w1.wait_log("Open model: 100.000 iterations/s", 1, LIMIT);
+    let mut w2 = Proc::spawn(&dir, "w2", &mut worker_cmd(port));
+    assert!(m.wait(LIMIT).success(), "{}", m.logs());
+    assert!(w1.wait(LIMIT).success(), "{}", w1.logs());
+    assert!(w2.wait(LIMIT).success(), "{}", w2.logs());
+    assert!(
+        w1.stderr().contains("Open model: 50.000 iterations/s"),
+        "{}",
+        w1.logs()
+    );
+    assert!(
+        w2.stderr()
+            .contains("Open model: 50.000 iterations/s with a pool of 5 users"),
+        "{}",
+        w2.logs()
+    );
+    // Both ran iterations; the whole run's count is near 5 s x 100/s.
+    let (s1, _) = worker_sent(&w1.stderr());
+    let (s2, _) = worker_sent(&w2.stderr());
+    assert!(s1 > 0 && s2 > 0, "{s1} {s2}");
+    let started: u64 = aggregated_cell(&dir.join("run_open_model.csv"), "Started")
+        .parse()
+        .unwrap();
+    // Margins as in the two-worker test: 30 % under, 5 % over.
+    assert!((350..=525).contains(&started), "started {started}");
+}

@@ -106,8 +106,8 @@ impl Worker<'_> {
 
     /// An open-model share: the first starts this worker's open model
     /// (its `start_open`), later ones change its rate (a re-split when
-    /// workers join or leave, or a new target rate). A pool over this
-    /// worker's limits is refused.
+    /// workers join or leave, or a new target rate; the pool stays the
+    /// first share's). A pool over this worker's limits is refused.
     pub(super) fn spawn_open(
         &mut self,
         socket: &DealerSocket,
@@ -122,15 +122,17 @@ impl Worker<'_> {
             );
             return self.refuse(socket, why);
         }
-        let host_changes = host.is_some() && host != self.engine_host.as_deref();
-        if let Err(e) = self.engine_for(host) {
-            return self.refuse(socket, format!("{e:#}"));
-        }
+        let new_engine = match self.engine_for(host) {
+            Ok(new) => new,
+            Err(e) => return self.refuse(socket, format!("{e:#}")),
+        };
         let Some(engine) = &self.engine else {
             return self.refuse(socket, "no engine".to_string());
         };
         match self.open_model {
-            Some(running) if !host_changes && running.max_users == share.max_users => {
+            // A re-split changes the rate; the pool stays what the run
+            // started with (the engine grows users lazily within it).
+            Some(running) if !new_engine => {
                 if running.rate != share.rate {
                     log::info!("Open model: {:.3} iterations/s", share.rate);
                     engine.set_arrival_rate(share.rate);
@@ -145,7 +147,11 @@ impl Worker<'_> {
                 engine.start_open(share);
             }
         }
-        self.open_model = Some(share);
+        if !matches!(self.open_model, Some(_) if !new_engine) {
+            self.open_model = Some(share);
+        } else if let Some(running) = self.open_model.as_mut() {
+            running.rate = share.rate;
+        }
         self.state = "running";
         self.classes_count = super::idle_counts(self.cfg);
         self.user_count = engine.status().users;
@@ -187,8 +193,9 @@ impl Worker<'_> {
     }
 
     /// An engine loading `host` (or the worker's own target): started at
-    /// the first spawn, rebuilt when a spawn names another host.
-    fn engine_for(&mut self, host: Option<&str>) -> anyhow::Result<()> {
+    /// the first spawn, rebuilt when a spawn names another host. Returns
+    /// whether a new engine was started.
+    fn engine_for(&mut self, host: Option<&str>) -> anyhow::Result<bool> {
         // A spawn without a host keeps the current one, as Locust's worker
         // keeps `environment.host`.
         // The worker's own URLs win over the master's host (which then
@@ -201,7 +208,7 @@ impl Worker<'_> {
             host.or(self.engine_host.as_deref())
         };
         if self.engine.is_some() && host == self.engine_host.as_deref() {
-            return Ok(());
+            return Ok(false);
         }
         let workload = workload_with_host(&self.cfg.workload, host)?;
         let mut engine_cfg = self.cfg.engine_config(Some(self.tap_tx.clone()));
@@ -219,7 +226,7 @@ impl Worker<'_> {
             retire(old, self.cfg.stop_timeout);
         }
         self.engine_host = host.map(str::to_string);
-        Ok(())
+        Ok(true)
     }
 }
 

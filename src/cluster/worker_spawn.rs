@@ -147,10 +147,9 @@ impl Worker<'_> {
                 engine.start_open(share);
             }
         }
-        if !matches!(self.open_model, Some(_) if !new_engine) {
-            self.open_model = Some(share);
-        } else if let Some(running) = self.open_model.as_mut() {
-            running.rate = share.rate;
+        match self.open_model.as_mut() {
+            Some(running) if !new_engine => running.rate = share.rate,
+            _ => self.open_model = Some(share),
         }
         self.state = "running";
         self.classes_count = super::idle_counts(self.cfg);

@@ -8,7 +8,10 @@
 //! channel, and publishes status and stats behind a mutex that front ends
 //! only read. Users are spread as Locust does: per class (our
 //! [`Dispatcher`]), then each class evenly over workers interleaved by
-//! host, with absolute per-class counts in every `spawn`.
+//! host, with absolute per-class counts in every `spawn`. An open-model
+//! run (an arrival rate) is split instead: each locusta worker gets an
+//! equal share of the rate and pool ([`split_open`], sent by
+//! `network_open`), and Python workers make it refuse to start.
 //!
 //! It does not own running users (workers do) or report formats (`report`).
 

@@ -204,12 +204,26 @@ impl RunHandle for Handle<'_> {
     }
 
     fn snapshot(&self) -> DashboardSnapshot {
-        to_dashboard(
-            &self.control.snapshot(),
-            &self.control.history(),
-            &self.host,
-        )
+        let snap = self.control.snapshot();
+        let mut d = to_dashboard(&snap, &self.control.history(), &self.host);
+        d.open_model = open_model_line(self.control, &snap);
+        d
     }
+}
+
+/// The status line's open-model numbers (`None` in closed runs).
+fn open_model_line(
+    control: &dyn RunControl,
+    snap: &Snapshot,
+) -> Option<locusta_tui::OpenModelLine> {
+    let open = control.open_model()?;
+    let now = std::time::SystemTime::now();
+    Some(locusta_tui::OpenModelLine {
+        target_rate: open.target_rate,
+        achieved_rate: crate::report::open_model::achieved_rate(&open, snap.stats.start_time, now),
+        dropped: open.iterations.dropped,
+        corrected_p95_ms: open.corrected.aggregated.percentiles_ms[percentile_index(0.95)],
+    })
 }
 
 fn percentile_index(q: f64) -> usize {
@@ -309,6 +323,7 @@ pub fn to_dashboard(snap: &Snapshot, history: &[HistoryPoint], host: &str) -> Da
                 p95_ms: p.p95_ms,
             })
             .collect(),
+        open_model: None,
     }
 }
 

@@ -105,6 +105,15 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
             next_print += PRINT_EVERY;
             let snap = controller.snapshot();
             console(cfg, &report::request_table(&snap.stats, true));
+            if let Some(open) = controller.open_model() {
+                let achieved = report::open_model::achieved_rate(
+                    &open,
+                    snap.stats.start_time,
+                    SystemTime::now(),
+                );
+                let table = report::open_model::latency_table(&snap.stats, &open, achieved);
+                console(cfg, &table);
+            }
         }
     }
 
@@ -270,6 +279,10 @@ pub(crate) fn finish(
     let mut code = if failed { cfg.exit_code_on_error } else { 0 };
     console(cfg, &report::request_table(stats, false));
     console(cfg, &report::percentile_table(stats));
+    if let Some(open) = &final_report.open_model {
+        let table = report::open_model::latency_table(stats, &open.report, open.achieved_rate);
+        console(cfg, &table);
+    }
     let failures = report::failures_table(stats);
     if !failures.is_empty() {
         console(cfg, &failures);
@@ -314,7 +327,12 @@ fn gather(cfg: &RunConfig, controller: &dyn RunControl) -> report::FinalReport {
         Workload::Script { source, .. } => Some(source.path.display().to_string()),
         Workload::Raw { .. } => None,
     };
+    let open_model = controller.open_model().map(|open| report::OpenModel {
+        achieved_rate: report::open_model::achieved_rate(&open, snap.stats.start_time, ended),
+        report: open,
+    });
     report::FinalReport {
+        open_model,
         info: report::RunInfo {
             version: env!("CARGO_PKG_VERSION"),
             command_line: std::env::args().collect(),
@@ -411,5 +429,9 @@ pub(crate) fn write_csv(
         .with_context(|| format!("writing the {what} stats history CSV"))?;
     csv.write_snapshot(&snap.stats)
         .with_context(|| format!("writing the {what} stats CSV"))?;
+    if let Some(open) = controller.open_model() {
+        csv.write_open_model(&snap.stats, &open)
+            .with_context(|| format!("writing the {what} open-model CSV"))?;
+    }
     Ok(new_second)
 }

@@ -160,6 +160,13 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
                     }
                 }
             }
+            // Python workers cannot run an arrival rate: say which, start nothing.
+            if cfg.open_model.is_some() {
+                if let Some(why) = master.open_model_refusal() {
+                    master.shutdown();
+                    anyhow::bail!("{why}");
+                }
+            }
             let code = front_end(parsed, cfg, &master);
             master.shutdown();
             code

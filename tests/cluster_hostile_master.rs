@@ -66,6 +66,7 @@ impl HostileMaster {
             user_classes_count: counts.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
             host: Some(host.to_string()),
             stop_timeout: Some(1.0),
+            open_model: None,
         });
         std::thread::sleep(Duration::from_millis(20));
         self.seen.len()

@@ -304,3 +304,36 @@ fn a_masters_report_covers_the_cluster() {
     assert_eq!(body_attr(&dom, "data-charts"), Some(5), "{dom}");
     assert_eq!(body_attr(&dom, "data-charts-drawn"), Some(5));
 }
+
+/// An open-model (arrival-rate) run's report: the open-model section with
+/// its counters, and every chart drawn offline, the corrected p99 series
+/// and the corrected spectrum included.
+#[test]
+fn an_open_model_report_draws_its_corrected_charts() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("html-open-model");
+    let file = dir.join("open.html");
+    let out = run_bounded(
+        locusta()
+            .args(["--headless", "--only-summary", "--rate", "100", "-u", "5"])
+            .args(["-t", "3s", "--html", file.to_str().unwrap()])
+            .arg(server.url("/")),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(html.contains("<section id=\"open-model\">"), "{html}");
+    assert!(html.contains("<tr><th>Dropped</th><td>0</td></tr>"));
+    assert!(html.contains("\"cp99\":["), "corrected p99 per second");
+    // GET / and Aggregated, then the corrected Aggregated.
+    assert!(html.contains("data-expected=\"3\""));
+    if !have_chromium() {
+        return;
+    }
+    let (dom, stderr) = chromium(&dir, &file, &["--dump-dom"]);
+    let console = page_console(&stderr);
+    assert!(console.is_empty(), "the page logged: {console:#?}");
+    // History (3 charts) and the 3 spectra.
+    assert_eq!(body_attr(&dom, "data-charts"), Some(6), "{dom}");
+    assert_eq!(body_attr(&dom, "data-charts-drawn"), Some(6));
+}

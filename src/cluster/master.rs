@@ -8,7 +8,10 @@
 //! channel, and publishes status and stats behind a mutex that front ends
 //! only read. Users are spread as Locust does: per class (our
 //! [`Dispatcher`]), then each class evenly over workers interleaved by
-//! host, with absolute per-class counts in every `spawn`.
+//! host, with absolute per-class counts in every `spawn`. An open-model
+//! run (an arrival rate) is split instead: each locusta worker gets an
+//! equal share of the rate and pool ([`split_open`], sent by
+//! `network_open`), and Python workers make it refuse to start.
 //!
 //! It does not own running users (workers do) or report formats (`report`).
 
@@ -27,13 +30,17 @@ use super::transport::{self, RouterSocket};
 use super::warnings::Warnings;
 use crate::config::{Role, RunConfig};
 use crate::engine::{
-    sum_task_runs, Dispatcher, RunControl, RunState, RunStatus, Snapshot, TaskRuns, Topology,
-    Workload,
+    sum_task_runs, Dispatcher, OpenModel, RunControl, RunState, RunStatus, Snapshot, TaskRuns,
+    Topology, Workload,
 };
-use crate::stats::{EntryHistogram, HistoryPoint, IntervalDrain, RunStats};
+use crate::stats::{
+    EntryHistogram, HistoryPoint, IntervalDrain, OpenModelReport, OpenModelStats, RunStats,
+};
 
 pub(super) enum MasterCmd {
     Start { users: u32, rate: f64 },
+    StartOpen(OpenModel),
+    SetArrivalRate(f64),
     SetTarget { users: u32, rate: f64 },
     Stop,
     ResetStats,
@@ -48,6 +55,12 @@ pub(super) struct Shared {
     /// Per worker, its task counts: the latest it reported and what they
     /// were at the last stats reset (workers count from their own start).
     pub(super) task_runs: HashMap<String, WorkerTaskRuns>,
+    /// An open-model run's counters and corrected latencies, merged from
+    /// the workers' reports (kept after the stop for the reports).
+    pub(super) open: Option<OpenModelStats>,
+    /// Connected Python (Locust) workers' node ids: they cannot run an
+    /// open model, so such a run is refused while any is connected.
+    pub(super) python_workers: Vec<String>,
 }
 
 /// One worker's cumulative task counts and their value at the last reset.
@@ -161,6 +174,8 @@ impl MasterController {
             },
             task_runs: HashMap::new(),
             workers: Vec::new(),
+            open: None,
+            python_workers: Vec::new(),
         }));
         let (tx, rx) = unbounded();
         let net = Network {
@@ -172,6 +187,7 @@ impl MasterController {
             classes: cfg.classes.clone(),
             host: spawn_host(&cfg.workload),
             stop_timeout: cfg.stop_timeout.as_secs_f64(),
+            open_model: None,
             target: 0,
             rate: 1.0,
             dispatched: 0,
@@ -223,6 +239,12 @@ impl MasterController {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Why an open-model run cannot start now: the Python (Locust)
+    /// workers connected, named; `None` when all are locusta workers.
+    pub fn open_model_refusal(&self) -> Option<String> {
+        refusal(&lock(&self.shared).python_workers)
     }
 
     pub fn connected_workers(&self) -> usize {
@@ -296,6 +318,19 @@ impl RunControl for MasterController {
         lock(&self.shared).task_runs_since_reset()
     }
 
+    fn start_open(&self, model: OpenModel) {
+        let _ = self.commands.send(MasterCmd::StartOpen(model));
+    }
+
+    fn set_arrival_rate(&self, rate: f64) {
+        let _ = self.commands.send(MasterCmd::SetArrivalRate(rate));
+    }
+
+    fn open_model(&self) -> Option<OpenModelReport> {
+        let shared = lock(&self.shared);
+        shared.open.as_ref().map(|o| o.report(SystemTime::now()))
+    }
+
     fn drain_intervals(&self, flush: bool) -> IntervalDrain {
         let mut shared = lock(&self.shared);
         if flush {
@@ -303,6 +338,34 @@ impl RunControl for MasterController {
         }
         shared.stats.drain_intervals()
     }
+}
+
+/// The refusal of an open-model run while Python workers are connected.
+pub(super) fn refusal(python_workers: &[String]) -> Option<String> {
+    (!python_workers.is_empty()).then(|| {
+        format!(
+            "an open-model run (--arrival-rate) needs locusta workers: Locust (Python) workers cannot run an arrival rate; stop or disconnect {}",
+            python_workers.join(", ")
+        )
+    })
+}
+
+/// Split an open model across `n` workers: the rate equally (workers
+/// announce no capacity), the pool likewise with the remainder to the
+/// first ones, at least one user each.
+pub(super) fn split_open(model: OpenModel, n: usize) -> Vec<OpenModel> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+    let base = model.max_users / n32;
+    let extra = (model.max_users % n32) as usize;
+    (0..n)
+        .map(|i| OpenModel {
+            rate: model.rate / n as f64,
+            max_users: (base + u32::from(i < extra)).max(1),
+        })
+        .collect()
 }
 
 /// The host a `spawn` names: the master's `-H` (workers without one use it).
@@ -329,7 +392,38 @@ mod tests {
             stats: RunStats::new(false),
             workers: Vec::new(),
             task_runs: HashMap::new(),
+            open: None,
+            python_workers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn open_model_splits_rate_equally_and_pool_without_loss() {
+        let model = OpenModel {
+            rate: 200.0,
+            max_users: 7,
+        };
+        let shares = split_open(model, 3);
+        assert_eq!(shares.len(), 3);
+        let rate: f64 = shares.iter().map(|s| s.rate).sum();
+        assert!((rate - 200.0).abs() < 1e-9);
+        let pools: Vec<u32> = shares.iter().map(|s| s.max_users).collect();
+        assert_eq!(pools, [3, 2, 2]);
+        let tiny = split_open(
+            OpenModel {
+                rate: 1.0,
+                max_users: 1,
+            },
+            2,
+        );
+        assert!(
+            tiny.iter().all(|s| s.max_users == 1),
+            "every worker gets a user"
+        );
+        assert!(split_open(model, 0).is_empty());
+        assert!(refusal(&[]).is_none());
+        let text = refusal(&["box_ab12".to_string()]).unwrap();
+        assert!(text.contains("box_ab12"), "{text}");
     }
 
     fn runs(task: &str, n: u64) -> TaskRuns {

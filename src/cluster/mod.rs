@@ -10,6 +10,8 @@
 //! - `transport`: the ZeroMQ sockets (ROUTER on the master, DEALER with
 //!   identity `hostname_hex` on the worker).
 //! - `nodes`: the master's worker list, liveness and dispatch order.
+//! - `open_report`: the open model's rate share in `spawn` and its part
+//!   of a locusta worker's report (counters, corrected latencies).
 //! - `report_checks`: range checks on a report before the master merges it.
 //! - `warnings`: rate-limited warnings about what peers send.
 //! - `decoder`: decodes large messages off the network thread.
@@ -23,6 +25,7 @@ mod decoder;
 pub mod master;
 mod network;
 pub mod nodes;
+pub mod open_report;
 pub mod protocol;
 pub mod report;
 mod report_builder;

@@ -15,14 +15,11 @@ use crossbeam_channel::Receiver;
 use super::decoder::Decoder;
 use super::master::{lock, MasterCmd, Shared, MAX_KEPT_TASK_ROWS};
 use super::nodes::{NodeState, Nodes, StopWait};
-use super::protocol::{
-    decode, MasterMessage, Message, PeerVersion, ProtocolError, WorkerMessage, LOCUSTA_PROTOCOL,
-    LOCUST_VERSION,
-};
+use super::protocol::{decode, MasterMessage, Message, ProtocolError, WorkerMessage};
 use super::report_checks::{MAX_REPORT_COUNT, MAX_RUN_COUNT};
 use super::transport::RouterSocket;
 use super::warnings::Warnings;
-use crate::engine::{per_shard, ClassSpec, Dispatcher, RunState};
+use crate::engine::{per_shard, ClassSpec, Dispatcher, OpenModel, RunState};
 use crate::stats::{Delta, DeltaException, SparseHistogram};
 
 /// Longest the network thread sleeps in `poll`: the ramp and commands are
@@ -49,6 +46,8 @@ pub(super) struct Network {
     pub(super) classes: Vec<ClassSpec>,
     pub(super) host: Option<String>,
     pub(super) stop_timeout: f64,
+    /// The whole run's open model while one runs (workers get shares).
+    pub(super) open_model: Option<OpenModel>,
     /// Users asked for, the spawn rate, and users handed out so far.
     pub(super) target: u32,
     pub(super) rate: f64,
@@ -64,6 +63,9 @@ pub(super) struct Network {
     pub(super) warnings: Warnings,
     pub(super) decoder: Decoder,
 }
+
+#[path = "network_open.rs"]
+mod open;
 
 /// A peer that has not joined says `client_ready` (a few dozen bytes) or
 /// things that are dropped anyway: anything bigger from it is dropped
@@ -131,6 +133,12 @@ impl Network {
         shared.status.target_users = self.target;
         shared.status.spawn_rate = self.rate;
         shared.workers = self.nodes.infos();
+        shared.python_workers = self
+            .nodes
+            .iter()
+            .filter(|n| !n.locusta && n.state != NodeState::Missing)
+            .map(|n| n.id.clone())
+            .collect();
     }
 
     fn send(&self, msg: MasterMessage, to: &str) {
@@ -141,20 +149,14 @@ impl Network {
         let state = self.state();
         let running = matches!(state, RunState::Spawning | RunState::Running);
         match cmd {
+            MasterCmd::StartOpen(model) if !running => self.start_open(model, state),
+            MasterCmd::StartOpen(_) => {
+                log::warn!("an open-model run cannot start while a run is going: stop it first")
+            }
+            MasterCmd::SetArrivalRate(rate) => self.set_arrival_rate(rate),
             MasterCmd::Start { users, rate } if !running => {
-                {
-                    let mut shared = lock(&self.shared);
-                    if state == RunState::Stopped {
-                        // Keeps the --hdr-log tap (and what it queued).
-                        shared.stats.renew();
-                        // Workers' engines count a new run from zero.
-                        shared.task_runs.clear();
-                    } else {
-                        shared.stats.reset();
-                        shared.reset_task_runs();
-                    }
-                    shared.status.started_at = Some(Instant::now());
-                }
+                self.open_model = None;
+                self.fresh_stats(state, None);
                 if self.nodes.dispatch_order().is_empty() {
                     log::warn!(
                         "Starting with no worker connected: users go to workers as they join"
@@ -173,9 +175,28 @@ impl Network {
                 let mut shared = lock(&self.shared);
                 shared.stats.reset();
                 shared.reset_task_runs();
+                if let Some(open) = shared.open.as_mut() {
+                    open.reset();
+                }
             }
             MasterCmd::Shutdown => {}
         }
+    }
+
+    /// A new run's stats (and its open-model stats, or none).
+    fn fresh_stats(&self, state: RunState, open: Option<crate::stats::OpenModelStats>) {
+        let mut shared = lock(&self.shared);
+        if state == RunState::Stopped {
+            // Keeps the --hdr-log tap (and what it queued).
+            shared.stats.renew();
+            // Workers' engines count a new run from zero.
+            shared.task_runs.clear();
+        } else {
+            shared.stats.reset();
+            shared.reset_task_runs();
+        }
+        shared.open = open;
+        shared.status.started_at = Some(Instant::now());
     }
 
     fn retarget(&mut self, users: u32, rate: f64) {
@@ -222,8 +243,11 @@ impl Network {
     }
 
     /// Send every worker that takes users its absolute per-class counts for
-    /// `self.dispatched` users in all.
+    /// `self.dispatched` users in all (open model: its share of the rate).
     fn dispatch(&mut self) {
+        if let Some(model) = self.open_model {
+            return self.dispatch_open(model);
+        }
         let order = self.nodes.dispatch_order();
         if order.is_empty() {
             return;
@@ -245,6 +269,7 @@ impl Network {
                 user_classes_count,
                 host: self.host.clone(),
                 stop_timeout: Some(self.stop_timeout),
+                open_model: None,
             };
             self.send(spawn, id);
         }
@@ -259,6 +284,8 @@ impl Network {
 
     fn stop_workers(&mut self) {
         self.next_ramp = None;
+        // The open model's stats stay (the reports read them after).
+        self.open_model = None;
         self.dispatched = 0;
         self.set_state(RunState::Stopping);
         let ids: Vec<String> = self.nodes.dispatch_order();
@@ -307,7 +334,12 @@ impl Network {
         }
         self.warnings.flush(now, false);
         let users = self.nodes.user_count();
-        lock(&self.shared).stats.tick(SystemTime::now(), users);
+        let now = SystemTime::now();
+        let mut shared = lock(&self.shared);
+        shared.stats.tick(now, users);
+        if let Some(open) = shared.open.as_mut() {
+            open.tick(now, users);
+        }
     }
 
     fn quit_workers(&mut self) {
@@ -499,49 +531,6 @@ impl Network {
         }
     }
 
-    fn client_ready(&mut self, from: &str, version: PeerVersion, now: Instant) {
-        let refusal = match &version {
-            PeerVersion::Locusta { protocol, version } if *protocol != LOCUSTA_PROTOCOL => Some(format!(
-                "locusta {version} speaks cluster protocol {protocol}; this master (locusta {}) speaks {LOCUSTA_PROTOCOL}: run the same locusta version on master and workers",
-                env!("CARGO_PKG_VERSION")
-            )),
-            PeerVersion::Locust(v) if !v.starts_with("2.") => Some(format!(
-                "Locust {v} is not supported: this master speaks Locust {LOCUST_VERSION}'s protocol (any 2.x worker works)"
-            )),
-            PeerVersion::Unusable(v) => Some(format!(
-                "worker sent no usable version ({v}): pre-2.0 Locust workers are not supported"
-            )),
-            _ => None,
-        };
-        if let Some(reason) = refusal {
-            log::error!("Refused worker {from}: {reason}");
-            self.send(MasterMessage::Refused { reason }, from);
-            self.send(MasterMessage::Quit, from);
-            return;
-        }
-        if let PeerVersion::Locust(v) = &version {
-            if !v.starts_with(&LOCUST_VERSION[..4]) {
-                log::warn!(
-                    "Worker {from} runs Locust {v}; this master speaks {LOCUST_VERSION}'s protocol"
-                );
-            }
-        }
-        let locusta = matches!(version, PeerVersion::Locusta { .. });
-        let index = self.nodes.register(from, locusta, now);
-        self.send(
-            MasterMessage::Ack {
-                index,
-                locusta_protocol: Some(LOCUSTA_PROTOCOL),
-            },
-            from,
-        );
-        log::info!(
-            "Worker {from} (index {index}) reported as ready. {} workers connected.",
-            self.nodes.connected()
-        );
-        self.redistribute();
-    }
-
     fn message_from_unknown(&mut self, from: &str, msg: &WorkerMessage) {
         match msg {
             // Locust asks such a worker to quit; ours then rejoins.
@@ -581,6 +570,13 @@ impl Network {
         }
         let mut shared = lock(&self.shared);
         shared.stats.merge(&mut delta);
+        if let Some(part) = &report.open_model {
+            if let Err(problem) = open::merge_open(part, &mut shared) {
+                self.warnings.warn("bad report", now, || {
+                    format!("dropped the open-model part of a report from worker {from}: {problem}")
+                });
+            }
+        }
         if !report.task_runs.is_empty() && !shared.keep_task_runs(from, &report.task_runs) {
             drop(shared);
             self.warnings.warn("task counts", now, || {

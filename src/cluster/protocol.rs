@@ -106,6 +106,10 @@ pub enum MasterMessage {
         user_classes_count: Vec<(String, u32)>,
         host: Option<String>,
         stop_timeout: Option<f64>,
+        /// locusta masters in an open-model run: this worker's share of
+        /// the arrival rate and of the pool (key `locusta_open_model`,
+        /// which a Locust worker would ignore: such runs refuse them).
+        open_model: Option<crate::engine::OpenModel>,
     },
     /// Once per ramp, the cluster-wide user count (2.29+).
     SpawningComplete {
@@ -413,6 +417,10 @@ impl MasterMessage {
                     user_classes_count: f.class_counts("user_classes_count")?,
                     host: f.opt_str("host")?.map(str::to_string),
                     stop_timeout: f.opt_non_negative("stop_timeout")?,
+                    open_model: f
+                        .get(super::open_report::OPEN_MODEL_KEY)
+                        .map(|v| super::open_report::parse_open_model(kind, v))
+                        .transpose()?,
                 }
             }
             "spawning_complete" => {
@@ -454,9 +462,9 @@ impl MasterMessage {
                 user_classes_count,
                 host,
                 stop_timeout,
-            } => (
-                "spawn",
-                map_value(vec![
+                open_model,
+            } => {
+                let mut pairs = vec![
                     ("timestamp", Value::F64(*timestamp)),
                     ("user_classes_count", class_counts_value(user_classes_count)),
                     ("host", host.as_deref().map_or(Value::Nil, str_value)),
@@ -464,8 +472,15 @@ impl MasterMessage {
                     // Locust workers read it (`job["parsed_options"]`);
                     // empty means "keep your own options".
                     ("parsed_options", Value::Map(Vec::new())),
-                ]),
-            ),
+                ];
+                if let Some(model) = open_model {
+                    pairs.push((
+                        super::open_report::OPEN_MODEL_KEY,
+                        super::open_report::open_model_value(model),
+                    ));
+                }
+                ("spawn", map_value(pairs))
+            }
             MasterMessage::SpawningComplete { user_count } => (
                 "spawning_complete",
                 map_value(vec![("user_count", Value::from(*user_count))]),

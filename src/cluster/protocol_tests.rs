@@ -84,6 +84,7 @@ pub(super) fn sample_report() -> WorkerReport {
             task: "browse".into(),
             runs: 12,
         }],
+        open_model: None,
     }
 }
 
@@ -136,12 +137,17 @@ pub(super) fn all_master_messages() -> Vec<MasterMessage> {
             user_classes_count: vec![("Zed".into(), 3), ("Alpha".into(), 0)],
             host: Some("http://example.com".into()),
             stop_timeout: Some(1.5),
+            open_model: Some(crate::engine::OpenModel {
+                rate: 12.5,
+                max_users: 4,
+            }),
         },
         MasterMessage::Spawn {
             timestamp: 1.0,
             user_classes_count: vec![],
             host: None,
             stop_timeout: None,
+            open_model: None,
         },
         MasterMessage::SpawningComplete { user_count: 10 },
         MasterMessage::Stop,
@@ -248,6 +254,7 @@ fn python_master_messages_parse() {
             user_classes_count: vec![("WebsiteUser".into(), 3), ("Admin".into(), 0)],
             host: Some("http://example.com".into()),
             stop_timeout: None,
+            open_model: None,
         }
     );
     assert_eq!(
@@ -279,6 +286,7 @@ fn spawn_and_heartbeat_carry_locusts_keys() {
         user_classes_count: vec![("Z".into(), 1), ("A".into(), 2)],
         host: None,
         stop_timeout: None,
+        open_model: None,
     }
     .to_message("w");
     let Value::Map(pairs) = &spawn.data else {
@@ -551,6 +559,7 @@ fn master_fields_are_checked_and_named() {
             user_classes_count: vec![("U".into(), 2)],
             host: None,
             stop_timeout: Some(3.0),
+            open_model: None,
         })
     );
     let ack = |data| MasterMessage::parse(&msg("ack", data));

@@ -74,6 +74,9 @@ pub struct WorkerReport {
     /// locusta workers: each task's runs since the start or last reset
     /// (cumulative, so a lost report loses nothing); empty from Locust.
     pub task_runs: Vec<TaskRuns>,
+    /// locusta workers in an open-model run: what the open model did
+    /// since the previous report; `None` otherwise.
+    pub open_model: Option<super::open_report::OpenReport>,
 }
 
 impl ReportEntry {
@@ -117,7 +120,7 @@ impl ReportEntry {
     /// Required: Locust's keys (every Locust 2.x worker and boomer send
     /// them). `last_request_timestamp`, `min_response_time` and `hdr` may
     /// be nil or absent. Times must be finite and not negative.
-    fn from_value(path: String, v: &Value) -> Result<ReportEntry, ProtocolError> {
+    pub(super) fn from_value(path: String, v: &Value) -> Result<ReportEntry, ProtocolError> {
         let f = Fields::at(KIND, path, v)?;
         let hdr = match f.get("hdr") {
             None => None,
@@ -299,6 +302,9 @@ impl WorkerReport {
         if !self.task_runs.is_empty() {
             fields.push((TASK_RUNS_KEY, task_runs_value(&self.task_runs)));
         }
+        if let Some(open) = &self.open_model {
+            fields.push((super::open_report::OPEN_MODEL_KEY, open.to_value()));
+        }
         map_value(fields)
     }
 
@@ -333,6 +339,10 @@ impl WorkerReport {
             user_classes_count: f.class_counts("user_classes_count")?,
             user_count: f.u32("user_count")?,
             task_runs: f.task_runs(TASK_RUNS_KEY)?,
+            open_model: f
+                .get(super::open_report::OPEN_MODEL_KEY)
+                .map(|v| super::open_report::OpenReport::from_value(KIND, v))
+                .transpose()?,
         })
     }
 
@@ -346,34 +356,10 @@ impl WorkerReport {
     /// An entry without a `min_response_time` has `min_us = u64::MAX`.
     /// Errors become [`Failure::Message`] with Locust's error text.
     pub fn to_delta(&self, received_at: SystemTime) -> (Delta<SparseHistogram>, Vec<String>) {
-        let mut delta = Delta::empty(received_at);
-        let mut unknown = BTreeSet::new();
-        for e in &self.stats {
-            let Some(method) = Method::parse(&e.method) else {
-                unknown.insert(format!("{} {}", e.method, e.name));
-                continue;
-            };
-            let histogram = match &e.hdr {
-                Some(hdr) => hdr.clone(),
-                None => buckets_to_sparse(&e.response_times),
-            };
-            delta.entries.push(DeltaEntry {
-                method,
-                name: Arc::from(e.name.as_str()),
-                histogram,
-                counts: EntryCounts {
-                    requests: e.num_requests,
-                    failures: e.num_failures,
-                    total_us: ms_to_us(e.total_response_time),
-                    min_us: e.min_response_time.map_or(u64::MAX, ms_to_us),
-                    max_us: ms_to_us(e.max_response_time),
-                    bytes: e.total_content_length,
-                },
-            });
-        }
+        let (mut delta, mut unknown) = entries_to_delta(&self.stats, received_at);
         for e in &self.errors {
             let Some(method) = Method::parse(&e.method) else {
-                unknown.insert(format!("{} {}", e.method, e.name));
+                unknown.push(format!("{} {}", e.method, e.name));
                 continue;
             };
             delta.failures.push(DeltaFailure {
@@ -383,8 +369,46 @@ impl WorkerReport {
                 count: e.occurrences,
             });
         }
-        (delta, unknown.into_iter().collect())
+        unknown.sort();
+        unknown.dedup();
+        (delta, unknown)
     }
+}
+
+/// Report entries as a delta's entries: HDR buckets when the worker sent
+/// them, else Locust's rounded ms buckets (at their value in µs). Entries
+/// whose method locusta does not know are left out and named (sorted) in
+/// the second value.
+pub(super) fn entries_to_delta(
+    entries: &[ReportEntry],
+    received_at: SystemTime,
+) -> (Delta<SparseHistogram>, Vec<String>) {
+    let mut delta = Delta::empty(received_at);
+    let mut unknown = BTreeSet::new();
+    for e in entries {
+        let Some(method) = Method::parse(&e.method) else {
+            unknown.insert(format!("{} {}", e.method, e.name));
+            continue;
+        };
+        let histogram = match &e.hdr {
+            Some(hdr) => hdr.clone(),
+            None => buckets_to_sparse(&e.response_times),
+        };
+        delta.entries.push(DeltaEntry {
+            method,
+            name: Arc::from(e.name.as_str()),
+            histogram,
+            counts: EntryCounts {
+                requests: e.num_requests,
+                failures: e.num_failures,
+                total_us: ms_to_us(e.total_response_time),
+                min_us: e.min_response_time.map_or(u64::MAX, ms_to_us),
+                max_us: ms_to_us(e.max_response_time),
+                bytes: e.total_content_length,
+            },
+        });
+    }
+    (delta, unknown.into_iter().collect())
 }
 
 pub use super::report_builder::ReportBuilder;

@@ -296,6 +296,7 @@ impl ReportBuilder {
             user_classes_count,
             user_count,
             task_runs: Vec::new(),
+            open_model: None,
         }
     }
 }

@@ -51,6 +51,9 @@ impl WorkerReport {
                 ));
             }
         }
+        if let Some(open) = &self.open_model {
+            open.check()?;
+        }
         Ok(())
     }
 
@@ -63,7 +66,7 @@ impl WorkerReport {
 }
 
 impl ReportEntry {
-    fn check(&self) -> Result<(), CheckError> {
+    pub(super) fn check(&self) -> Result<(), CheckError> {
         let n = self.num_requests;
         if n > MAX_REPORT_COUNT {
             return Err(format!("{n} requests (more than 2^40 in one report)"));

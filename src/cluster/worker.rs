@@ -19,13 +19,14 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use crossbeam_channel::{unbounded, Receiver};
 
+use super::open_report::OpenReportBuilder;
 use super::protocol::{locusta_client_ready, MasterMessage, WorkerMessage};
 use super::report::ReportBuilder;
 use super::transport::{self, DealerSocket};
 use super::warnings::Warnings;
 use crate::config::{Role, RunConfig};
-use crate::engine::{Controller, Dispatcher, RunControl, RunState};
-use crate::stats::StatsDelta;
+use crate::engine::{Controller, Dispatcher, OpenModel, RunControl, RunState};
+use crate::stats::{OpenDelta, StatsDelta};
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// Locust's `WORKER_REPORT_INTERVAL`, for a Locust master.
@@ -63,7 +64,12 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
     }
     let ctx = transport::context();
     let (tap_tx, tap_rx) = unbounded();
+    let (open_tap_tx, open_tap_rx) = unbounded();
     let mut worker = Worker {
+        open_tap_tx,
+        open_tap_rx,
+        open: OpenReportBuilder::default(),
+        open_model: None,
         cfg,
         node_id: transport::new_node_id(),
         engine: None,
@@ -137,6 +143,13 @@ struct Worker<'a> {
     warnings: Warnings,
     tap_rx: Receiver<StatsDelta>,
     builder: ReportBuilder,
+    /// The engine's open-model deltas (`EngineConfig::open_tap`), summed
+    /// into `open` until the next report.
+    open_tap_tx: crossbeam_channel::Sender<OpenDelta>,
+    open_tap_rx: Receiver<OpenDelta>,
+    open: OpenReportBuilder,
+    /// This worker's share of an open-model run while one runs.
+    open_model: Option<OpenModel>,
     /// Locust's worker state words, sent in heartbeats.
     state: &'static str,
     /// Per class as the master named them (what we echo back).
@@ -179,6 +192,7 @@ impl Worker<'_> {
                 }
                 // Requests of a swarm whose master is gone count nowhere.
                 while self.tap_rx.try_recv().is_ok() {}
+                while self.open_tap_rx.try_recv().is_ok() {}
                 if !socket.poll(POLL) {
                     continue;
                 }
@@ -195,6 +209,7 @@ impl Worker<'_> {
                             };
                             log::info!("Connected to the master as worker index {index}");
                             self.builder = ReportBuilder::new();
+                            self.open = OpenReportBuilder::default();
                             return Ok(Joined::Yes);
                         }
                         Ok(MasterMessage::Refused { reason }) => {
@@ -307,6 +322,7 @@ impl Worker<'_> {
                 timestamp,
                 user_classes_count,
                 host,
+                open_model,
                 ..
             } => {
                 self.send(socket, WorkerMessage::Spawning);
@@ -315,7 +331,10 @@ impl Worker<'_> {
                     return Ok(None);
                 }
                 self.last_spawn_timestamp = timestamp;
-                self.spawn(socket, user_classes_count, host.as_deref());
+                match open_model {
+                    Some(share) => self.spawn_open(socket, share, host.as_deref()),
+                    None => self.spawn(socket, user_classes_count, host.as_deref()),
+                }
             }
             MasterMessage::Stop => {
                 log::info!("The master asked to stop");
@@ -352,6 +371,7 @@ impl Worker<'_> {
         if let Some(engine) = &self.engine {
             engine.stop();
         }
+        self.open_model = None;
         self.user_count = 0;
         self.classes_count = idle_counts(self.cfg);
     }
@@ -388,6 +408,9 @@ impl Worker<'_> {
         while let Ok(delta) = self.tap_rx.try_recv() {
             self.builder.add(&delta);
         }
+        while let Ok(delta) = self.open_tap_rx.try_recv() {
+            self.open.add(&delta);
+        }
     }
 
     fn report(&mut self, socket: &DealerSocket) {
@@ -401,14 +424,20 @@ impl Worker<'_> {
                 },
             );
         }
-        let mut report = self.builder.take_report(
-            SystemTime::now(),
-            self.classes_count.clone(),
-            self.user_count,
-        );
+        if let (Some(_), Some(engine)) = (self.open_model, &self.engine) {
+            // The pool grows as iterations need users.
+            self.user_count = engine.status().users;
+        }
+        let now = SystemTime::now();
+        let mut report = self
+            .builder
+            .take_report(now, self.classes_count.clone(), self.user_count);
         if let Some(engine) = &self.engine {
             report.task_runs = engine.task_runs();
         }
+        // Only when the open model counted something: a closed run's
+        // report stays Locust's payload.
+        report.open_model = self.open.take(now);
         self.sent.0 += report.stats_total.num_requests;
         self.sent.1 += report.stats_total.num_failures;
         self.send(socket, WorkerMessage::Stats(Box::new(report)));

@@ -17,7 +17,7 @@ use anyhow::Context;
 use super::Worker;
 use crate::cluster::protocol::WorkerMessage;
 use crate::cluster::transport::DealerSocket;
-use crate::engine::{Controller, RunControl, RunState, Workload};
+use crate::engine::{Controller, OpenModel, RunControl, RunState, Workload};
 use crate::http::Target;
 use crate::limits;
 
@@ -104,6 +104,65 @@ impl Worker<'_> {
         );
     }
 
+    /// An open-model share: the first starts this worker's open model
+    /// (its `start_open`), later ones change its rate (a re-split when
+    /// workers join or leave, or a new target rate; the pool stays the
+    /// first share's). A pool over this worker's limits is refused.
+    pub(super) fn spawn_open(
+        &mut self,
+        socket: &DealerSocket,
+        share: OpenModel,
+        host: Option<&str>,
+    ) {
+        let (limit, because) = self.user_limit();
+        if share.max_users > limit {
+            let why = format!(
+                "an open-model pool of {} users, more than {limit} ({because})",
+                share.max_users
+            );
+            return self.refuse(socket, why);
+        }
+        let new_engine = match self.engine_for(host) {
+            Ok(new) => new,
+            Err(e) => return self.refuse(socket, format!("{e:#}")),
+        };
+        let Some(engine) = &self.engine else {
+            return self.refuse(socket, "no engine".to_string());
+        };
+        match self.open_model {
+            // A re-split changes the rate; the pool stays what the run
+            // started with (the engine grows users lazily within it).
+            Some(running) if !new_engine => {
+                if running.rate != share.rate {
+                    log::info!("Open model: {:.3} iterations/s", share.rate);
+                    engine.set_arrival_rate(share.rate);
+                }
+            }
+            _ => {
+                log::info!(
+                    "Open model: {:.3} iterations/s with a pool of {} users",
+                    share.rate,
+                    share.max_users
+                );
+                engine.start_open(share);
+            }
+        }
+        match self.open_model.as_mut() {
+            Some(running) if !new_engine => running.rate = share.rate,
+            _ => self.open_model = Some(share),
+        }
+        self.state = "running";
+        self.classes_count = super::idle_counts(self.cfg);
+        self.user_count = engine.status().users;
+        self.send(
+            socket,
+            WorkerMessage::SpawningComplete {
+                user_classes_count: self.classes_count.clone(),
+                user_count: self.user_count,
+            },
+        );
+    }
+
     /// Users per local class for the master's per-class counts. A master
     /// that names classes this script lacks gets its total spread by our
     /// weights, as boomer does (warned once).
@@ -133,8 +192,9 @@ impl Worker<'_> {
     }
 
     /// An engine loading `host` (or the worker's own target): started at
-    /// the first spawn, rebuilt when a spawn names another host.
-    fn engine_for(&mut self, host: Option<&str>) -> anyhow::Result<()> {
+    /// the first spawn, rebuilt when a spawn names another host. Returns
+    /// whether a new engine was started.
+    fn engine_for(&mut self, host: Option<&str>) -> anyhow::Result<bool> {
         // A spawn without a host keeps the current one, as Locust's worker
         // keeps `environment.host`.
         // The worker's own URLs win over the master's host (which then
@@ -147,10 +207,11 @@ impl Worker<'_> {
             host.or(self.engine_host.as_deref())
         };
         if self.engine.is_some() && host == self.engine_host.as_deref() {
-            return Ok(());
+            return Ok(false);
         }
         let workload = workload_with_host(&self.cfg.workload, host)?;
         let mut engine_cfg = self.cfg.engine_config(Some(self.tap_tx.clone()));
+        engine_cfg.open_tap = Some(self.open_tap_tx.clone());
         engine_cfg.workload = workload;
         let engine = Controller::launch(engine_cfg).context("cannot start the users' engine")?;
         log::info!(
@@ -164,7 +225,7 @@ impl Worker<'_> {
             retire(old, self.cfg.stop_timeout);
         }
         self.engine_host = host.map(str::to_string);
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -33,10 +33,10 @@ pub const FAILURES_HEADER: &str = "Method,Name,Error,Occurrences,First Seen,Last
 /// `PREFIX_exceptions.csv` header.
 pub const EXCEPTIONS_HEADER: &str = "Count,Message,Traceback,Nodes";
 
-const EOL: &str = "\r\n";
+pub(super) const EOL: &str = "\r\n";
 
 /// Append one CSV record to `out`, quoting only fields that need it.
-fn push_record<S: AsRef<str>>(out: &mut String, fields: impl IntoIterator<Item = S>) {
+pub(super) fn push_record<S: AsRef<str>>(out: &mut String, fields: impl IntoIterator<Item = S>) {
     for (i, field) in fields.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -72,7 +72,7 @@ fn ms(x: f64) -> String {
 }
 
 /// Percentile cells: `N/A` for a row with no requests, as Locust writes.
-fn percentile_cells(row: &EntryRow, values: &[f64; 11]) -> Vec<String> {
+pub(super) fn percentile_cells(row: &EntryRow, values: &[f64; 11]) -> Vec<String> {
     if row.num_requests == 0 {
         vec!["N/A".to_string(); values.len()]
     } else {
@@ -262,8 +262,9 @@ fn with_path(path: &str, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{path}: {e}"))
 }
 
-/// The four open `--csv` files of a run.
+/// The four open `--csv` files of a run (five in an open-model run).
 pub struct CsvWriter {
+    prefix: String,
     full_history: bool,
     /// Unix second of the last history second handled (written, or skipped
     /// for having no users).
@@ -272,6 +273,9 @@ pub struct CsvWriter {
     history: CsvFile,
     failures: CsvFile,
     exceptions: CsvFile,
+    /// `PREFIX_open_model.csv`, created at the first open-model write, so
+    /// closed-model runs write Locust's four files only.
+    open_model: Option<CsvFile>,
 }
 
 impl CsvWriter {
@@ -280,12 +284,14 @@ impl CsvWriter {
     /// header. `full_history`: Locust's `--csv-full-history`.
     pub fn create(prefix: &str, full_history: bool) -> io::Result<Self> {
         Ok(CsvWriter {
+            prefix: prefix.to_string(),
             full_history,
             history_second: None,
             stats: CsvFile::create(format!("{prefix}_stats.csv"), STATS_HEADER)?,
             history: CsvFile::create(format!("{prefix}_stats_history.csv"), HISTORY_HEADER)?,
             failures: CsvFile::create(format!("{prefix}_failures.csv"), FAILURES_HEADER)?,
             exceptions: CsvFile::create(format!("{prefix}_exceptions.csv"), EXCEPTIONS_HEADER)?,
+            open_model: None,
         })
     }
 
@@ -315,6 +321,23 @@ impl CsvWriter {
         self.stats.rewrite(&stats_csv(view))?;
         self.failures.rewrite(&failures_csv(view))?;
         self.exceptions.rewrite(&exceptions_csv(view))
+    }
+
+    /// Rewrite `PREFIX_open_model.csv` (created on the first call).
+    pub fn write_open_model(
+        &mut self,
+        view: &StatsView,
+        open: &crate::stats::OpenModelReport,
+    ) -> io::Result<()> {
+        if self.open_model.is_none() {
+            let path = format!("{}_open_model.csv", self.prefix);
+            let header = super::open_model::OPEN_MODEL_HEADER;
+            self.open_model = Some(CsvFile::create(path, header)?);
+        }
+        match &mut self.open_model {
+            Some(f) => f.rewrite(&super::open_model::open_model_csv(view, open)),
+            None => Ok(()),
+        }
     }
 }
 

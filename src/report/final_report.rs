@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::engine::{ClassSpec, TaskRuns, Topology};
 use crate::script::ClassInfo;
-use crate::stats::{EntryHistogram, HistoryPoint, StatsView};
+use crate::stats::{EntryHistogram, HistoryPoint, OpenModelReport, StatsView};
 
 /// The run itself: when, what, where, how many.
 #[derive(Clone, Debug)]
@@ -51,4 +51,15 @@ pub struct FinalReport {
     pub histograms: Vec<EntryHistogram>,
     /// How often each task ran; empty where not counted.
     pub task_runs: Vec<TaskRuns>,
+    /// An open-model run's counters and corrected latencies (`None`:
+    /// closed model).
+    pub open_model: Option<OpenModel>,
+}
+
+/// What the end-of-run reports show of an open-model run.
+#[derive(Clone, Debug)]
+pub struct OpenModel {
+    pub report: OpenModelReport,
+    /// Iterations started per second over the run.
+    pub achieved_rate: f64,
 }

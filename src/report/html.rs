@@ -19,6 +19,7 @@ use crate::stats::{EntryRow, PERCENTILES};
 use crate::task_ratio;
 
 mod data;
+mod open;
 
 const UPLOT_JS: &str = include_str!("assets/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("assets/uPlot.min.css");
@@ -83,6 +84,7 @@ pub fn render(report: &FinalReport) -> String {
     let _ = writeln!(out, "<h1>locusta test report</h1>");
     run_section(&mut out, report);
     stats_sections(&mut out, report);
+    open::section(&mut out, report);
     charts_section(&mut out, report);
     errors_sections(&mut out, report);
     tasks_section(&mut out, report);
@@ -272,7 +274,8 @@ fn stats_sections(out: &mut String, report: &FinalReport) {
 /// Chart containers; `report.js` draws into them. The counts are in the
 /// page so the script (and a test) know how many charts to expect.
 fn charts_section(out: &mut String, report: &FinalReport) {
-    let spectra = data::spectrum_rows(report).len();
+    let spectra =
+        data::spectrum_rows(report).len() + usize::from(data::corrected_spectrum(report).is_some());
     let _ = writeln!(
         out,
         "<section id=\"charts\"><h2>Charts</h2>\n\

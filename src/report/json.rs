@@ -51,7 +51,11 @@ pub fn render(report: &FinalReport) -> String {
         .filter(|e| e.num_requests > 0 || e.num_failures > 0)
         .map(|e| {
             let histogram = histograms.get(&(e.method, e.name.as_str())).copied();
-            entry(e, histogram, last_request, start_time)
+            let mut json = entry(e, histogram, last_request, start_time);
+            if let (Some(open), Json::Object(fields)) = (&report.open_model, &mut json) {
+                fields.extend(open_model_fields(e, open));
+            }
+            json
         })
         .collect();
     let mut out = String::new();
@@ -117,6 +121,55 @@ fn entry(
         ("num_fail_per_sec".into(), Json::Object(Vec::new())),
         ("percentiles".into(), Json::Object(percentiles)),
     ])
+}
+
+fn percentiles_object(percentiles_ms: &[f64; 11]) -> Json {
+    Json::Object(
+        PERCENTILES
+            .iter()
+            .zip(percentiles_ms)
+            .map(|(q, ms)| (format!("{q:?}"), Json::Number(*ms)))
+            .collect(),
+    )
+}
+
+/// An open-model run's keys after Locust's (tools reading Locust's JSON
+/// ignore them): the row's corrected percentiles and dropped iterations,
+/// and `open_model`, the run's counters (the same object on every entry:
+/// Locust's list has no place for run-wide numbers).
+fn open_model_fields(e: &EntryRow, open: &super::OpenModel) -> Vec<(String, Json)> {
+    let report = &open.report;
+    let corrected = super::open_model::corrected_row(report, e)
+        .filter(|c| c.num_requests > 0)
+        .map_or(Json::Null, |c| percentiles_object(&c.percentiles_ms));
+    let dropped = e.method.map_or(0, |m| report.dropped_of(m, &e.name));
+    let i = &report.iterations;
+    let aggregated = &report.corrected.aggregated;
+    let totals = Json::Object(vec![
+        ("target_rate".into(), Json::Number(report.target_rate)),
+        ("achieved_rate".into(), Json::Number(open.achieved_rate)),
+        (
+            "max_users".into(),
+            Json::Integer(u64::from(report.max_users)),
+        ),
+        ("intended_iterations".into(), Json::Integer(i.intended)),
+        ("started_iterations".into(), Json::Integer(i.started)),
+        ("late_iterations".into(), Json::Integer(i.late)),
+        ("dropped_iterations".into(), Json::Integer(i.dropped)),
+        (
+            "corrected_percentiles".into(),
+            if aggregated.num_requests > 0 {
+                percentiles_object(&aggregated.percentiles_ms)
+            } else {
+                Json::Null
+            },
+        ),
+    ]);
+    vec![
+        ("corrected_percentiles".into(), corrected),
+        ("dropped_iterations".into(), Json::Integer(dropped)),
+        ("open_model".into(), totals),
+    ]
 }
 
 /// Locust's `response_times`: rounded response time (ms) → count, from
@@ -259,7 +312,42 @@ mod tests {
             history: Vec::new(),
             histograms,
             task_runs: Vec::new(),
+            open_model: None,
         }
+    }
+
+    #[test]
+    fn open_model_keys_follow_locusts_and_keep_the_list() {
+        let mut r = report();
+        let text = render(&r);
+        assert!(
+            !text.contains("corrected_percentiles"),
+            "closed model: Locust's keys only"
+        );
+        r.open_model = Some(crate::report::OpenModel {
+            report: crate::report::open_model::sample_open(),
+            achieved_rate: 1.5,
+        });
+        let parsed: serde_json::Value = serde_json::from_str(&render(&r)).unwrap();
+        let list = parsed.as_array().unwrap();
+        assert_eq!(list.len(), 2, "still Locust's list of entries");
+        let a = &list[0];
+        assert_eq!(a["name"], "/a");
+        assert_eq!(a["dropped_iterations"], 3);
+        assert!(a["corrected_percentiles"]["0.99"].as_f64().unwrap() >= 500.0);
+        assert_eq!(a["percentiles"]["0.99"], 2.0, "measured ones unchanged");
+        assert!(
+            list[1]["corrected_percentiles"].is_null(),
+            "no corrected requests"
+        );
+        let totals = &a["open_model"];
+        assert_eq!(totals["intended_iterations"], 6);
+        assert_eq!(totals["started_iterations"], 2);
+        assert_eq!(totals["late_iterations"], 1);
+        assert_eq!(totals["dropped_iterations"], 3);
+        assert_eq!(totals["target_rate"], 100.0);
+        assert_eq!(totals["achieved_rate"], 1.5);
+        assert_eq!(list[1]["open_model"], *totals);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod final_report;
 pub mod hdr_log;
 pub mod html;
 pub mod json;
+pub mod open_model;
 mod output;
 pub mod progress;
 pub mod threshold;
@@ -30,7 +31,7 @@ pub use self::csv::{
     exceptions_csv, failures_csv, history_rows, stats_csv, utc_timestamp, CsvWriter,
     EXCEPTIONS_HEADER, FAILURES_HEADER, HISTORY_HEADER, STATS_HEADER,
 };
-pub use self::final_report::{FinalReport, RunInfo};
+pub use self::final_report::{FinalReport, OpenModel, RunInfo};
 pub use self::output::{eprint_line, print};
 
 /// A small, fixed view for the report tests: three entries (one with a

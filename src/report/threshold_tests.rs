@@ -204,6 +204,7 @@ fn report() -> FinalReport {
         history: vec![],
         histograms,
         task_runs: vec![],
+        open_model: None,
     }
 }
 

@@ -100,6 +100,8 @@ pub struct OpenModelReport {
     /// Raw mode's per-URL dropped iterations, sorted as the view's rows.
     pub dropped_by_name: Vec<(Method, String, u64)>,
     pub corrected: StatsView,
+    /// Per second, the corrected p50/p95/p99 (the reports' charts).
+    pub history: Vec<HistoryPoint>,
 }
 
 impl OpenModelReport {
@@ -165,6 +167,11 @@ impl OpenModelStats {
         self.corrected.reset();
     }
 
+    /// Requests in the corrected table (a cluster master's overflow bound).
+    pub fn total_requests(&self) -> u64 {
+        self.corrected.total_requests()
+    }
+
     pub fn iterations(&self) -> IterationCounts {
         self.iterations
     }
@@ -184,6 +191,7 @@ impl OpenModelStats {
             iterations: self.iterations,
             dropped_by_name,
             corrected,
+            history: self.corrected.history().to_vec(),
         }
     }
 

@@ -20,8 +20,8 @@ mod terminal;
 
 pub use app::{Action, App, AppOptions, Form, FormField, FormKind, SortColumn, View};
 pub use model::{
-    DashboardSnapshot, ExceptionRow, FailureRow, HistoryPoint, RunHandle, RunState, StatsRow,
-    Topology, WorkerRow,
+    DashboardSnapshot, ExceptionRow, FailureRow, HistoryPoint, OpenModelLine, RunHandle, RunState,
+    StatsRow, Topology, WorkerRow,
 };
 /// The ratatui (and through it crossterm) this crate draws with, for
 /// callers that drive [`fn@render`] on a backend of their own (benchmarks).

@@ -153,6 +153,19 @@ pub struct DashboardSnapshot {
     pub exceptions: Vec<ExceptionRow>,
     /// Per-second points, oldest first.
     pub history: Vec<HistoryPoint>,
+    /// An open-model (arrival-rate) run's line; `None` in closed runs.
+    pub open_model: Option<OpenModelLine>,
+}
+
+/// What the status line shows of an open-model run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OpenModelLine {
+    /// Iterations per second asked for and started.
+    pub target_rate: f64,
+    pub achieved_rate: f64,
+    pub dropped: u64,
+    /// Aggregated p95 measured from the intended starts.
+    pub corrected_p95_ms: f64,
 }
 
 impl DashboardSnapshot {

@@ -191,3 +191,26 @@ fn tiny_and_odd_sizes_do_not_panic() {
         }
     }
 }
+
+/// An open-model run's status line: achieved/target rate, dropped
+/// iterations and the corrected p95 (closed runs' goldens stay as they are).
+#[test]
+fn open_model_numbers_on_the_status_line() {
+    let snap = DashboardSnapshot {
+        open_model: Some(locusta_tui::OpenModelLine {
+            target_rate: 200.0,
+            achieved_rate: 199.5,
+            dropped: 7,
+            corrected_p95_ms: 12.5,
+        }),
+        ..fixtures::local_run()
+    };
+    let app = app_for(&snap, 40, "");
+    let text = screen(&app, &snap, 160, 40);
+    let first = text.lines().next().unwrap();
+    assert!(first.contains("rate 199.5/200.0/s"), "{first}");
+    assert!(first.contains("dropped 7"), "{first}");
+    assert!(first.contains("corrected p95 12.5 ms"), "{first}");
+    let closed = screen(&app, &fixtures::local_run(), 160, 40);
+    assert!(!closed.contains("dropped"), "{closed}");
+}

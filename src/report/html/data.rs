@@ -82,6 +82,25 @@ fn history(report: &FinalReport) -> Value {
     map.insert("p50".into(), series(h.iter().map(|p| p.p50_ms)));
     map.insert("p95".into(), series(h.iter().map(|p| p.p95_ms)));
     map.insert("p99".into(), series(h.iter().map(|p| p.p99_ms)));
+    if let Some(open) = &report.open_model {
+        // Corrected p99 at the main history's seconds (null where the
+        // corrected table closed no window that second).
+        let by_second: std::collections::HashMap<u64, f64> = open
+            .report
+            .history
+            .iter()
+            .map(|p| (p.unix_time, p.p99_ms))
+            .collect();
+        let cp99 = h
+            .iter()
+            .map(|p| {
+                by_second
+                    .get(&p.unix_time)
+                    .map_or(Value::Null, |v| compact(*v))
+            })
+            .collect();
+        map.insert("cp99".into(), Value::Array(cp99));
+    }
     Value::Object(map)
 }
 
@@ -111,6 +130,27 @@ pub fn row_label(row: &EntryRow) -> String {
     }
 }
 
+/// The corrected Aggregated's spectrum in an open-model run, from its
+/// Locust percentiles (the report holds no corrected histograms): points
+/// `(1/(1-q), ms)` for q up to 99.99 % while below the count, then the
+/// maximum at x = count. `None` without corrected requests.
+pub fn corrected_spectrum(report: &FinalReport) -> Option<Vec<(f64, f64)>> {
+    let row = &report.open_model.as_ref()?.report.corrected.aggregated;
+    let n = row.num_requests as f64;
+    if row.num_requests == 0 {
+        return None;
+    }
+    let mut points: Vec<(f64, f64)> = crate::stats::PERCENTILES
+        .iter()
+        .zip(row.percentiles_ms)
+        .filter(|(q, _)| **q < 1.0)
+        .map(|(q, ms)| (round3(1.0 / (1.0 - q)), ms))
+        .filter(|(x, _)| *x < n)
+        .collect();
+    points.push((n, row.max_ms));
+    Some(points)
+}
+
 fn spectra(report: &FinalReport) -> Value {
     let find = |row: &EntryRow| -> Option<&EntryHistogram> {
         report
@@ -133,7 +173,15 @@ fn spectra(report: &FinalReport) -> Value {
                 "y": series(points.iter().map(|p| p.1)),
             }))
         })
-        .collect();
+        .collect::<Vec<Value>>();
+    let mut charts = charts;
+    if let Some(points) = corrected_spectrum(report) {
+        charts.push(json!({
+            "name": "Aggregated (corrected, from its percentiles)",
+            "x": series(points.iter().map(|p| p.0)),
+            "y": series(points.iter().map(|p| p.1)),
+        }));
+    }
     Value::Array(charts)
 }
 

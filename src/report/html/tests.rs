@@ -92,6 +92,7 @@ fn report(view: StatsView, topology: Topology, task_runs: Vec<TaskRuns>) -> Fina
             p99_ms: 3.0,
         }],
         task_runs,
+        open_model: None,
         stats: view,
     }
 }
@@ -286,4 +287,42 @@ fn report_size_for_an_hour_and_100_names() {
     assert!(html.len() < 2 * 1024 * 1024, "{} bytes", html.len());
     // Eleven spectra: the ten busiest names and Aggregated.
     assert_eq!(blob.matches("\"name\":").count(), 11);
+}
+
+#[test]
+fn open_model_section_and_charts_only_in_open_model_runs() {
+    let closed = render(&report(sample_view(), local(), vec![]));
+    assert!(!closed.contains("open-model"));
+    assert!(!closed.contains("\"cp99\":"));
+    let mut r = report(sample_view(), local(), vec![]);
+    let mut open = crate::report::open_model::sample_open();
+    open.history = vec![HistoryPoint {
+        unix_time: r.history[0].unix_time,
+        user_count: 10,
+        rps: 2.0,
+        fail_per_sec: 0.0,
+        p50_ms: 1.0,
+        p95_ms: 501.0,
+        p99_ms: 501.0,
+    }];
+    r.open_model = Some(crate::report::OpenModel {
+        report: open,
+        achieved_rate: 1.5,
+    });
+    let page = render(&r);
+    assert!(page.contains("<section id=\"open-model\">"));
+    assert!(page.contains("<tr><th>Dropped</th><td>3</td></tr>"));
+    assert!(page.contains("<tr><th>Started late</th><td>1</td></tr>"));
+    assert!(page.contains("1.50 iterations/s"));
+    assert!(page.contains("<th>corrected p99</th>"));
+    assert!(
+        page.contains("\"cp99\":[501]"),
+        "corrected p99 per second in the blob"
+    );
+    assert!(
+        page.contains("Aggregated (corrected"),
+        "the corrected spectrum"
+    );
+    let expected = data::spectrum_rows(&r).len() + 1;
+    assert!(page.contains(&format!("data-expected=\"{expected}\"")));
 }

@@ -109,7 +109,7 @@ fn status_line(snap: &DashboardSnapshot) -> Line<'static> {
     } else {
         Style::new().bold()
     };
-    Line::from(vec![
+    let mut spans = vec![
         Span::styled(" locusta ", Style::new().bold()),
         Span::styled(
             format!(" {} ", snap.state.as_str()),
@@ -123,7 +123,40 @@ fn status_line(snap: &DashboardSnapshot) -> Line<'static> {
         Span::styled(format::percent(agg.fail_ratio()), fail_style),
         label("  elapsed "),
         value(format::clock(snap.elapsed)),
-    ])
+    ];
+    spans.extend(open_model_spans(snap));
+    Line::from(spans)
+}
+
+/// Open-model runs: `  rate 199.8/200.0/s  dropped 3  corrected p95 12.3 ms`
+/// (dropped in red when any).
+fn open_model_spans(snap: &DashboardSnapshot) -> Vec<Span<'static>> {
+    let Some(open) = &snap.open_model else {
+        return Vec::new();
+    };
+    let dropped_style = if open.dropped > 0 {
+        Style::new().bold().fg(Color::Red)
+    } else {
+        Style::new().bold()
+    };
+    vec![
+        Span::styled("  rate ", dim()),
+        Span::styled(
+            format!(
+                "{}/{}/s",
+                format::rate(open.achieved_rate),
+                format::rate(open.target_rate)
+            ),
+            Style::new().bold(),
+        ),
+        Span::styled("  dropped ", dim()),
+        Span::styled(open.dropped.to_string(), dropped_style),
+        Span::styled("  corrected p95 ", dim()),
+        Span::styled(
+            format!("{} ms", format::ms(open.corrected_p95_ms)),
+            Style::new().bold(),
+        ),
+    ]
 }
 
 /// `host http://…` on the left, shards and I/O driver (or workers) right.

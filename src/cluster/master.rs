@@ -35,6 +35,8 @@ use crate::stats::{EntryHistogram, HistoryPoint, IntervalDrain, RunStats};
 pub(super) enum MasterCmd {
     Start { users: u32, rate: f64 },
     SetTarget { users: u32, rate: f64 },
+    /// A load shape's class list (`None`: all classes).
+    SetClasses(Option<Vec<String>>),
     Stop,
     ResetStats,
     Shutdown,
@@ -261,6 +263,10 @@ impl RunControl for MasterController {
 
     fn stop(&self) {
         let _ = self.commands.send(MasterCmd::Stop);
+    }
+
+    fn set_classes(&self, classes: Option<Vec<String>>) {
+        let _ = self.commands.send(MasterCmd::SetClasses(classes));
     }
 
     fn reset_stats(&self) {

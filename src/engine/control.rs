@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{select, tick, Receiver, Sender};
 
-use super::dispatch::{per_shard, ClassSpec, Dispatcher};
+use super::dispatch::{per_shard, subset, ClassSpec, Dispatcher};
 use super::shard::{ShardCmd, ShardReport};
 use super::{RunState, RunStatus, TaskRuns};
 use crate::stats::{RunStats, StatsDelta};
@@ -36,6 +36,9 @@ pub(crate) enum ControlCmd {
     /// A cluster worker: hold exactly these users per class, at once (the
     /// master does the ramping).
     SetCounts(Vec<u32>),
+    /// Only these classes run (a load shape's list; `None`: all): the
+    /// ramp's dispatcher shares users over them, the others go to 0.
+    SetClasses(Option<Vec<String>>),
     Stop,
     ResetStats,
     Shutdown,
@@ -120,6 +123,16 @@ impl Control {
                         let state = self.status.lock().unwrap().state;
                         if matches!(state, RunState::Spawning | RunState::Running) {
                             self.retarget(&mut ramp, users, rate);
+                        }
+                    }
+                    Ok(ControlCmd::SetClasses(only)) => {
+                        ramp.dispatcher = Dispatcher::new(subset(&self.classes, only.as_deref()));
+                        let state = self.status.lock().unwrap().state;
+                        if matches!(state, RunState::Spawning | RunState::Running) {
+                            // Users of dropped classes retire as in any
+                            // ramp-down (gracefully); the listed ones fill in.
+                            let users = ramp.current.floor() as u32;
+                            self.send_counts(&mut ramp, users);
                         }
                     }
                     Ok(ControlCmd::Stop) => {
@@ -290,21 +303,7 @@ impl Control {
             (ramp.current - step).max(target)
         };
         let users = ramp.current.floor() as u32;
-        let counts = ramp.dispatcher.counts(users);
-        let rows = per_shard(&counts, self.shards.len());
-        for (shard, ((tx, sent), want)) in self
-            .shards
-            .iter()
-            .zip(ramp.sent.iter_mut())
-            .zip(rows)
-            .enumerate()
-        {
-            if *sent != want {
-                log::debug!("shard {shard}: hold {want:?} users per class (ramp at {users})");
-                *sent = want.clone();
-                let _ = tx.send(ShardCmd::SetUsers(want));
-            }
-        }
+        let counts = self.send_counts(ramp, users);
         let done = users == ramp.target;
         self.set_state(
             if done {
@@ -320,6 +319,27 @@ impl Control {
                 format_class_counts(&self.classes, &counts)
             );
         }
+    }
+
+    /// Tell each shard its per-class counts for `users` in all (only the
+    /// shards whose counts changed); returns the per-class counts.
+    fn send_counts(&self, ramp: &mut Ramp, users: u32) -> Vec<u32> {
+        let counts = ramp.dispatcher.counts(users);
+        let rows = per_shard(&counts, self.shards.len());
+        for (shard, ((tx, sent), want)) in self
+            .shards
+            .iter()
+            .zip(ramp.sent.iter_mut())
+            .zip(rows)
+            .enumerate()
+        {
+            if *sent != want {
+                log::debug!("shard {shard}: hold {want:?} users per class (ramp at {users})");
+                *sent = want.clone();
+                let _ = tx.send(ShardCmd::SetUsers(want));
+            }
+        }
+        counts
     }
 
     /// Locust's line when users are still running at the stop timeout

@@ -43,6 +43,10 @@ const PRELUDE: &[(&str, &str)] = &[
         include_str!("../../../lua/prelude/guard.lua"),
     ),
     (
+        "=[locusta/shape]",
+        include_str!("../../../lua/prelude/shape.lua"),
+    ),
+    (
         "=[locusta/markov]",
         include_str!("../../../lua/prelude/markov.lua"),
     ),

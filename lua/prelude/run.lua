@@ -18,6 +18,7 @@ local stopping = N.stopping -- (stop) -> bool: graceful stop asked (a C function
 local wait_native = N.wait -- async (stop, seconds): returns early on graceful stop
 local yield_native = N.yield -- async (): let the shard's other tasks run once
 local new_client = N.new_client -- (class index, 0-based) -> client userdata
+local close_client = N.close_client -- (client userdata): close its connections
 local now = N.now -- () -> seconds: stamps a new instance for constant_pacing
 
 local describe, script_where = P.describe, P.script_where
@@ -225,6 +226,8 @@ function I.run_user(idx, stop, keepalive)
   local user = setmetatable({ _cp_last_run = now(), _cp_last_wait = 0 }, info.inst_mt)
   user.client = new_client(idx)
   run_node(info.node, user, user, stop, true)
+  -- A retired user's connection closes now, as Locust's session does.
+  close_client(user.client)
   return keepalive
 end
 

@@ -335,6 +335,15 @@ fn build(
         })?,
     )?;
     native.set(
+        "close_client",
+        lua.create_function(|_, ud: mlua::AnyUserData| {
+            if let Ok(c) = ud.borrow::<client::Client>() {
+                c.close();
+            }
+            Ok(())
+        })?,
+    )?;
+    native.set(
         "errmsg",
         lua.create_function(|_, v: Value| {
             Ok(match &v {

@@ -76,7 +76,7 @@ impl ShapeRunner {
                 "cannot start the shape's thread: {e}"
             ))));
         }
-        log::info!("Load shape {}: it sets users and spawn rate; -u, -r and -t do not apply", decl.at());
+        log::info!("The load shape at {} drives the run", decl.at());
         ShapeRunner {
             steps: rx,
             stop,
@@ -194,10 +194,15 @@ fn ask(
                 None => Step::End(ShapeEnd::Finished),
             },
             (ShapeDecl::Function { at }, Some(script)) => {
-                match script.call(run_time).and_then(|a| {
-                    check_answer(a, &classes)
-                        .map_err(|e| format!("the shape function of {at} returned garbage: {e}"))
-                }) {
+                let answer = script
+                    .call(run_time)
+                    .map_err(|e| format!("the shape function of {at} failed: {e}"))
+                    .and_then(|a| {
+                        check_answer(a, &classes).map_err(|e| {
+                            format!("the shape function of {at} returned garbage: {e}")
+                        })
+                    });
+                match answer {
                     Ok(Some(t)) => Step::Tick(t),
                     Ok(None) => Step::End(ShapeEnd::Finished),
                     Err(e) => Step::End(ShapeEnd::Failed(e)),

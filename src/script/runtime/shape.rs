@@ -81,7 +81,7 @@ impl ShapeScript {
         let values: MultiValue = self
             .func
             .call(run_time)
-            .map_err(|e| format!("the shape function failed: {}", error_text(&e)))?;
+            .map_err(|e| error_text(&e))?;
         let mut it = values.into_iter();
         let first = it.next().unwrap_or(Value::Nil);
         if first.is_nil() {

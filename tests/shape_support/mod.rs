@@ -145,14 +145,47 @@ pub fn schedule(stages: &[StageSpec]) -> Vec<(f64, f64)> {
     out
 }
 
+/// A cluster master's ramp under `stages` (Locust's): `max(1, floor(rate))`
+/// users at once, the first step at once, the next `step / rate` s later.
+pub fn master_schedule(stages: &[StageSpec]) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    let (mut current, mut target) = (0u32, 0u32);
+    let (mut t, mut end, mut next_step) = (0.0f64, 0.0f64, 0.0f64);
+    for &(duration, users, rate) in stages {
+        end += duration;
+        if users != target {
+            target = users;
+            next_step = t;
+        }
+        let step = (rate.floor() as u32).max(1);
+        while t < end {
+            if current != target && t >= next_step - 1e-9 {
+                current = if current < target {
+                    (current + step).min(target)
+                } else {
+                    current.saturating_sub(step).max(target)
+                };
+                next_step = t + f64::from(step) / rate;
+            }
+            out.push((t, f64::from(current)));
+            t += 0.01;
+        }
+    }
+    out
+}
+
 /// Whether `seen` users at `t` fit the schedule, allowing the run to lag
 /// it by up to `lag` s (start-up, the shape's 1 s tick) and `slack` users.
 pub fn fits(sched: &[(f64, f64)], t: f64, seen: usize, lag: f64, slack: f64) -> bool {
-    let window: Vec<f64> = sched
+    let mut window: Vec<f64> = sched
         .iter()
         .filter(|(at, _)| *at >= t - lag - 0.01 && *at <= t + 0.01)
         .map(|(_, u)| *u)
         .collect();
+    // Before the run started, no user.
+    if t - lag < 0.0 {
+        window.push(0.0);
+    }
     if window.is_empty() {
         return true;
     }

@@ -104,6 +104,8 @@ fn shape_wins(parsed: &Parsed, cfg: &mut RunConfig) {
     if matches!(cfg.role, Role::Worker { .. }) {
         return;
     }
+    // Rate stages take their pool from -u when they set no max_users.
+    let pool_from_users = shape.is_open_model();
     let given: Vec<&str> = [
         ("users", "-u/--users"),
         ("spawn_rate", "-r/--spawn-rate"),
@@ -111,7 +113,7 @@ fn shape_wins(parsed: &Parsed, cfg: &mut RunConfig) {
         ("arrival_rate", "--arrival-rate"),
     ]
     .into_iter()
-    .filter(|(id, _)| parsed.is_set(id))
+    .filter(|(id, _)| parsed.is_set(id) && !(pool_from_users && *id == "users"))
     .map(|(_, flag)| flag)
     .collect();
     if !given.is_empty() {

@@ -57,6 +57,17 @@ impl ShapeDecl {
         }
     }
 
+    /// Rate stages: an open-model run.
+    pub fn is_open_model(&self) -> bool {
+        match self {
+            ShapeDecl::Function { .. } => false,
+            ShapeDecl::Stages(s) => s
+                .stages
+                .iter()
+                .any(|st| matches!(st.target, StageTarget::Rate(_))),
+        }
+    }
+
     /// Every class name the declaration lists (stages' `classes`).
     pub fn listed_classes(&self) -> Vec<&str> {
         match self {

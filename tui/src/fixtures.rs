@@ -125,6 +125,7 @@ pub fn local_run() -> DashboardSnapshot {
             nodes: vec!["local".into()],
         }],
         history: history(120),
+        shape: None,
     }
 }
 

@@ -344,7 +344,11 @@ fn script_workload(cli: &Cli, mut source: ScriptSource) -> Result<WorkloadParts,
     }
     if let Some(shape) = &shape {
         let run: Vec<&str> = selected.iter().map(|c| c.name.as_str()).collect();
-        if let Some(bad) = shape.listed_classes().into_iter().find(|n| !run.contains(n)) {
+        if let Some(bad) = shape
+            .listed_classes()
+            .into_iter()
+            .find(|n| !run.contains(n))
+        {
             return Err(ConfigError::Script(crate::script::ScriptError::Load {
                 message: format!(
                     "{}: locusta.stages: unknown user class \"{bad}\" (the run has: {})",

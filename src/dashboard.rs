@@ -232,12 +232,13 @@ impl RunHandle for Handle<'_> {
             &self.control.history(),
             &self.host,
         );
-        snap.shape = self.shape.as_ref().map(|t| {
-            match *t.lock().unwrap_or_else(|p| p.into_inner()) {
-                Some(target) => target.describe(),
-                None => "starting".into(),
-            }
-        });
+        snap.shape =
+            self.shape
+                .as_ref()
+                .map(|t| match *t.lock().unwrap_or_else(|p| p.into_inner()) {
+                    Some(target) => target.describe(),
+                    None => "starting".into(),
+                });
         snap
     }
 }

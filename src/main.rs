@@ -50,11 +50,8 @@ fn main() -> ExitCode {
         |d| demo_config(&parsed, d),
     );
     let built = match built {
-        Err(locusta::config::ConfigError::NoHost(class)) => {
-            no_host_fallback(&parsed, &mut demo).unwrap_or(Err(
-                locusta::config::ConfigError::NoHost(class),
-            ))
-        }
+        Err(locusta::config::ConfigError::NoHost(class)) => no_host_fallback(&parsed, &mut demo)
+            .unwrap_or(Err(locusta::config::ConfigError::NoHost(class))),
         other => other,
     };
     let mut cfg = match built {

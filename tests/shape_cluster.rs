@@ -2,9 +2,9 @@
 //! runs the shape and the worker follows its spawn messages, so the users
 //! the server sees follow the stages as in a standalone run.
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster_common;
+mod common;
 #[path = "shape_support/mod.rs"]
 mod shape_support;
 
@@ -39,7 +39,12 @@ locusta.stages {
     let mut master = Proc::spawn(
         &dir,
         "master",
-        &mut master_cmd(port, &server.url(), &["-f", script, "--expect-workers", "1"], &csv),
+        &mut master_cmd(
+            port,
+            &server.url(),
+            &["-f", script, "--expect-workers", "1"],
+            &csv,
+        ),
     );
     let mut worker = Proc::spawn(&dir, "worker", worker_cmd(port).args(["-f", script]));
     // The schedule starts when the master starts the run (its first
@@ -58,14 +63,20 @@ locusta.stages {
     // standalone (1.5 s of lag, one user off), plus 0.5 s for the spawn
     // message's trip and the worker's start.
     let bad = misfits(&master_schedule(&STAGES), &samples, 2.0, 1.0);
-    assert!(bad.is_empty(), "off the schedule: {bad:?}\nsamples: {samples:?}\n{logs}");
+    assert!(
+        bad.is_empty(),
+        "off the schedule: {bad:?}\nsamples: {samples:?}\n{logs}"
+    );
     for want in [3, 6, 1] {
         assert!(
             samples.iter().any(|(_, n)| *n == want),
             "never held {want}: {samples:?}\n{logs}"
         );
     }
-    assert!(master.stderr().contains("The load shape ended the run"), "{logs}");
+    assert!(
+        master.stderr().contains("The load shape ended the run"),
+        "{logs}"
+    );
     // The worker ran no shape of its own.
     assert!(!worker.stderr().contains("load shape"), "{logs}");
     let _ = worker.wait(Duration::from_secs(15));

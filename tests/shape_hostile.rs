@@ -28,7 +28,12 @@ fn run(name: &str, body: &str, server: &OpenServer, extra: &[&str]) -> (i32, Str
     let t0 = Instant::now();
     let out = run_bounded(
         locusta()
-            .args(["-f", script.to_str().unwrap(), "--headless", "--only-summary"])
+            .args([
+                "-f",
+                script.to_str().unwrap(),
+                "--headless",
+                "--only-summary",
+            ])
             .args(["-H", &server.url(), "--csv", csv.to_str().unwrap()])
             .args(extra),
         Duration::from_secs(30),
@@ -38,7 +43,12 @@ fn run(name: &str, body: &str, server: &OpenServer, extra: &[&str]) -> (i32, Str
         && std::fs::read_to_string(dir.join("run_stats.csv"))
             .unwrap()
             .contains("Aggregated");
-    (out.status.code().unwrap_or(-1), text(&out.stderr), took, written)
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stderr),
+        took,
+        written,
+    )
 }
 
 #[test]
@@ -94,11 +104,13 @@ fn a_shape_failing_while_running_ends_the_run_with_reports_and_exit_1() {
         ),
     ];
     for (name, body, says) in cases {
-        let (code, err, took, written) =
-            run(name, body, &server, &["--max-blocking-time", "1s"]);
+        let (code, err, took, written) = run(name, body, &server, &["--max-blocking-time", "1s"]);
         assert_eq!(code, 1, "{name}: exit code\n{err}");
         assert!(err.contains(says), "{name}: no `{says}` in\n{err}");
-        assert!(err.contains("shape.lua:4"), "{name}: where the shape is declared\n{err}");
+        assert!(
+            err.contains("shape.lua:4"),
+            "{name}: where the shape is declared\n{err}"
+        );
         assert!(written, "{name}: reports not written\n{err}");
         // Fails at 1 s (the never-yielding one 1 s later): stopped soon.
         assert!(took < 10.0, "{name}: took {took:.1} s\n{err}");
@@ -190,7 +202,12 @@ fn sigterm_during_a_shape_run_writes_the_reports() {
     );
     let csv = dir.join("run");
     let child = locusta()
-        .args(["-f", script.to_str().unwrap(), "--headless", "--only-summary"])
+        .args([
+            "-f",
+            script.to_str().unwrap(),
+            "--headless",
+            "--only-summary",
+        ])
         .args(["-H", &server.url(), "--csv", csv.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

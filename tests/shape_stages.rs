@@ -34,7 +34,12 @@ locusta.stages {
     let csv = dir.join("run");
     let t0 = Instant::now();
     let child = locusta()
-        .args(["-f", script.to_str().unwrap(), "--headless", "--only-summary"])
+        .args([
+            "-f",
+            script.to_str().unwrap(),
+            "--headless",
+            "--only-summary",
+        ])
         .args(["-H", &server.url(), "--csv", csv.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -50,7 +55,10 @@ locusta.stages {
     // shape's 1 s tick) and be one user off (a user between starting and
     // its connection, or between its stop and the close).
     let bad = misfits(&schedule(&STAGES), &samples, 1.5, 1.0);
-    assert!(bad.is_empty(), "off the schedule: {bad:?}\nsamples: {samples:?}\n{err}");
+    assert!(
+        bad.is_empty(),
+        "off the schedule: {bad:?}\nsamples: {samples:?}\n{err}"
+    );
     // It went through every stage: 4, then 8, then 2 users.
     for want in [4, 8, 2] {
         assert!(
@@ -91,7 +99,12 @@ end)
     let t0 = Instant::now();
     let out = common::run_bounded(
         locusta()
-            .args(["-f", script.to_str().unwrap(), "--headless", "--only-summary"])
+            .args([
+                "-f",
+                script.to_str().unwrap(),
+                "--headless",
+                "--only-summary",
+            ])
             .args(["-H", &server.url(), "--csv", csv.to_str().unwrap()])
             // The shape wins over these (with a warning).
             .args(["-u", "50", "-r", "50", "-t", "2s"]),
@@ -105,7 +118,10 @@ end)
         "{err}"
     );
     // Not cut by -t 2s: the shape's nil at 5 s ended it.
-    assert!((4.5..12.0).contains(&ended), "ended after {ended:.1} s\n{err}");
+    assert!(
+        (4.5..12.0).contains(&ended),
+        "ended after {ended:.1} s\n{err}"
+    );
     let log = server.log();
     let first_c = log
         .iter()
@@ -128,4 +144,54 @@ end)
     for name in ["run_stats.csv", "run_stats_history.csv", "run_failures.csv"] {
         assert!(dir.join(name).exists(), "{name} not written");
     }
+}
+
+/// The issue's done-check, exactly: no host anywhere, so the example runs
+/// against the built-in demo target (and says so), follows its three
+/// stages and ends by itself after its 20 s.
+#[test]
+fn the_stages_example_runs_as_is_and_ends_by_itself() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let t0 = Instant::now();
+    let out = common::run_bounded(
+        locusta()
+            .current_dir(root)
+            .args(["-f", "lua/examples/stages.lua", "--headless"]),
+        Duration::from_secs(40),
+    );
+    let took = t0.elapsed().as_secs_f64();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("running against the built-in demo"), "{err}");
+    for ramp in ["Ramping to 20 users", "Ramping to 40 users", "Ramping to 10 users"] {
+        assert!(err.contains(ramp), "no `{ramp}`:\n{err}");
+    }
+    assert!(err.contains("only Browser run"), "{err}");
+    assert!(err.contains("The load shape ended the run"), "{err}");
+    assert!((19.0..30.0).contains(&took), "took {took:.1} s");
+    assert!(text(&out.stdout).contains("Aggregated"));
+}
+
+/// `--demo -f FILE` runs FILE (not the shop) against the demo target.
+#[test]
+fn demo_runs_the_given_script() {
+    let dir = temp_dir("shape-demo-file");
+    let script = write_script(
+        &dir,
+        "mine.lua",
+        r#"local locusta = require "locusta"
+local U = locusta.user { name = "Mine", wait_time = locusta.constant(0.2) }
+U:task(function(self) self.client:get("/api/products", { name = "my products" }) end)
+locusta.stages { { duration = 2, users = 2, spawn_rate = 10 } }
+"#,
+    );
+    let out = common::run_bounded(
+        locusta().args(["--demo", "-f", script.to_str().unwrap(), "--only-summary"]),
+        Duration::from_secs(30),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("Demo: the shop target on"), "{err}");
+    assert!(err.contains("The load shape ended the run"), "{err}");
+    assert!(text(&out.stdout).contains("my products"), "{}", text(&out.stdout));
 }

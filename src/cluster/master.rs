@@ -33,8 +33,14 @@ use crate::engine::{
 use crate::stats::{EntryHistogram, HistoryPoint, IntervalDrain, RunStats};
 
 pub(super) enum MasterCmd {
-    Start { users: u32, rate: f64 },
-    SetTarget { users: u32, rate: f64 },
+    Start {
+        users: u32,
+        rate: f64,
+    },
+    SetTarget {
+        users: u32,
+        rate: f64,
+    },
     /// A load shape's class list (`None`: all classes).
     SetClasses(Option<Vec<String>>),
     Stop,

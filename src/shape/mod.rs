@@ -107,10 +107,7 @@ pub struct Stage {
 pub enum StageTarget {
     /// Hold `users`, ramping at `spawn_rate` (`None`: as fast as it takes
     /// to get there by the end of the stage, at least 1/s).
-    Users {
-        users: u32,
-        spawn_rate: Option<f64>,
-    },
+    Users { users: u32, spawn_rate: Option<f64> },
     /// Arrival rate at the end of the stage (linear ramp from the previous).
     Rate(f64),
 }
@@ -301,16 +298,43 @@ mod tests {
     fn stages_end_at_the_sum_of_durations() {
         let s = stages(vec![(2.0, users(5, 5.0)), (3.0, users(10, 1.0))]);
         let at = |t| s.tick_at(t, 1).map(|t| t.target);
-        assert_eq!(at(0.0), Some(Target::Users { users: 5, spawn_rate: 5.0 }));
-        assert_eq!(at(1.99), Some(Target::Users { users: 5, spawn_rate: 5.0 }));
-        assert_eq!(at(2.0), Some(Target::Users { users: 10, spawn_rate: 1.0 }));
-        assert_eq!(at(4.9), Some(Target::Users { users: 10, spawn_rate: 1.0 }));
+        assert_eq!(
+            at(0.0),
+            Some(Target::Users {
+                users: 5,
+                spawn_rate: 5.0
+            })
+        );
+        assert_eq!(
+            at(1.99),
+            Some(Target::Users {
+                users: 5,
+                spawn_rate: 5.0
+            })
+        );
+        assert_eq!(
+            at(2.0),
+            Some(Target::Users {
+                users: 10,
+                spawn_rate: 1.0
+            })
+        );
+        assert_eq!(
+            at(4.9),
+            Some(Target::Users {
+                users: 10,
+                spawn_rate: 1.0
+            })
+        );
         assert_eq!(at(5.0), None);
     }
 
     #[test]
     fn rate_stages_ramp_linearly_from_the_previous_rate() {
-        let mut s = stages(vec![(10.0, StageTarget::Rate(100.0)), (10.0, StageTarget::Rate(100.0))]);
+        let mut s = stages(vec![
+            (10.0, StageTarget::Rate(100.0)),
+            (10.0, StageTarget::Rate(100.0)),
+        ]);
         s.start_rate = 20.0;
         let rate = |t| match s.tick_at(t, 7).unwrap().target {
             Target::Rate { rate, max_users } => {

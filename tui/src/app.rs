@@ -339,7 +339,9 @@ impl App {
             KeyCode::Char('s' | 'e' | '+' | '=' | '-' | '_') | KeyCode::Enter
         );
         if self.shape && sets_users {
-            self.message = Some("a load shape drives this run: it sets the users (s, e, + and - are off)".into());
+            self.message = Some(
+                "a load shape drives this run: it sets the users (s, e, + and - are off)".into(),
+            );
             return Action::None;
         }
         match key.code {

@@ -469,7 +469,10 @@ fn a_load_shape_turns_off_the_keys_that_set_users() {
         ..fixtures::local_run()
     };
     app.sync(&snap);
-    assert!(app.form.is_none(), "no start form: the shape sets the users");
+    assert!(
+        app.form.is_none(),
+        "no start form: the shape sets the users"
+    );
     for keys in ["+", "-", "e", "s"] {
         assert_eq!(press(&mut app, keys), vec![Action::None], "{keys}");
         let msg = app.message.clone().unwrap_or_default();

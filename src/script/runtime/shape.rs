@@ -78,10 +78,7 @@ impl ShapeScript {
     /// watchdog) is its message with the script's file:line.
     pub fn call(&self, run_time: f64) -> Result<Answer, String> {
         self.state.dog.restart();
-        let values: MultiValue = self
-            .func
-            .call(run_time)
-            .map_err(|e| error_text(&e))?;
+        let values: MultiValue = self.func.call(run_time).map_err(|e| error_text(&e))?;
         let mut it = values.into_iter();
         let first = it.next().unwrap_or(Value::Nil);
         if first.is_nil() {

@@ -13,6 +13,7 @@ use crate::http::{ClientConfig, Target};
 use crate::report::threshold::Threshold;
 use crate::script::runtime::inspect_with_shape;
 use crate::script::{ClassInfo, ScriptError, ScriptSource, TagFilter};
+use crate::shape::ShapeDecl;
 use crate::stats::StatsDelta;
 
 /// Everything a headless run needs, checked.
@@ -57,7 +58,7 @@ pub struct RunConfig {
     pub print_stats: bool,
     /// The script's load shape (`locusta.shape`/`locusta.stages`): it
     /// sets users and rates instead of -u/-r/-t.
-    pub shape: Option<crate::shape::ShapeDecl>,
+    pub shape: Option<ShapeDecl>,
 }
 
 /// `--html`, `--json`, `--json-file`, `--threshold`, `--hdr-log`: what the
@@ -280,7 +281,7 @@ type WorkloadParts = (
     Vec<ClassSpec>,
     Vec<ClassInfo>,
     String,
-    Option<crate::shape::ShapeDecl>,
+    Option<ShapeDecl>,
 );
 
 /// `-f script.lua [Class ...]`: load and check the script now, so a broken
@@ -344,19 +345,9 @@ fn script_workload(cli: &Cli, mut source: ScriptSource) -> Result<WorkloadParts,
     }
     if let Some(shape) = &shape {
         let run: Vec<&str> = selected.iter().map(|c| c.name.as_str()).collect();
-        if let Some(bad) = shape
-            .listed_classes()
-            .into_iter()
-            .find(|n| !run.contains(n))
-        {
-            return Err(ConfigError::Script(crate::script::ScriptError::Load {
-                message: format!(
-                    "{}: locusta.stages: unknown user class \"{bad}\" (the run has: {})",
-                    shape.at(),
-                    run.join(", ")
-                ),
-            }));
-        }
+        shape
+            .check_classes(&run)
+            .map_err(|message| ScriptError::Load { message })?;
     }
     let default_host = cli.host.as_deref().map(Target::parse).transpose()?;
     // A master runs no users; a worker may get the host from its master.

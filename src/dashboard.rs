@@ -232,13 +232,15 @@ impl RunHandle for Handle<'_> {
             &self.control.history(),
             &self.host,
         );
-        snap.shape =
-            self.shape
-                .as_ref()
-                .map(|t| match *t.lock().unwrap_or_else(|p| p.into_inner()) {
-                    Some(target) => target.describe(),
-                    None => "starting".into(),
-                });
+        let stopped = snap.state == locusta_tui::RunState::Stopped;
+        snap.shape = self.shape.as_ref().map(|t| {
+            match *t.lock().unwrap_or_else(|p| p.into_inner()) {
+                // A shape run's users stop when the shape ends (or on `x`).
+                _ if stopped => "ended".into(),
+                Some(target) => target.describe(),
+                None => "starting".into(),
+            }
+        });
         snap
     }
 }

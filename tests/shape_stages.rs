@@ -163,7 +163,11 @@ fn the_stages_example_runs_as_is_and_ends_by_itself() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("running against the built-in demo"), "{err}");
-    for ramp in ["Ramping to 20 users", "Ramping to 40 users", "Ramping to 10 users"] {
+    for ramp in [
+        "Ramping to 20 users",
+        "Ramping to 40 users",
+        "Ramping to 10 users",
+    ] {
         assert!(err.contains(ramp), "no `{ramp}`:\n{err}");
     }
     assert!(err.contains("only Browser run"), "{err}");
@@ -193,5 +197,9 @@ locusta.stages { { duration = 2, users = 2, spawn_rate = 10 } }
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("Demo: the shop target on"), "{err}");
     assert!(err.contains("The load shape ended the run"), "{err}");
-    assert!(text(&out.stdout).contains("my products"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("my products"),
+        "{}",
+        text(&out.stdout)
+    );
 }

@@ -68,6 +68,19 @@ impl ShapeDecl {
         }
     }
 
+    /// Every class the stages list must be one of `run` (the run's
+    /// classes); the error is `file:line: ...`.
+    pub fn check_classes(&self, run: &[&str]) -> Result<(), String> {
+        match self.listed_classes().into_iter().find(|n| !run.contains(n)) {
+            Some(bad) => Err(format!(
+                "{}: locusta.stages: unknown user class \"{bad}\" (the run has: {})",
+                self.at(),
+                run.join(", ")
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Every class name the declaration lists (stages' `classes`).
     pub fn listed_classes(&self) -> Vec<&str> {
         match self {

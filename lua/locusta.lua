@@ -10,6 +10,7 @@
 --   lua/prelude/wait.lua      =[locusta/wait]      wait times, locusta.sleep
 --   lua/prelude/events.lua    =[locusta/events]    locusta.events, I.fire
 --   lua/prelude/guard.lua     =[locusta/guard]     (see that file)
+--   lua/prelude/shape.lua     =[locusta/shape]     locusta.shape, locusta.stages (load shapes)
 --   lua/prelude/markov.lua    =[locusta/markov]    locusta.markov: Markov task sets
 --   lua/prelude/finalize.lua  =[locusta/finalize]  tags, weights, checks: I.finalize, I.select
 --   lua/prelude/run.lua       =[locusta/run]       the task loop: I.run_user

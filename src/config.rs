@@ -11,8 +11,9 @@ use crate::cli::{self, Cli, IoMode};
 use crate::engine::{ClassSpec, EngineConfig, OpenModel, RawOptions, Workload};
 use crate::http::{ClientConfig, Target};
 use crate::report::threshold::Threshold;
-use crate::script::runtime::inspect;
+use crate::script::runtime::inspect_with_shape;
 use crate::script::{ClassInfo, ScriptError, ScriptSource, TagFilter};
+use crate::shape::ShapeDecl;
 use crate::stats::StatsDelta;
 
 /// Everything a headless run needs, checked.
@@ -55,6 +56,9 @@ pub struct RunConfig {
     /// Print the periodic table: headless unless `--only-summary`, or
     /// `--print-stats` (Locust's rule).
     pub print_stats: bool,
+    /// The script's load shape (`locusta.shape`/`locusta.stages`): it
+    /// sets users and rates instead of -u/-r/-t.
+    pub shape: Option<ShapeDecl>,
 }
 
 /// `--html`, `--json`, `--json-file`, `--threshold`, `--hdr-log`: what the
@@ -177,7 +181,7 @@ impl RunConfig {
                 return Err(ConfigError::OpenModelWith("--follow-redirects"));
             }
         }
-        let (workload, classes, script_classes, target_label) = match script {
+        let (workload, classes, script_classes, target_label, shape) = match script {
             Some(source) => {
                 let raw_flags = raw_flags_given(cli);
                 if !raw_flags.is_empty() {
@@ -196,6 +200,7 @@ impl RunConfig {
                     Workload::raw_classes(),
                     Vec::new(),
                     label,
+                    None,
                 )
             }
         };
@@ -257,6 +262,7 @@ impl RunConfig {
             }),
             reset_stats: cli.reset_stats,
             print_stats: !cli.only_summary && (cli.print_stats || !cli.worker),
+            shape,
         })
     }
 
@@ -281,7 +287,13 @@ impl RunConfig {
     }
 }
 
-type WorkloadParts = (Workload, Vec<ClassSpec>, Vec<ClassInfo>, String);
+type WorkloadParts = (
+    Workload,
+    Vec<ClassSpec>,
+    Vec<ClassInfo>,
+    String,
+    Option<ShapeDecl>,
+);
 
 /// `-f script.lua [Class ...]`: load and check the script now, so a broken
 /// script stops the run before anything starts.
@@ -305,7 +317,7 @@ fn script_workload(cli: &Cli, mut source: ScriptSource) -> Result<WorkloadParts,
         include: cli.tags.clone(),
         exclude: cli.exclude_tags.clone().unwrap_or_default(),
     };
-    let declared = inspect(&source, &tags)?;
+    let (declared, shape) = inspect_with_shape(&source, &tags)?;
     let selected: Vec<ClassInfo> = if cli.urls.is_empty() {
         declared.clone()
     } else {
@@ -342,6 +354,12 @@ fn script_workload(cli: &Cli, mut source: ScriptSource) -> Result<WorkloadParts,
         let names: Vec<&str> = empty.iter().map(|c| c.name.as_str()).collect();
         return Err(ConfigError::NoTasksLeft(names.join(", ")));
     }
+    if let Some(shape) = &shape {
+        let run: Vec<&str> = selected.iter().map(|c| c.name.as_str()).collect();
+        shape
+            .check_classes(&run)
+            .map_err(|message| ScriptError::Load { message })?;
+    }
     let default_host = cli.host.as_deref().map(Target::parse).transpose()?;
     // A master runs no users; a worker may get the host from its master.
     let describe_only = cli.list || cli.show_task_ratio || cli.show_task_ratio_json;
@@ -371,7 +389,13 @@ fn script_workload(cli: &Cli, mut source: ScriptSource) -> Result<WorkloadParts,
         tags,
         default_host,
     };
-    Ok((workload, classes, declared, format!("{label} with {path}")))
+    Ok((
+        workload,
+        classes,
+        declared,
+        format!("{label} with {path}"),
+        shape,
+    ))
 }
 
 /// The raw-mode request flags set on this command line (with -f they are

@@ -49,16 +49,22 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
     if let Some(t) = cfg.run_time {
         log::info!("Run time limit set to {} seconds", t.as_secs());
     }
+    // A load shape starts the run itself (the ticker applies its answers)
+    // and the dashboard shows its target instead of asking for users.
+    let mut shape = crate::shape::start_for(cfg);
     let handle = Handle {
         control,
         host: cfg.target_label.clone(),
+        shape: shape.as_ref().map(|s| s.target_handle()),
+        open_model: cfg.open_model,
     };
     let options = Options {
         app: AppOptions {
             users: cfg.users,
             spawn_rate: cfg.spawn_rate,
             step: cfg.step,
-            autostart: cfg.autostart,
+            // An open model's rate and pool come from the flags: no form.
+            autostart: cfg.autostart || shape.is_some() || cfg.open_model.is_some(),
         },
         quit: Some(quit.clone()),
     };
@@ -66,7 +72,8 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
     let logs = StderrCapture::begin();
     let done = AtomicBool::new(false);
     let (outcome, ticked) = std::thread::scope(|s| {
-        let ticker = s.spawn(|| ticker(cfg, control, (csv, hdr), &quit, &done));
+        let shape = &mut shape;
+        let ticker = s.spawn(|| ticker(cfg, control, (csv, hdr), shape, &quit, &done));
         let outcome = {
             // Also on a panic, or the scope would wait for the ticker forever.
             let _stop_ticker = SetOnDrop(&done);
@@ -76,7 +83,7 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
     });
     drop(logs);
 
-    let (mut csv, mut hdr, mut hdr_ok) = match ticked {
+    let (mut csv, mut hdr, mut hdr_ok, shape_failed) = match ticked {
         Ok(Ok(files)) => files,
         Ok(Err(e)) => return Err(e),
         Err(panic) => std::panic::resume_unwind(panic),
@@ -96,7 +103,7 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
     }
     hdr_ok &= headless::write_hdr_log(&mut hdr, control, true);
     let mut code = headless::finish(cfg, control, csv.as_mut())?;
-    if !hdr_ok && code == 0 {
+    if (!hdr_ok || shape_failed) && code == 0 {
         code = 1;
     }
     // locusta.quit(n) / os.exit(n) chose the exit status.
@@ -113,22 +120,34 @@ impl Drop for SetOnDrop<'_> {
 }
 
 /// Beside the dashboard: `--csv` and `--hdr-log` every second while users
-/// run, and `-t` (from the latest start) by raising `quit`. Hands the
-/// writers back for the final write, with whether the log was all written.
+/// run, `-t` (from the latest start) by raising `quit`, and the load shape's
+/// answers (its end stops the run; the dashboard stays to be read). Hands
+/// the writers back for the final write, with whether the log was all
+/// written and whether the shape failed.
+type Ticked = (Option<CsvWriter>, Option<HdrLog>, bool, bool);
+
 fn ticker(
     cfg: &RunConfig,
     control: &dyn RunControl,
     (mut csv, mut hdr): (Option<CsvWriter>, Option<HdrLog>),
+    shape: &mut Option<crate::shape::ShapeRunner>,
     quit: &AtomicBool,
     done: &AtomicBool,
-) -> anyhow::Result<(Option<CsvWriter>, Option<HdrLog>, bool)> {
+) -> anyhow::Result<Ticked> {
     let mut hdr_ok = true;
+    let mut shape_ended = false;
+    let mut shape_failed = false;
     let mut next_csv = Instant::now() + CSV_EVERY;
     let mut next_abort_check = Instant::now() + headless::ABORT_CHECK_EVERY;
     headless::warn_unabortable(cfg);
     let mut was_running = false;
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(POLL);
+        if let (Some(end), false) = (shape.as_mut().and_then(|s| s.poll(control)), shape_ended) {
+            shape_ended = true;
+            shape_failed = matches!(end, crate::shape::ShapeEnd::Failed(_));
+            control.stop();
+        }
         let status = control.status();
         // --reset-stats: as Locust's UI runs, at every completed ramp.
         let now_running = status.state == RunState::Running;
@@ -177,18 +196,30 @@ fn ticker(
             }
         }
     }
-    Ok((csv, hdr, hdr_ok))
+    Ok((csv, hdr, hdr_ok, shape_failed))
 }
 
 /// The dashboard's view of a [`RunControl`].
 struct Handle<'a> {
     control: &'a dyn RunControl,
     host: String,
+    /// The load shape's current target, when a shape drives the run.
+    shape: Option<std::sync::Arc<std::sync::Mutex<Option<crate::shape::Target>>>>,
+    /// `--arrival-rate`: starting (and restarting) runs the open model.
+    open_model: Option<crate::engine::OpenModel>,
 }
 
 impl RunHandle for Handle<'_> {
     fn start(&self, users: u32, rate: f64) {
-        self.control.start(users, rate);
+        // With a shape, the shape starts the run (the dashboard's
+        // autostart is only there to skip the start form).
+        if self.shape.is_some() {
+            return;
+        }
+        match self.open_model {
+            Some(model) => self.control.start_open(model),
+            None => self.control.start(users, rate),
+        }
     }
 
     fn set_target(&self, users: u32, rate: f64) {
@@ -204,10 +235,19 @@ impl RunHandle for Handle<'_> {
     }
 
     fn snapshot(&self) -> DashboardSnapshot {
-        let snap = self.control.snapshot();
-        let mut d = to_dashboard(&snap, &self.control.history(), &self.host);
-        d.open_model = open_model_line(self.control, &snap);
-        d
+        let raw = self.control.snapshot();
+        let mut snap = to_dashboard(&raw, &self.control.history(), &self.host);
+        let stopped = snap.state == locusta_tui::RunState::Stopped;
+        snap.shape = self.shape.as_ref().map(|t| {
+            match *t.lock().unwrap_or_else(|p| p.into_inner()) {
+                // A shape run's users stop when the shape ends (or on `x`).
+                _ if stopped => "ended".into(),
+                Some(target) => target.describe(),
+                None => "starting".into(),
+            }
+        });
+        snap.open_model = open_model_line(self.control, &raw);
+        snap
     }
 }
 
@@ -324,6 +364,7 @@ pub fn to_dashboard(snap: &Snapshot, history: &[HistoryPoint], host: &str) -> Da
             })
             .collect(),
         open_model: None,
+        shape: None,
     }
 }
 

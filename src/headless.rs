@@ -43,9 +43,14 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
     // Not on --only-summary, nor when stderr is a file or a pipe.
     let show_progress = cfg.print_stats && progress::available();
 
-    match cfg.open_model {
-        Some(model) => controller.start_open(model),
-        None => controller.start(cfg.users, cfg.spawn_rate),
+    // A load shape starts the run at its first answer (at once).
+    let mut shape = crate::shape::start_for(cfg);
+    let mut shape_failed = false;
+    if shape.is_none() {
+        match cfg.open_model {
+            Some(model) => controller.start_open(model),
+            None => controller.start(cfg.users, cfg.spawn_rate),
+        }
     }
     let started = Instant::now();
     if let Some(t) = cfg.run_time {
@@ -68,7 +73,15 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
             log::info!("The script called locusta.quit({code}): stopping and writing reports");
             break;
         }
-        if cfg.run_time.is_some_and(|t| started.elapsed() >= t) {
+        match shape.as_mut().and_then(|s| s.poll(controller)) {
+            Some(crate::shape::ShapeEnd::Finished) => break,
+            Some(crate::shape::ShapeEnd::Failed(_)) => {
+                shape_failed = true;
+                break;
+            }
+            None => {}
+        }
+        if shape.is_none() && cfg.run_time.is_some_and(|t| started.elapsed() >= t) {
             log::info!("--run-time limit reached, shutting down");
             break;
         }
@@ -117,11 +130,12 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
         }
     }
 
+    drop(shape);
     progress::clear();
     stop_and_wait(cfg, controller);
     hdr_ok &= write_hdr_log(&mut hdr, controller, true);
     let mut code = finish(cfg, controller, csv.as_mut())?;
-    if !hdr_ok && code == 0 {
+    if (!hdr_ok || shape_failed) && code == 0 {
         code = 1;
     }
     // locusta.quit(n) / os.exit(n) chose the exit status.

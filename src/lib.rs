@@ -18,5 +18,6 @@ pub mod http;
 pub mod limits;
 pub mod report;
 pub mod script;
+pub mod shape;
 pub mod stats;
 pub mod task_ratio;

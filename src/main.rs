@@ -34,7 +34,7 @@ fn main() -> ExitCode {
              already (set their number with --shards)"
         );
     }
-    let demo = if parsed.cli.demo {
+    let mut demo = if parsed.cli.demo {
         match DemoTarget::start() {
             Ok(t) => Some(t),
             Err(e) => {
@@ -45,10 +45,16 @@ fn main() -> ExitCode {
     } else {
         None
     };
-    let cfg = match demo.as_ref().map_or_else(
+    let built = demo.as_ref().map_or_else(
         || RunConfig::from_cli(&parsed.cli),
         |d| demo_config(&parsed, d),
-    ) {
+    );
+    let built = match built {
+        Err(locusta::config::ConfigError::NoHost(class)) => no_host_fallback(&parsed, &mut demo)
+            .unwrap_or(Err(locusta::config::ConfigError::NoHost(class))),
+        other => other,
+    };
+    let mut cfg = match built {
         Ok(c) => c,
         Err(e) => {
             report::eprint_line(&format!("error: {e}"));
@@ -57,6 +63,9 @@ fn main() -> ExitCode {
     };
     let describe_only =
         parsed.cli.list || parsed.cli.show_task_ratio || parsed.cli.show_task_ratio_json;
+    if !describe_only {
+        shape_wins(&parsed, &mut cfg);
+    }
     // -l and --show-task-ratio run nothing: no resource check for them.
     let fits = if describe_only {
         Ok(())
@@ -81,6 +90,64 @@ fn main() -> ExitCode {
         d.stop();
     }
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// With a load shape, -u/-r/-t (and --arrival-rate) do not apply: warn when
+/// given (as Locust does) and drop them. A worker only follows its master.
+fn shape_wins(parsed: &Parsed, cfg: &mut RunConfig) {
+    let Some(shape) = &cfg.shape else {
+        return;
+    };
+    if matches!(cfg.role, Role::Worker { .. }) {
+        return;
+    }
+    // Rate stages take their pool from -u when they set no max_users.
+    let pool_from_users = shape.is_open_model();
+    let given: Vec<&str> = [
+        ("users", "-u/--users"),
+        ("spawn_rate", "-r/--spawn-rate"),
+        ("run_time", "-t/--run-time"),
+        ("arrival_rate", "--arrival-rate"),
+    ]
+    .into_iter()
+    .filter(|(id, _)| parsed.is_set(id) && !(pool_from_users && *id == "users"))
+    .map(|(_, flag)| flag)
+    .collect();
+    if !given.is_empty() {
+        log::warn!(
+            "The load shape at {} sets users, rates and the run's end: {} ignored",
+            shape.at(),
+            given.join(", ")
+        );
+    }
+    cfg.run_time = None;
+    cfg.open_model = None;
+}
+
+/// `-f script` with no host at all (no `-H`, a class without `host`), in
+/// a standalone run that is not just listing: rather than refuse, run
+/// against the built-in demo target and say so (a WARNING naming it, and
+/// the reports' Host row). `None` when that does not apply (a master or
+/// worker, or the demo cannot start): the caller reports the missing host.
+fn no_host_fallback(
+    parsed: &Parsed,
+    demo: &mut Option<DemoTarget>,
+) -> Option<Result<RunConfig, locusta::config::ConfigError>> {
+    let cli = &parsed.cli;
+    let listing = cli.list || cli.show_task_ratio || cli.show_task_ratio_json;
+    if demo.is_some() || cli.master || cli.worker || listing || cli.locustfile.is_none() {
+        return None;
+    }
+    let target = DemoTarget::start().ok()?;
+    log::warn!(
+        "No -H/--host and a user class without host: running against the built-in demo \
+         target on {} (give -H URL to load a real server)",
+        target.base_url()
+    );
+    let mut cli = cli.clone();
+    cli.host = Some(target.base_url());
+    *demo = Some(target);
+    Some(RunConfig::from_cli(&cli))
 }
 
 /// A target host name that does not resolve now is only a warning (as
@@ -173,13 +240,15 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
         }
         Role::Standalone => {
             let controller = Controller::launch(cfg.engine_config(None))?;
+            let load = match &cfg.shape {
+                Some(_) => "users from the load shape".to_string(),
+                None => format!("{} user(s) at {}/s", cfg.users, cfg.spawn_rate),
+            };
             log::info!(
-                "Starting locusta {}: {} shard(s) on {}, {} user(s) at {}/s against {}",
+                "Starting locusta {}: {} shard(s) on {}, {load} against {}",
                 env!("CARGO_PKG_VERSION"),
                 controller.shards(),
                 controller.io_driver().as_str(),
-                cfg.users,
-                cfg.spawn_rate,
                 cfg.target_label
             );
             let code = front_end(parsed, cfg, &controller);
@@ -256,17 +325,31 @@ fn demo_config(
     if !parsed.is_set("exit_code_on_error") {
         cli.exit_code_on_error = 0;
     }
-    let shop = ScriptSource {
-        path: "lua/examples/shop.lua".into(),
-        text: include_str!("../lua/examples/shop.lua").to_string(),
-        limits: Default::default(),
+    // `--demo -f FILE`: FILE against the demo target; else the shop.
+    let cfg = match &cli.locustfile {
+        Some(_) => RunConfig::from_cli(&cli)?,
+        None => {
+            let shop = ScriptSource {
+                path: "lua/examples/shop.lua".into(),
+                text: include_str!("../lua/examples/shop.lua").to_string(),
+                limits: Default::default(),
+            };
+            RunConfig::from_cli_with_script(&cli, Some(shop))?
+        }
     };
-    let cfg = RunConfig::from_cli_with_script(&cli, Some(shop))?;
+    let what = match (&cfg.shape, &cfg.workload) {
+        (Some(shape), _) => format!("the load shape at {}", shape.at()),
+        (None, Workload::Script { source, .. }) => format!(
+            "{}, {} users for {}s",
+            source.path.display(),
+            cfg.users,
+            cfg.run_time.map_or(0, |t| t.as_secs())
+        ),
+        (None, Workload::Raw { .. }) => String::new(),
+    };
     report::eprint_line(&format!(
-        "Demo: the shop target on {}, lua/examples/shop.lua, {} users for {}s",
-        target.base_url(),
-        cfg.users,
-        cfg.run_time.map_or(0, |t| t.as_secs())
+        "Demo: the shop target on {}, {what}",
+        target.base_url()
     ));
     Ok(cfg)
 }

@@ -22,6 +22,7 @@ local stopping = N.stopping -- (stop) -> bool: graceful stop asked (a C function
 local wait_native = N.wait -- async (stop, seconds): returns early on graceful stop
 local yield_native = N.yield -- async (): let the shard's other tasks run once
 local new_client = N.new_client -- (class index, 0-based) -> client userdata
+local close_client = N.close_client -- (client userdata): close its connections
 local now = N.now -- () -> seconds: stamps a new instance for constant_pacing
 local next_iteration = N.next_iteration -- async (stop): an open-model user's next iteration
 local is_open = N.is_open -- (stop) -> bool: the user runs iterations of an open model
@@ -248,6 +249,8 @@ function I.run_user(idx, stop, keepalive)
   user.client = new_client(idx, stop)
   run_node(info.node, user, user, stop, true)
   open_users[stop] = nil
+  -- A retired user's connection closes now, as Locust's session does.
+  close_client(user.client)
   return keepalive
 end
 

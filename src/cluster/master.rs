@@ -38,10 +38,18 @@ use crate::stats::{
 };
 
 pub(super) enum MasterCmd {
-    Start { users: u32, rate: f64 },
+    Start {
+        users: u32,
+        rate: f64,
+    },
     StartOpen(OpenModel),
     SetArrivalRate(f64),
-    SetTarget { users: u32, rate: f64 },
+    SetTarget {
+        users: u32,
+        rate: f64,
+    },
+    /// A load shape's class list (`None`: all classes).
+    SetClasses(Option<Vec<String>>),
     Stop,
     ResetStats,
     Shutdown,
@@ -283,6 +291,10 @@ impl RunControl for MasterController {
 
     fn stop(&self) {
         let _ = self.commands.send(MasterCmd::Stop);
+    }
+
+    fn set_classes(&self, classes: Option<Vec<String>>) {
+        let _ = self.commands.send(MasterCmd::SetClasses(classes));
     }
 
     fn reset_stats(&self) {

@@ -169,6 +169,13 @@ impl Network {
                     self.retarget(users, rate);
                 }
             }
+            MasterCmd::SetClasses(only) => {
+                // Workers get the new per-class counts of the users
+                // dispatched so far (their dropped classes ramp down).
+                self.dispatcher =
+                    Dispatcher::new(crate::engine::subset(&self.classes, only.as_deref()));
+                self.redistribute();
+            }
             MasterCmd::Stop if running => self.stop_workers(),
             MasterCmd::Stop => {}
             MasterCmd::ResetStats => {

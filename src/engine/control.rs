@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{select, tick, Receiver, Sender};
 
 use super::control_open::OpenSplit;
-use super::dispatch::{per_shard, ClassSpec, Dispatcher};
+use super::dispatch::{per_shard, subset, ClassSpec, Dispatcher};
 use super::shard::{ShardCmd, ShardReport};
 use super::{OpenModel, RunState, RunStatus, TaskRuns};
 use crate::stats::{OpenDelta, OpenModelStats, RunStats, StatsDelta};
@@ -41,6 +41,9 @@ pub(crate) enum ControlCmd {
     StartOpen(OpenModel),
     /// A running open model's new total rate (iterations/s; 0 pauses).
     SetArrivalRate(f64),
+    /// Only these classes run (a load shape's list; `None`: all): the
+    /// ramp's dispatcher shares users over them, the others go to 0.
+    SetClasses(Option<Vec<String>>),
     Stop,
     ResetStats,
     Shutdown,
@@ -145,6 +148,16 @@ impl Control {
                         let open = self.refuse_while_open("a new user count");
                         if !open && matches!(state, RunState::Spawning | RunState::Running) {
                             self.retarget(&mut ramp, users, rate);
+                        }
+                    }
+                    Ok(ControlCmd::SetClasses(only)) => {
+                        ramp.dispatcher = Dispatcher::new(subset(&self.classes, only.as_deref()));
+                        let state = self.status.lock().unwrap().state;
+                        if matches!(state, RunState::Spawning | RunState::Running) {
+                            // Users of dropped classes retire as in any
+                            // ramp-down (gracefully); the listed ones fill in.
+                            let users = ramp.current.floor() as u32;
+                            self.send_counts(&mut ramp, users);
                         }
                     }
                     Ok(ControlCmd::Stop) => {
@@ -343,21 +356,7 @@ impl Control {
             (ramp.current - step).max(target)
         };
         let users = ramp.current.floor() as u32;
-        let counts = ramp.dispatcher.counts(users);
-        let rows = per_shard(&counts, self.shards.len());
-        for (shard, ((tx, sent), want)) in self
-            .shards
-            .iter()
-            .zip(ramp.sent.iter_mut())
-            .zip(rows)
-            .enumerate()
-        {
-            if *sent != want {
-                log::debug!("shard {shard}: hold {want:?} users per class (ramp at {users})");
-                *sent = want.clone();
-                let _ = tx.send(ShardCmd::SetUsers(want));
-            }
-        }
+        let counts = self.send_counts(ramp, users);
         let done = users == ramp.target;
         self.set_state(
             if done {
@@ -373,6 +372,27 @@ impl Control {
                 format_class_counts(&self.classes, &counts)
             );
         }
+    }
+
+    /// Tell each shard its per-class counts for `users` in all (only the
+    /// shards whose counts changed); returns the per-class counts.
+    fn send_counts(&self, ramp: &mut Ramp, users: u32) -> Vec<u32> {
+        let counts = ramp.dispatcher.counts(users);
+        let rows = per_shard(&counts, self.shards.len());
+        for (shard, ((tx, sent), want)) in self
+            .shards
+            .iter()
+            .zip(ramp.sent.iter_mut())
+            .zip(rows)
+            .enumerate()
+        {
+            if *sent != want {
+                log::debug!("shard {shard}: hold {want:?} users per class (ramp at {users})");
+                *sent = want.clone();
+                let _ = tx.send(ShardCmd::SetUsers(want));
+            }
+        }
+        counts
     }
 
     /// Locust's line when users are still running at the stop timeout

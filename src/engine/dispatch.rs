@@ -79,6 +79,24 @@ impl Dispatcher {
     }
 }
 
+/// `classes` with only those named in `only` taking users (`None`: all):
+/// the others keep their place (the engine indexes classes by position)
+/// with no weight and no fixed count, so they get 0 and the listed ones
+/// share users by their own weights and fixed counts.
+pub fn subset(classes: &[ClassSpec], only: Option<&[String]>) -> Vec<ClassSpec> {
+    classes
+        .iter()
+        .map(|c| match only {
+            Some(names) if !names.contains(&c.name) => ClassSpec {
+                name: c.name.clone(),
+                weight: 0,
+                fixed_count: None,
+            },
+            _ => c.clone(),
+        })
+        .collect()
+}
+
 /// Users of each class per shard: `result[shard][class]`.
 pub fn per_shard(counts: &[u32], shards: usize) -> Vec<Vec<u32>> {
     let mut out = vec![vec![0u32; counts.len()]; shards];
@@ -139,6 +157,23 @@ mod tests {
             );
             prev = c;
         }
+    }
+
+    #[test]
+    fn a_subset_shares_users_by_its_own_weights() {
+        let all = vec![
+            class("a", 3, None),
+            class("b", 1, None),
+            class("f", 1, Some(2)),
+        ];
+        let only = ["b".to_string(), "f".to_string()];
+        let mut d = Dispatcher::new(subset(&all, Some(&only)));
+        assert_eq!(d.counts(10), vec![0, 8, 2]);
+        let only_a = ["a".to_string()];
+        let mut d = Dispatcher::new(subset(&all, Some(&only_a)));
+        assert_eq!(d.counts(7), vec![7, 0, 0]);
+        let mut d = Dispatcher::new(subset(&all, None));
+        assert_eq!(d.counts(6), vec![3, 1, 2]);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::stats::{
 };
 pub use control::format_class_counts;
 use control::{Control, ControlCmd};
-pub use dispatch::{per_shard, ClassSpec, Dispatcher};
+pub use dispatch::{per_shard, subset, ClassSpec, Dispatcher};
 pub use open::{NextIteration, OpenSlot};
 pub use population::ON_STOP_LIMIT;
 pub use raw::RawOptions;
@@ -457,6 +457,10 @@ impl RunControl for Controller {
 
     fn task_runs(&self) -> Vec<TaskRuns> {
         sum_task_runs(&self.task_runs.lock().unwrap())
+    }
+
+    fn set_classes(&self, classes: Option<Vec<String>>) {
+        let _ = self.commands.send(ControlCmd::SetClasses(classes));
     }
 
     fn drain_intervals(&self, flush: bool) -> IntervalDrain {

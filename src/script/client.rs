@@ -272,6 +272,17 @@ fn has_scheme(s: &str) -> bool {
 }
 
 impl Client {
+    /// Close the user's connections now (the user ended): the server sees
+    /// the close at once, not when Lua's collector gets to the client.
+    pub(crate) fn close(&self) {
+        if let Some(d) = &self.main {
+            d.conn.borrow_mut().take();
+        }
+        for (_, d) in self.others.borrow().iter() {
+            d.conn.borrow_mut().take();
+        }
+    }
+
     /// Where `path` goes and the request target to write.
     pub(super) fn resolve<'p>(&self, path: &'p str) -> mlua::Result<(Rc<Dest>, Cow<'p, str>)> {
         if let Some((origin, tail)) = split_http(path) {

@@ -18,6 +18,8 @@
 //! - `pause`: yields for users whose tasks never suspend.
 //! - `errors`: error messages, tracebacks, load-time error locations.
 //! - `watchdog`: Lua code that runs too long without yielding gets an error.
+//! - `shape`: the script's load shape (`locusta.shape`/`locusta.stages`)
+//!   for config and for the shape runner's own Lua state.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -36,12 +38,14 @@ use crate::stats::ShardStats;
 
 mod errors;
 mod pause;
+mod shape;
 mod state;
 mod stop;
 mod watchdog;
 
 pub use errors::error_text;
 use errors::{load_error, split_traceback};
+pub use shape::ShapeScript;
 pub(crate) use state::nested_error;
 use state::State;
 pub(crate) use stop::kill_point;
@@ -58,10 +62,20 @@ pub const STOP_POLL: Duration = Duration::from_millis(50);
 /// Load the script in a throwaway Lua state to validate it and describe its
 /// classes (main thread, at startup, before any shard starts).
 pub fn inspect(src: &ScriptSource, tags: &TagFilter) -> Result<Vec<ClassInfo>, ScriptError> {
+    inspect_with_shape(src, tags).map(|(classes, _)| classes)
+}
+
+/// As [`inspect`], and the load shape the script declares, if any.
+pub fn inspect_with_shape(
+    src: &ScriptSource,
+    tags: &TagFilter,
+) -> Result<(Vec<ClassInfo>, Option<crate::shape::ShapeDecl>), ScriptError> {
     let stats = Rc::new(RefCell::new(ShardStats::new()));
     let dog = Watchdog::new(src.limits.max_blocking, None);
     let state = State::new(src, 0, stats, ClientConfig::default(), dog, None)?;
-    state.finalize(src, tags)
+    let classes = state.finalize(src, tags)?;
+    let shape = shape::read_decl(&state.internal).map_err(|e| load_error(src, &e))?;
+    Ok((classes, shape))
 }
 
 /// What a shard's script needs from the engine.

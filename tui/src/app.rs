@@ -213,6 +213,9 @@ pub struct App {
     /// The run's state at the last snapshot.
     pub state: RunState,
     pub master: bool,
+    /// A load shape drives the run (from the last snapshot): the keys that
+    /// set users are off.
+    pub shape: bool,
     /// One line of feedback about the last key, shown in the footer.
     pub message: Option<String>,
     pub quit: bool,
@@ -239,6 +242,7 @@ impl App {
             autostart: options.autostart,
             state: RunState::Ready,
             master: false,
+            shape: false,
             message: None,
             quit: false,
         };
@@ -264,6 +268,11 @@ impl App {
     pub fn sync(&mut self, snap: &DashboardSnapshot) {
         self.state = snap.state;
         self.master = snap.is_master();
+        self.shape = snap.shape.is_some();
+        if self.shape {
+            // The start form has nothing to ask: the shape sets users.
+            self.form = None;
+        }
         if !self.master && self.view == View::Workers {
             self.view = View::Stats;
         }
@@ -324,6 +333,16 @@ impl App {
         }
         if self.form.is_some() {
             return self.form_key(key.code);
+        }
+        let sets_users = matches!(
+            key.code,
+            KeyCode::Char('s' | 'e' | '+' | '=' | '-' | '_') | KeyCode::Enter
+        );
+        if self.shape && sets_users {
+            self.message = Some(
+                "a load shape drives this run: it sets the users (s, e, + and - are off)".into(),
+            );
+            return Action::None;
         }
         match key.code {
             KeyCode::Char('q') => self.quit(),

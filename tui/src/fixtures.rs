@@ -126,6 +126,7 @@ pub fn local_run() -> DashboardSnapshot {
         }],
         history: history(120),
         open_model: None,
+        shape: None,
     }
 }
 

@@ -153,6 +153,9 @@ pub struct DashboardSnapshot {
     pub exceptions: Vec<ExceptionRow>,
     /// Per-second points, oldest first.
     pub history: Vec<HistoryPoint>,
+    /// While a load shape drives the run: its current target (`40 users @
+    /// 10/s`, `250.0 it/s`); start, edit and `+`/`-` are off then.
+    pub shape: Option<String>,
     /// An open-model (arrival-rate) run's line; `None` in closed runs.
     pub open_model: Option<OpenModelLine>,
 }

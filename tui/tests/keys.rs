@@ -460,3 +460,24 @@ fn a_stopped_swarm_restarts_with_the_last_numbers() {
         }
     );
 }
+
+#[test]
+fn a_load_shape_turns_off_the_keys_that_set_users() {
+    let mut app = App::new(options(false));
+    let snap = DashboardSnapshot {
+        shape: Some("40 users @ 10/s".into()),
+        ..fixtures::local_run()
+    };
+    app.sync(&snap);
+    assert!(
+        app.form.is_none(),
+        "no start form: the shape sets the users"
+    );
+    for keys in ["+", "-", "e", "s"] {
+        assert_eq!(press(&mut app, keys), vec![Action::None], "{keys}");
+        let msg = app.message.clone().unwrap_or_default();
+        assert!(msg.contains("load shape"), "{keys}: {msg}");
+    }
+    // Stopping and the views still work.
+    assert_eq!(press(&mut app, "x"), vec![Action::Stop]);
+}

@@ -43,6 +43,10 @@ const PRELUDE: &[(&str, &str)] = &[
         include_str!("../../../lua/prelude/guard.lua"),
     ),
     (
+        "=[locusta/shape]",
+        include_str!("../../../lua/prelude/shape.lua"),
+    ),
+    (
         "=[locusta/markov]",
         include_str!("../../../lua/prelude/markov.lua"),
     ),
@@ -351,6 +355,15 @@ fn build(
             let host = hosts.borrow().get(idx).cloned().flatten();
             let open = stop.and_then(stop_from_ptr).and_then(|s| s.open_slot());
             client::new_user_client(lua, host, open)
+        })?,
+    )?;
+    native.set(
+        "close_client",
+        lua.create_function(|_, ud: mlua::AnyUserData| {
+            if let Ok(c) = ud.borrow::<client::Client>() {
+                c.close();
+            }
+            Ok(())
         })?,
     )?;
     native.set(

@@ -117,6 +117,8 @@ fn status_line(snap: &DashboardSnapshot) -> Line<'static> {
         ),
         label("  users "),
         value(format!("{}/{}", snap.users, snap.target_users)),
+        label(if snap.shape.is_some() { "  shape " } else { "" }),
+        value(snap.shape.clone().unwrap_or_default()),
         label("  RPS "),
         value(format::rate(agg.current_rps)),
         label("  fail "),

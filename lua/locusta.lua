@@ -35,6 +35,10 @@ local setmetatable = setmetatable
 local describe, script_where, fail = P.describe, P.script_where, P.fail
 local INTERRUPT, INTERRUPT_WAIT = P.INTERRUPT, P.INTERRUPT_WAIT
 
+-- A class host meaning "the built-in demo target unless -H is given"
+-- (script::DEMO_HOST).
+M.DEMO_HOST = "locusta:demo"
+
 local classes = {} -- user classes in script order
 local meta = {} -- class / task set table -> private description
 P.classes = classes

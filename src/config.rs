@@ -110,6 +110,10 @@ pub enum ConfigError {
     UrlWithScript(String),
     #[error("user class `{0}` has no host: give -H/--host (e.g. -H http://127.0.0.1:8080) or set `host = \"http://...\"` in the class")]
     NoHost(String),
+    /// A class asks for the demo target and no -H was given: the binary
+    /// starts the demo target and builds the config again.
+    #[error("user class `{0}` asks for the built-in demo target (host = locusta.DEMO_HOST) and none is running: give -H/--host")]
+    DemoHost(String),
     #[error("{0}")]
     Url(#[from] crate::http::UrlError),
     #[error("raw-mode URLs must share one origin: `{first}` and `{other}` differ")]
@@ -287,6 +291,10 @@ impl RunConfig {
     }
 }
 
+fn is_demo(c: &ClassInfo) -> bool {
+    c.host.as_deref() == Some(crate::script::DEMO_HOST)
+}
+
 type WorkloadParts = (
     Workload,
     Vec<ClassSpec>,
@@ -367,7 +375,20 @@ fn script_workload(cli: &Cli, mut source: ScriptSource) -> Result<WorkloadParts,
         if let Some(c) = selected.iter().find(|c| c.host.is_none()) {
             return Err(ConfigError::NoHost(c.name.clone()));
         }
+        if let Some(c) = selected.iter().find(|c| is_demo(c)) {
+            return Err(ConfigError::DemoHost(c.name.clone()));
+        }
     }
+    // From here on a demo class is a class without a host: -H serves it.
+    let selected: Vec<ClassInfo> = selected
+        .into_iter()
+        .map(|mut c| {
+            if is_demo(&c) {
+                c.host = None;
+            }
+            c
+        })
+        .collect();
     let label = match &default_host {
         Some(t) => t.origin.clone(),
         None => selected

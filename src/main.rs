@@ -50,8 +50,8 @@ fn main() -> ExitCode {
         |d| demo_config(&parsed, d),
     );
     let built = match built {
-        Err(locusta::config::ConfigError::NoHost(class)) => no_host_fallback(&parsed, &mut demo)
-            .unwrap_or(Err(locusta::config::ConfigError::NoHost(class))),
+        Err(locusta::config::ConfigError::DemoHost(class)) => no_host_fallback(&parsed, &mut demo)
+            .unwrap_or(Err(locusta::config::ConfigError::DemoHost(class))),
         other => other,
     };
     let mut cfg = match built {
@@ -124,11 +124,13 @@ fn shape_wins(parsed: &Parsed, cfg: &mut RunConfig) {
     cfg.open_model = None;
 }
 
-/// `-f script` with no host at all (no `-H`, a class without `host`), in
-/// a standalone run that is not just listing: rather than refuse, run
-/// against the built-in demo target and say so (a WARNING naming it, and
-/// the reports' Host row). `None` when that does not apply (a master or
-/// worker, or the demo cannot start): the caller reports the missing host.
+/// `-f script` whose classes ask for the demo target (`host =
+/// locusta.DEMO_HOST`) and no `-H`, in a standalone run that is not just
+/// listing: start the built-in demo target and run against it, and say so
+/// (a log line naming it, and the reports' Host row). `None` when that
+/// does not apply (a master or worker, or the demo cannot start): the
+/// caller reports the missing host. A class without any host still needs
+/// -H: a forgotten -H must not quietly load the wrong server.
 fn no_host_fallback(
     parsed: &Parsed,
     demo: &mut Option<DemoTarget>,
@@ -139,9 +141,9 @@ fn no_host_fallback(
         return None;
     }
     let target = DemoTarget::start().ok()?;
-    log::warn!(
-        "No -H/--host and a user class without host: running against the built-in demo \
-         target on {} (give -H URL to load a real server)",
+    log::info!(
+        "No -H/--host and a user class with host = locusta.DEMO_HOST: running against the \
+         built-in demo target on {} (give -H URL to load a real server)",
         target.base_url()
     );
     let mut cli = cli.clone();

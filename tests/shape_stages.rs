@@ -146,9 +146,9 @@ end)
     }
 }
 
-/// The issue's done-check, exactly: no host anywhere, so the example runs
-/// against the built-in demo target (and says so), follows its three
-/// stages and ends by itself after its 20 s.
+/// The issue's done-check, exactly: no -H, and the example's classes ask
+/// for the demo target, so it runs against the built-in demo target (and
+/// says so), follows its three stages and ends by itself after its 20 s.
 #[test]
 fn the_stages_example_runs_as_is_and_ends_by_itself() {
     let root = env!("CARGO_MANIFEST_DIR");
@@ -202,4 +202,28 @@ locusta.stages { { duration = 2, users = 2, spawn_rate = 10 } }
         "{}",
         text(&out.stdout)
     );
+}
+
+/// Only a class that asks for it (`host = locusta.DEMO_HOST`) falls back to
+/// the demo target: a class with no host and no -H still stops the run
+/// before anything starts, so a forgotten -H never loads the wrong server.
+#[test]
+fn a_class_without_a_host_still_needs_one() {
+    let dir = temp_dir("shape-no-host");
+    let script = write_script(
+        &dir,
+        "nohost.lua",
+        r#"local locusta = require "locusta"
+local U = locusta.user { name = "NoHost", wait_time = locusta.constant(1) }
+U:task(function(self) self.client:get("/") end)
+"#,
+    );
+    let out = common::run_bounded(
+        locusta().args(["-f", script.to_str().unwrap(), "--headless", "-t", "2s"]),
+        Duration::from_secs(30),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("user class `NoHost` has no host"), "{err}");
+    assert!(!err.contains("demo target"), "{err}");
 }

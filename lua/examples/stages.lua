@@ -4,15 +4,16 @@
 --
 --   locusta -f lua/examples/stages.lua --headless -H http://127.0.0.1:8080
 --   locusta --demo -f lua/examples/stages.lua      (the built-in demo shop)
---   locusta -f lua/examples/stages.lua --headless  (no host: the demo shop too)
+--   locusta -f lua/examples/stages.lua --headless  (no -H: the demo shop too,
+--                                                   as the classes' host says)
 local locusta = require "locusta"
 
-local Browser = locusta.user { name = "Browser", weight = 3, wait_time = locusta.between(0.5, 1.5) }
+local Browser = locusta.user { name = "Browser", host = locusta.DEMO_HOST, weight = 3, wait_time = locusta.between(0.5, 1.5) }
 
 Browser:task(3, function(self) self.client:get("/") end)
 Browser:task(1, function(self) self.client:get("/api/products") end)
 
-local Buyer = locusta.user { name = "Buyer", weight = 1, wait_time = locusta.between(1, 2) }
+local Buyer = locusta.user { name = "Buyer", host = locusta.DEMO_HOST, weight = 1, wait_time = locusta.between(1, 2) }
 
 Buyer:task(function(self)
   self.client:get("/api/products/" .. math.random(1, 500), { name = "/api/products/:id" })

@@ -47,6 +47,12 @@ impl ScriptSource {
     }
 }
 
+/// A class's `host = locusta.DEMO_HOST`: the built-in demo target, started
+/// for the run when no `-H` is given (a script made to try out, such as
+/// the shipped examples); with `-H`, the class uses `-H` like a class
+/// without a host. Any other class without a host and no `-H` is an error.
+pub const DEMO_HOST: &str = "locusta:demo";
+
 /// `-T/--tags` and `-E/--exclude-tags`.
 #[derive(Clone, Debug, Default)]
 pub struct TagFilter {

@@ -147,6 +147,7 @@ impl ShardScript {
                 });
             };
             let host = match &info.host {
+                Some(url) if url == super::DEMO_HOST => ctx.default_host.clone(),
                 Some(url) => Some(Target::parse(url).map_err(|e| ScriptError::Load {
                     message: format!("{}: class {}: host: {e}", src.path.display(), info.name),
                 })?),

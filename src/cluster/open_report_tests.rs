@@ -12,20 +12,7 @@ use crate::stats::{OpenModelStats, ShardStats};
 /// A worker's open delta: "/a" had a 1 ms and a 501 ms corrected request,
 /// 3 dropped iterations.
 fn delta() -> OpenDelta {
-    let mut shard = ShardStats::new();
-    let id = shard.entry(Method::Get, "/a");
-    shard.record(id, 1_000, 0);
-    shard.record(id, 501_000, 0);
-    OpenDelta {
-        iterations: IterationCounts {
-            intended: 6,
-            started: 2,
-            late: 1,
-            dropped: 3,
-        },
-        dropped_by_name: vec![(Method::Get, Arc::from("/a"), 3)],
-        corrected: shard.take_delta(),
-    }
+    crate::stats::sample_delta("/a", 6)
 }
 
 fn report_with(open: Option<OpenReport>) -> WorkerReport {

@@ -170,24 +170,8 @@ pub fn open_model_csv(view: &StatsView, open: &OpenModelReport) -> String {
 /// 501 ms from their intended start) and 3 dropped iterations.
 #[cfg(test)]
 pub(crate) fn sample_open() -> OpenModelReport {
-    use crate::http::Method;
-    use crate::stats::{IterationCounts, OpenDelta, OpenModelStats, ShardStats};
-    use std::sync::Arc;
-    let mut shard = ShardStats::new();
-    let id = shard.entry(Method::Get, "/a");
-    shard.record(id, 1_000, 0);
-    shard.record(id, 501_000, 0);
-    let mut delta = OpenDelta {
-        iterations: IterationCounts {
-            intended: 6,
-            started: 2,
-            late: 1,
-            dropped: 3,
-        },
-        dropped_by_name: vec![(Method::Get, Arc::from("/a"), 3)],
-        corrected: shard.take_delta(),
-    };
-    let mut stats = OpenModelStats::new(100.0, 10);
+    let mut delta = crate::stats::sample_delta("/a", 6);
+    let mut stats = crate::stats::OpenModelStats::new(100.0, 10);
     stats.merge(&mut delta);
     stats.report(SystemTime::now())
 }

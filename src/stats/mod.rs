@@ -31,6 +31,8 @@ pub use failure::Failure;
 pub use history::{HistoryPoint, HISTORY_CAP};
 pub use intervals::{IntervalDrain, IntervalSet, MAX_QUEUED_HISTOGRAMS, MAX_QUEUED_SETS};
 pub use locust_buckets::{locust_bucket_ms, locust_buckets};
+#[cfg(test)]
+pub(crate) use open_model::sample_delta;
 pub use open_model::{
     IterationCounts, OpenDelta, OpenModelReport, OpenModelStats, MAX_DROPPED_ROWS,
 };

@@ -206,27 +206,34 @@ impl OpenModelStats {
     }
 }
 
+/// A test delta: GET `name` had a 1 ms and a 501 ms corrected request,
+/// 3 iterations were dropped (on `name`), 1 started late, and `intended`
+/// were intended (the stats', reports' and cluster's tests share it).
+#[cfg(test)]
+pub(crate) fn sample_delta(name: &str, intended: u64) -> OpenDelta {
+    let mut shard = super::ShardStats::new();
+    let id = shard.entry(Method::Get, name);
+    shard.record(id, 1_000, 0);
+    shard.record(id, 501_000, 0);
+    OpenDelta {
+        iterations: IterationCounts {
+            intended,
+            started: 2,
+            late: 1,
+            dropped: 3,
+        },
+        dropped_by_name: vec![(Method::Get, Arc::from(name), 3)],
+        corrected: shard.take_delta(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::ShardStats;
 
     #[test]
     fn merges_counts_dropped_rows_and_corrected_latency() {
-        let mut shard = ShardStats::new();
-        let id = shard.entry(Method::Get, "/");
-        shard.record(id, 1_000, 0);
-        shard.record(id, 501_000, 0);
-        let mut delta = OpenDelta {
-            iterations: IterationCounts {
-                intended: 5,
-                started: 2,
-                late: 1,
-                dropped: 3,
-            },
-            dropped_by_name: vec![(Method::Get, Arc::from("/"), 3)],
-            corrected: shard.take_delta(),
-        };
+        let mut delta = sample_delta("/", 5);
         let mut stats = OpenModelStats::new(100.0, 10);
         stats.merge(&mut delta);
         stats.merge(&mut delta); // merged deltas are empty: adds nothing

@@ -1,13 +1,12 @@
 //! The open model's wire parts: round trips, hostile values refused, the
 //! worker's accumulator, and the master's merge.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::*;
 use crate::cluster::protocol::{decode, encode, MasterMessage, WorkerMessage};
 use crate::cluster::report::WorkerReport;
-use crate::stats::{OpenModelStats, ShardStats};
+use crate::stats::OpenModelStats;
 
 /// A worker's open delta: "/a" had a 1 ms and a 501 ms corrected request,
 /// 3 dropped iterations.

@@ -227,3 +227,56 @@ U:task(function(self) self.client:get("/") end)
     assert!(err.contains("user class `NoHost` has no host"), "{err}");
     assert!(!err.contains("demo target"), "{err}");
 }
+
+/// Rate stages drive an open-model run: the arrival rate ramps linearly
+/// (50/s for 3 s, 50 -> 200/s over 3 s, 200/s for 2 s: 925 iterations in
+/// all), the run ends by itself, and the server answered exactly the
+/// iterations started.
+#[test]
+fn rate_stages_ramp_the_arrival_rate_and_end_the_run() {
+    let server = OpenServer::start();
+    let dir = temp_dir("shape-rate-stages");
+    let script = write_script(
+        &dir,
+        "rate.lua",
+        r#"local locusta = require "locusta"
+local U = locusta.user { name = "U" }
+U:task(function(self) self.client:get("/") end)
+locusta.stages {
+  start_rate = 50, max_users = 20,
+  { duration = 3, rate = 50 },
+  { duration = 3, rate = 200 },
+  { duration = 2, rate = 200 },
+}
+"#,
+    );
+    let csv = dir.join("run");
+    let out = common::run_bounded(
+        locusta().args([
+            "-f",
+            script.to_str().unwrap(),
+            "-H",
+            &server.url(),
+            "--headless",
+            "--only-summary",
+            "--csv",
+            csv.to_str().unwrap(),
+        ]),
+        Duration::from_secs(40),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("The load shape ended the run"), "{err}");
+    let open = std::fs::read_to_string(dir.join("run_open_model.csv")).expect("open-model CSV");
+    let agg: Vec<&str> = open
+        .lines()
+        .find(|l| l.starts_with(",Aggregated,"))
+        .expect("Aggregated row")
+        .split(',')
+        .collect();
+    let intended: f64 = agg[2].parse().unwrap();
+    let started: usize = agg[3].parse().unwrap();
+    // 925 on schedule; 10 % either way for a loaded CI box's start-up.
+    assert!((830.0..1020.0).contains(&intended), "{open}");
+    assert_eq!(server.log().len(), started, "{open}");
+}

@@ -170,7 +170,11 @@ impl Stages {
                         }),
                     },
                     StageTarget::Rate(rate) => {
-                        let done = ((run_time - start) / stage.duration).clamp(0.0, 1.0);
+                        // The rate holds for the second from `run_time`
+                        // (one tick): the ramp's value in its middle, so
+                        // the iterations of a ramp add up to its area.
+                        let mid = (run_time + 0.5).min(end);
+                        let done = ((mid - start) / stage.duration).clamp(0.0, 1.0);
                         Target::Rate {
                             rate: prev_rate + (rate - prev_rate) * done,
                             max_users: self.max_users.unwrap_or(pool).max(1),
@@ -356,8 +360,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         };
-        assert_eq!(rate(0.0), 20.0);
-        assert_eq!(rate(5.0), 60.0);
+        // Each tick's rate is the ramp's at the middle of its second.
+        assert_eq!(rate(0.0), 24.0);
+        assert_eq!(rate(5.0), 64.0);
+        assert_eq!(rate(9.6), 100.0);
         assert_eq!(rate(15.0), 100.0);
     }
 

@@ -341,8 +341,13 @@ fn gather(cfg: &RunConfig, controller: &dyn RunControl) -> report::FinalReport {
         Workload::Script { source, .. } => Some(source.path.display().to_string()),
         Workload::Raw { .. } => None,
     };
+    // Over the time requests were made, as Locust's total_rps (not up to
+    // now: the stop and the reports' writing are not the schedule's).
+    // From the swarm's start (or a later reset), not the engine's launch.
+    let last = snap.stats.last_request.unwrap_or(ended);
+    let since = started.max(snap.stats.start_time);
     let open_model = controller.open_model().map(|open| report::OpenModel {
-        achieved_rate: report::open_model::achieved_rate(&open, snap.stats.start_time, ended),
+        achieved_rate: report::open_model::achieved_rate(&open, since, last),
         report: open,
     });
     report::FinalReport {

@@ -154,6 +154,29 @@ pub struct Cli {
     #[arg(long, env = "LOCUSTA_AUTOSTART")]
     pub autostart: bool,
 
+    /// Serve the web UI, Locust's HTTP API and Prometheus /metrics (on by
+    /// default when not headless and stdout is not a terminal)
+    #[arg(long, env = "LOCUSTA_WEB")]
+    pub web: bool,
+
+    /// Address the web server listens on. Loopback by default (Locust's is
+    /// every address): the API starts and stops load, so opening it to the
+    /// network is a choice, and it then needs --web-auth
+    #[arg(long, env = "LOCUSTA_WEB_HOST", default_value = "127.0.0.1")]
+    pub web_host: String,
+
+    /// Port the web server listens on
+    #[arg(short = 'P', long, env = "LOCUSTA_WEB_PORT", default_value_t = 8089)]
+    pub web_port: u16,
+
+    /// HTTP basic auth for the web server, user:password
+    #[arg(long, env = "LOCUSTA_WEB_AUTH", value_name = "USER:PASSWORD")]
+    pub web_auth: Option<String>,
+
+    /// Serve the web UI under this path (behind a reverse proxy), e.g. /locusta
+    #[arg(long, env = "LOCUSTA_WEB_BASE_PATH", value_name = "PATH")]
+    pub web_base_path: Option<String>,
+
     /// Users added or removed by the dashboard's + and - keys
     #[arg(long, env = "LOCUSTA_STEP", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub step: u32,

@@ -59,6 +59,8 @@ pub struct RunConfig {
     /// The script's load shape (`locusta.shape`/`locusta.stages`): it
     /// sets users and rates instead of -u/-r/-t.
     pub shape: Option<ShapeDecl>,
+    /// The web server (`--web`...), when it serves.
+    pub web: Option<crate::web::WebConfig>,
 }
 
 /// `--html`, `--json`, `--json-file`, `--threshold`, `--hdr-log`: what the
@@ -98,6 +100,8 @@ pub enum ConfigError {
     NoTarget,
     #[error("{0}")]
     Script(#[from] ScriptError),
+    #[error("{0}")]
+    Web(#[from] crate::web::WebConfigError),
     #[error("no user class named `{name}` in {script}; it has: {available}")]
     UnknownClass {
         name: String,
@@ -267,6 +271,7 @@ impl RunConfig {
             reset_stats: cli.reset_stats,
             print_stats: !cli.only_summary && (cli.print_stats || !cli.worker),
             shape,
+            web: crate::web::WebConfig::from_cli(cli, false)?,
         })
     }
 

@@ -21,3 +21,4 @@ pub mod script;
 pub mod shape;
 pub mod stats;
 pub mod task_ratio;
+pub mod web;

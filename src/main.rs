@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use locusta::cli::{self, Parsed};
@@ -11,7 +12,7 @@ use locusta::config::{Role, RunConfig};
 use locusta::demo::DemoTarget;
 use locusta::engine::{Controller, RunControl, Workload};
 use locusta::script::ScriptSource;
-use locusta::{dashboard, headless, limits, report, task_ratio};
+use locusta::{dashboard, headless, limits, report, task_ratio, web};
 
 /// Exit status for usage errors, as clap and Locust use.
 const USAGE: u8 = 2;
@@ -236,8 +237,14 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
                     anyhow::bail!("{why}");
                 }
             }
-            let code = front_end(parsed, cfg, &master);
-            master.shutdown();
+            let master = Arc::new(master);
+            let web = start_web(cfg, master.clone())?;
+            let code = front_end(parsed, cfg, &*master);
+            drop(web);
+            match Arc::try_unwrap(master) {
+                Ok(m) => m.shutdown(),
+                Err(_) => log::error!("the master is still shared at exit: not shut down"),
+            }
             code
         }
         Role::Standalone => {
@@ -253,8 +260,14 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
                 controller.io_driver().as_str(),
                 cfg.target_label
             );
-            let code = front_end(parsed, cfg, &controller);
-            controller.shutdown();
+            let controller = Arc::new(controller);
+            let web = start_web(cfg, controller.clone())?;
+            let code = front_end(parsed, cfg, &*controller);
+            drop(web);
+            match Arc::try_unwrap(controller) {
+                Ok(c) => c.shutdown(),
+                Err(_) => log::error!("the engine is still shared at exit: not shut down"),
+            }
             code
         }
     }
@@ -290,6 +303,24 @@ fn fit_to_machine(cfg: &RunConfig) -> Result<(), limits::TooLarge> {
         log::warn!("{w}");
     }
     Ok(())
+}
+
+/// The web server when configured, serving beside the front end until the
+/// returned handle drops.
+fn start_web(
+    cfg: &RunConfig,
+    control: Arc<dyn RunControl>,
+) -> anyhow::Result<Option<web::WebServer>> {
+    let Some(web_cfg) = &cfg.web else {
+        return Ok(None);
+    };
+    let ctx = web::WebContext {
+        control,
+        cfg: Arc::new(cfg.clone()),
+    };
+    let server = web::WebServer::start(web_cfg, ctx)?;
+    log::info!("Web UI and API on {}", server.url());
+    Ok(Some(server))
 }
 
 /// The dashboard on a terminal, else headless (`--headless`, the demo, or

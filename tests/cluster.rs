@@ -301,6 +301,7 @@ fn bad_messages_are_dropped_and_incompatible_workers_refused() {
     let version = PeerVersion::Locusta {
         version: "9.0.0".into(),
         protocol: 99,
+        shards: 1,
     };
     match future.join_as(version, Duration::from_secs(10)) {
         Some(MasterMessage::Refused { reason }) => {

@@ -110,6 +110,72 @@ fn two_locusta_workers_share_a_fixed_rate() {
     );
 }
 
+/// Workers announce their shards in `client_ready`; the master splits the
+/// rate (and the pool) by them: one shard gets a third, two shards two
+/// thirds, and each runs its share.
+#[test]
+fn the_rate_is_split_by_the_shards_each_worker_announces() {
+    let server = TestServer::start(|_| ok("hi"));
+    let dir = temp_dir("cluster-open-capacity");
+    let csv = dir.join("run");
+    let port = free_port();
+    let args = [
+        "--arrival-rate",
+        "300",
+        "-u",
+        "30",
+        "-t",
+        "5s",
+        "--expect-workers",
+        "2",
+    ];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, &server.url("/"), &args, &csv),
+    );
+    let worker = |shards: &str| {
+        let mut c = locusta();
+        c.args(["--worker", "--shards", shards])
+            .args(["--master-port", &port.to_string()]);
+        c
+    };
+    let mut one = Proc::spawn(&dir, "one-shard", &mut worker("1"));
+    let mut two = Proc::spawn(&dir, "two-shards", &mut worker("2"));
+    assert!(m.wait(LIMIT).success(), "{}", m.logs());
+    assert!(one.wait(LIMIT).success(), "{}", one.logs());
+    assert!(two.wait(LIMIT).success(), "{}", two.logs());
+    for (w, share) in [(&one, "100.000"), (&two, "200.000")] {
+        let log = w.stderr();
+        assert!(
+            log.contains(&format!("Open model: {share} iterations/s")),
+            "{log}"
+        );
+    }
+    // Pools of 10 and 20 users.
+    assert!(
+        one.stderr().contains("with a pool of 10 users"),
+        "{}",
+        one.logs()
+    );
+    assert!(
+        two.stderr().contains("with a pool of 20 users"),
+        "{}",
+        two.logs()
+    );
+    let (sent_one, _) = worker_sent(&one.stderr());
+    let (sent_two, _) = worker_sent(&two.stderr());
+    // Both ran the same seconds, so the counts follow the shares (a
+    // loaded 2-core box: within a quarter of 2:1).
+    let ratio = sent_two as f64 / sent_one.max(1) as f64;
+    assert!(
+        (1.5..=2.5).contains(&ratio),
+        "one shard {sent_one}, two shards {sent_two}\n{}",
+        m.logs()
+    );
+    assert_eq!(csv_total(&csv), sent_one + sent_two, "{}", m.logs());
+}
+
 #[test]
 fn a_locust_worker_makes_an_open_model_start_fail_naming_it() {
     let Some(mut locust) = locust() else { return };

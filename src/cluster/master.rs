@@ -9,9 +9,10 @@
 //! only read. Users are spread as Locust does: per class (our
 //! [`Dispatcher`]), then each class evenly over workers interleaved by
 //! host, with absolute per-class counts in every `spawn`. An open-model
-//! run (an arrival rate) is split instead: each locusta worker gets an
-//! equal share of the rate and pool ([`split_open`], sent by
-//! `network_open`), and Python workers make it refuse to start.
+//! run (an arrival rate) is split instead: each locusta worker gets a
+//! share of the rate and pool in proportion to the shards it announced
+//! in `client_ready` ([`split_open`], sent by `network_open`), and Python
+//! workers make it refuse to start.
 //!
 //! It does not own running users (workers do) or report formats (`report`).
 
@@ -362,20 +363,30 @@ pub(super) fn refusal(python_workers: &[String]) -> Option<String> {
     })
 }
 
-/// Split an open model across `n` workers: the rate equally (workers
-/// announce no capacity), the pool likewise with the remainder to the
-/// first ones, at least one user each.
-pub(super) fn split_open(model: OpenModel, n: usize) -> Vec<OpenModel> {
-    if n == 0 {
+/// Split an open model across workers of these capacities (shards): the
+/// rate in proportion, the pool likewise by largest remainder (so the
+/// shares add up to it exactly), at least one user each.
+pub(super) fn split_open(model: OpenModel, capacities: &[u32]) -> Vec<OpenModel> {
+    let weights: Vec<u64> = capacities.iter().map(|&c| u64::from(c.max(1))).collect();
+    let total: u64 = weights.iter().sum();
+    if total == 0 {
         return Vec::new();
     }
-    let n32 = u32::try_from(n).unwrap_or(u32::MAX);
-    let base = model.max_users / n32;
-    let extra = (model.max_users % n32) as usize;
-    (0..n)
-        .map(|i| OpenModel {
-            rate: model.rate / n as f64,
-            max_users: (base + u32::from(i < extra)).max(1),
+    let pool = u64::from(model.max_users);
+    let mut users: Vec<u64> = weights.iter().map(|w| pool * w / total).collect();
+    let mut by_remainder: Vec<usize> = (0..weights.len()).collect();
+    // Largest remainder first; ties to the earlier worker.
+    by_remainder.sort_by_key(|&i| std::cmp::Reverse(pool * weights[i] % total));
+    let short = pool - users.iter().sum::<u64>();
+    for &i in by_remainder.iter().take(short as usize) {
+        users[i] += 1;
+    }
+    weights
+        .iter()
+        .zip(users)
+        .map(|(&w, n)| OpenModel {
+            rate: model.rate * w as f64 / total as f64,
+            max_users: u32::try_from(n).unwrap_or(u32::MAX).max(1),
         })
         .collect()
 }
@@ -415,7 +426,7 @@ mod tests {
             rate: 200.0,
             max_users: 7,
         };
-        let shares = split_open(model, 3);
+        let shares = split_open(model, &[1, 1, 1]);
         assert_eq!(shares.len(), 3);
         let rate: f64 = shares.iter().map(|s| s.rate).sum();
         assert!((rate - 200.0).abs() < 1e-9);
@@ -426,16 +437,36 @@ mod tests {
                 rate: 1.0,
                 max_users: 1,
             },
-            2,
+            &[1, 1],
         );
         assert!(
             tiny.iter().all(|s| s.max_users == 1),
             "every worker gets a user"
         );
-        assert!(split_open(model, 0).is_empty());
+        assert!(split_open(model, &[]).is_empty());
         assert!(refusal(&[]).is_none());
         let text = refusal(&["box_ab12".to_string()]).unwrap();
         assert!(text.contains("box_ab12"), "{text}");
+    }
+
+    #[test]
+    fn open_model_splits_by_announced_shards() {
+        let model = OpenModel {
+            rate: 300.0,
+            max_users: 10,
+        };
+        let shares = split_open(model, &[1, 2]);
+        assert!((shares[0].rate - 100.0).abs() < 1e-9);
+        assert!((shares[1].rate - 200.0).abs() < 1e-9);
+        // 10/3 and 20/3: the larger remainder (2/3) takes the spare user.
+        let pools: Vec<u32> = shares.iter().map(|s| s.max_users).collect();
+        assert_eq!(pools, [3, 7]);
+        // Huge capacities neither overflow nor lose the rate.
+        let huge = split_open(model, &[u32::MAX, 1, 0]);
+        let rate: f64 = huge.iter().map(|s| s.rate).sum();
+        assert!((rate - 300.0).abs() < 1e-6, "{rate}");
+        let pool: u32 = huge.iter().map(|s| s.max_users).sum();
+        assert!(pool >= 10 && huge.iter().all(|s| s.max_users >= 1));
     }
 
     fn runs(task: &str, n: u64) -> TaskRuns {

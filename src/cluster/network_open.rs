@@ -24,7 +24,7 @@ impl Network {
     /// during an open-model run, when it is a Python worker), else acked.
     pub(super) fn client_ready(&mut self, from: &str, version: PeerVersion, now: Instant) {
         let refusal = match &version {
-            PeerVersion::Locusta { protocol, version } if *protocol != LOCUSTA_PROTOCOL => Some(format!(
+            PeerVersion::Locusta { protocol, version, .. } if *protocol != LOCUSTA_PROTOCOL => Some(format!(
                 "locusta {version} speaks cluster protocol {protocol}; this master (locusta {}) speaks {LOCUSTA_PROTOCOL}: run the same locusta version on master and workers",
                 env!("CARGO_PKG_VERSION")
             )),
@@ -49,15 +49,18 @@ impl Network {
                 );
             }
         }
-        let locusta = matches!(version, PeerVersion::Locusta { .. });
-        if !locusta && self.open_model.is_some() {
+        let capacity = match version {
+            PeerVersion::Locusta { shards, .. } => Some(shards),
+            _ => None,
+        };
+        if capacity.is_none() && self.open_model.is_some() {
             let reason = "this master runs an open-model run (--arrival-rate), which Locust (Python) workers cannot run: join with a locusta worker".to_string();
             log::error!("Refused worker {from}: {reason}");
             self.send(MasterMessage::Refused { reason }, from);
             self.send(MasterMessage::Quit, from);
             return;
         }
-        let index = self.nodes.register(from, locusta, now);
+        let index = self.nodes.register(from, capacity, now);
         self.send(
             MasterMessage::Ack {
                 index,
@@ -97,11 +100,17 @@ impl Network {
         self.target = model.max_users;
         self.next_ramp = None;
         self.set_state(RunState::Running);
+        let order = self.nodes.dispatch_order();
+        let shards: u32 = order
+            .iter()
+            .filter_map(|id| self.nodes.get(id))
+            .map(|n| n.capacity)
+            .sum();
         log::info!(
-            "Open model: {} iterations/s with a pool of {} users, split over {} workers",
+            "Open model: {} iterations/s with a pool of {} users, split over {} workers by their shards ({shards} in all)",
             model.rate,
             model.max_users,
-            self.nodes.dispatch_order().len()
+            order.len()
         );
         self.dispatch();
     }
@@ -123,10 +132,15 @@ impl Network {
     }
 
     /// Open model: every worker that takes users its share of the rate
-    /// and pool (no class counts: the engine's scheduler picks users).
+    /// and pool by its capacity (no class counts: the engine's scheduler
+    /// picks users).
     pub(super) fn dispatch_open(&mut self, model: OpenModel) {
         let order = self.nodes.dispatch_order();
-        let shares = super::super::master::split_open(model, order.len());
+        let capacities: Vec<u32> = order
+            .iter()
+            .map(|id| self.nodes.get(id).map_or(1, |n| n.capacity))
+            .collect();
+        let shares = super::super::master::split_open(model, &capacities);
         let timestamp = unix_now().max(self.last_spawn_timestamp + 1e-6);
         self.last_spawn_timestamp = timestamp;
         for (id, share) in order.iter().zip(shares) {

@@ -68,6 +68,9 @@ pub struct Node {
     /// A locusta worker (sends HDR buckets and final stats before
     /// `client_stopped`), not a Python one.
     pub locusta: bool,
+    /// The shards a locusta worker announced (1 for a Python worker): its
+    /// share of an open-model run's rate and pool.
+    pub capacity: u32,
     pub users: u32,
     pub cpu_percent: f64,
     /// The high-CPU warning was logged (once per worker, as Locust).
@@ -99,7 +102,9 @@ pub struct Nodes {
 
 impl Nodes {
     /// Register (or re-register) a worker as ready; returns its index.
-    pub fn register(&mut self, id: &str, locusta: bool, now: Instant) -> u32 {
+    /// A worker that said `client_ready`; `capacity`: `Some(shards)` for a
+    /// locusta worker, `None` for a Python one.
+    pub fn register(&mut self, id: &str, capacity: Option<u32>, now: Instant) -> u32 {
         let next = self.indexes.len() as u32;
         let index = *self.indexes.entry(id.to_string()).or_insert(next);
         let node = Node {
@@ -107,7 +112,8 @@ impl Nodes {
             index,
             state: NodeState::Ready,
             last_seen: now,
-            locusta,
+            locusta: capacity.is_some(),
+            capacity: capacity.unwrap_or(1).max(1),
             users: 0,
             cpu_percent: 0.0,
             cpu_warned: false,
@@ -125,6 +131,10 @@ impl Nodes {
             None => self.nodes.push(node),
         }
         index
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
     }
 
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Node> {
@@ -231,7 +241,7 @@ mod tests {
         let now = Instant::now();
         let mut nodes = Nodes::default();
         for id in ["b_1", "b_2", "a_1", "a_2", "c_1"] {
-            nodes.register(id, true, now);
+            nodes.register(id, Some(1), now);
         }
         assert_eq!(nodes.dispatch_order(), ["a_1", "b_1", "c_1", "a_2", "b_2"]);
         nodes.get_mut("b_1").unwrap().state = NodeState::Missing;
@@ -242,8 +252,8 @@ mod tests {
     fn silent_workers_go_missing_then_are_forgotten() {
         let start = Instant::now();
         let mut nodes = Nodes::default();
-        nodes.register("h_1", true, start);
-        nodes.register("h_2", true, start);
+        nodes.register("h_1", Some(1), start);
+        nodes.register("h_2", Some(1), start);
         nodes.get_mut("h_1").unwrap().users = 5;
         nodes.get_mut("h_2").unwrap().last_seen = start + Duration::from_secs(3);
         let missing = nodes.check_liveness(start + Duration::from_millis(3500));
@@ -261,8 +271,8 @@ mod tests {
     fn claimed_user_counts_add_without_wrapping() {
         let now = Instant::now();
         let mut nodes = Nodes::default();
-        nodes.register("h_1", true, now);
-        nodes.register("h_2", false, now);
+        nodes.register("h_1", Some(1), now);
+        nodes.register("h_2", None, now);
         nodes.get_mut("h_1").unwrap().users = u32::MAX;
         nodes.get_mut("h_2").unwrap().users = 7;
         assert_eq!(nodes.user_count(), u32::MAX);
@@ -272,10 +282,10 @@ mod tests {
     fn a_returning_worker_keeps_its_index() {
         let now = Instant::now();
         let mut nodes = Nodes::default();
-        assert_eq!(nodes.register("h_1", true, now), 0);
-        assert_eq!(nodes.register("h_2", true, now), 1);
+        assert_eq!(nodes.register("h_1", Some(1), now), 0);
+        assert_eq!(nodes.register("h_2", Some(1), now), 1);
         nodes.remove("h_1");
-        assert_eq!(nodes.register("h_1", true, now), 0);
-        assert_eq!(nodes.register("h_3", true, now), 2);
+        assert_eq!(nodes.register("h_1", Some(1), now), 0);
+        assert_eq!(nodes.register("h_3", Some(1), now), 2);
     }
 }

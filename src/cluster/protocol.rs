@@ -20,8 +20,12 @@ pub(crate) use crate::cluster::values::*;
 pub const LOCUST_VERSION: &str = "2.47.0";
 
 /// Bumped when locusta peers stop understanding each other's extensions
-/// (the HDR buckets in reports); a worker with another number is refused.
-pub const LOCUSTA_PROTOCOL: u32 = 1;
+/// (1: HDR buckets in reports; 2: the shard count in `client_ready`); a
+/// worker with another number is refused.
+pub const LOCUSTA_PROTOCOL: u32 = 2;
+
+/// The most shards a worker may announce (more is a lie or garbage).
+pub const MAX_ANNOUNCED_SHARDS: u32 = 65_536;
 
 /// One message as it travels: Locust's `[type, data, node_id]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,10 +82,15 @@ pub enum WorkerMessage {
 /// What a worker said in `client_ready`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PeerVersion {
-    /// A locusta worker: `"2.47.0 locusta/0.1.0 protocol 1"` (Locust's
-    /// version first, so a Locust master sees a matching "2.47" and only
-    /// logs at debug level).
-    Locusta { version: String, protocol: u32 },
+    /// A locusta worker: `"2.47.0 locusta/0.1.0 protocol 2 shards 4"`
+    /// (Locust's version first, so a Locust master sees a matching "2.47"
+    /// and only logs at debug level). `shards`: the worker's capacity,
+    /// which an open-model run's rate is split by (1 when not said).
+    Locusta {
+        version: String,
+        protocol: u32,
+        shards: u32,
+    },
     /// A Python Locust worker's `__version__`, e.g. "2.47.0".
     Locust(String),
     /// boomer's `-1`: skip the check.
@@ -237,18 +246,37 @@ impl PeerVersion {
         }
     }
 
-    /// `"2.47.0 locusta/0.1.0 protocol 1"`.
+    /// `"2.47.0 locusta/0.1.0 protocol 2 shards 4"` (protocol 1 workers
+    /// say no shards). A shard count that is not a number from 1 to
+    /// [`MAX_ANNOUNCED_SHARDS`] makes the version unusable: a worker that
+    /// lies about its capacity would skew every open-model split.
     fn parse_locusta(s: &str) -> Option<PeerVersion> {
         let (locust, rest) = s.split_once(" locusta/")?;
-        let (version, protocol) = rest.split_once(" protocol ")?;
+        let (version, rest) = rest.split_once(" protocol ")?;
         let starts_with_digit = locust.chars().next().is_some_and(|c| c.is_ascii_digit());
         if !starts_with_digit || version.is_empty() || version.contains(' ') {
             return None;
         }
+        let (protocol, shards) = match rest.split_once(" shards ") {
+            Some((protocol, shards)) => (protocol, Some(shards)),
+            None => (rest, None),
+        };
         let protocol = protocol.parse().ok()?;
+        let shards = match shards {
+            None => 1,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=MAX_ANNOUNCED_SHARDS).contains(&n) => n,
+                _ => {
+                    return Some(PeerVersion::Unusable(format!(
+                        "{s:?}: its shard count is not a number from 1 to {MAX_ANNOUNCED_SHARDS}"
+                    )))
+                }
+            },
+        };
         Some(PeerVersion::Locusta {
             version: version.to_string(),
             protocol,
+            shards,
         })
     }
 
@@ -256,8 +284,12 @@ impl PeerVersion {
     /// sends nil (which parses back as `Unusable("nil")`).
     fn to_value(&self) -> Value {
         match self {
-            PeerVersion::Locusta { version, protocol } => Value::from(format!(
-                "{LOCUST_VERSION} locusta/{version} protocol {protocol}"
+            PeerVersion::Locusta {
+                version,
+                protocol,
+                shards,
+            } => Value::from(format!(
+                "{LOCUST_VERSION} locusta/{version} protocol {protocol} shards {shards}"
             )),
             PeerVersion::Locust(v) => str_value(v),
             PeerVersion::Any => Value::from(-1),
@@ -502,11 +534,14 @@ impl MasterMessage {
     }
 }
 
-/// What a locusta worker sends in `client_ready`.
-pub fn locusta_client_ready() -> PeerVersion {
+/// What a locusta worker running `shards` shards sends in `client_ready`.
+pub fn locusta_client_ready(shards: usize) -> PeerVersion {
     PeerVersion::Locusta {
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: LOCUSTA_PROTOCOL,
+        shards: u32::try_from(shards)
+            .unwrap_or(MAX_ANNOUNCED_SHARDS)
+            .clamp(1, MAX_ANNOUNCED_SHARDS),
     }
 }
 

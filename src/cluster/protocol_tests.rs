@@ -90,7 +90,7 @@ pub(super) fn sample_report() -> WorkerReport {
 
 pub(super) fn all_worker_messages() -> Vec<WorkerMessage> {
     vec![
-        WorkerMessage::ClientReady(locusta_client_ready()),
+        WorkerMessage::ClientReady(locusta_client_ready(2)),
         WorkerMessage::ClientReady(PeerVersion::Locust("2.47.0".into())),
         WorkerMessage::ClientReady(PeerVersion::Any),
         WorkerMessage::ClientReady(PeerVersion::Unusable("nil".into())),
@@ -363,16 +363,26 @@ fn client_ready_versions() {
         ready(Value::from("2.47.0 locusta/0.3.1 protocol 7")),
         PeerVersion::Locusta {
             version: "0.3.1".into(),
-            protocol: 7
+            protocol: 7,
+            shards: 1
         }
     );
     assert_eq!(
         ready(Value::from(format!(
-            "{LOCUST_VERSION} locusta/{} protocol {LOCUSTA_PROTOCOL}",
+            "{LOCUST_VERSION} locusta/{} protocol {LOCUSTA_PROTOCOL} shards 3",
             env!("CARGO_PKG_VERSION")
         ))),
-        locusta_client_ready()
+        locusta_client_ready(3)
     );
+    // A capacity that is garbage, zero, negative or absurd: unusable (the
+    // master refuses the worker), never a huge share of the rate.
+    for bad in ["x", "0", "-1", "65537", "99999999999", "", "2 shards 3"] {
+        let text = format!("2.47.0 locusta/0.1.0 protocol 2 shards {bad}");
+        match ready(Value::from(text.as_str())) {
+            PeerVersion::Unusable(why) => assert!(why.contains("shard count"), "{why}"),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
     assert_eq!(
         ready(Value::from("2.46.3")),
         PeerVersion::Locust("2.46.3".into())

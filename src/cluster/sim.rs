@@ -69,7 +69,7 @@ impl SimWorker {
         while Instant::now() < deadline && acked.iter().any(|a| !a) {
             for (sim, done) in sims.iter().zip(&acked) {
                 if !done {
-                    sim.send(WorkerMessage::ClientReady(locusta_client_ready()));
+                    sim.send(WorkerMessage::ClientReady(locusta_client_ready(1)));
                 }
             }
             let round = Instant::now() + Duration::from_secs(2);
@@ -88,7 +88,7 @@ impl SimWorker {
     /// Join as a locusta worker of this version.
     pub fn join(&self, timeout: Duration) -> bool {
         matches!(
-            self.join_as(locusta_client_ready(), timeout),
+            self.join_as(locusta_client_ready(1), timeout),
             Some(MasterMessage::Ack { .. })
         )
     }

@@ -177,7 +177,10 @@ impl Worker<'_> {
     fn join(&mut self, socket: &DealerSocket, interrupted: &AtomicBool) -> anyhow::Result<Joined> {
         let mut attempts = 0u32;
         loop {
-            self.send(socket, WorkerMessage::ClientReady(locusta_client_ready()));
+            self.send(
+                socket,
+                WorkerMessage::ClientReady(locusta_client_ready(self.cfg.shards)),
+            );
             attempts += 1;
             if attempts == 2 || attempts.is_multiple_of(12) {
                 log::warn!(
@@ -382,7 +385,10 @@ impl Worker<'_> {
         self.drain_tap();
         self.report(socket);
         self.send(socket, WorkerMessage::ClientStopped);
-        self.send(socket, WorkerMessage::ClientReady(locusta_client_ready()));
+        self.send(
+            socket,
+            WorkerMessage::ClientReady(locusta_client_ready(self.cfg.shards)),
+        );
         self.state = "ready";
         self.last_spawn_timestamp = f64::NEG_INFINITY;
     }

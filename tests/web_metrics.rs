@@ -105,6 +105,11 @@ fn scraped_run(test: &str, args: &[&str], urls: &[String], users: &[(&str, f64)]
             full.text
         );
     }
+    assert!(
+        !full.types.contains_key("locusta_iterations_started"),
+        "open-model counters in a closed-model run:\n{}",
+        full.text
+    );
     let total: f64 = users.iter().map(|u| u.1).sum();
     assert_eq!(full.value("locusta_target_users", &[]), Some(total));
     assert!(full.value("locusta_current_rps", &[]).unwrap() > 0.0);
@@ -360,4 +365,68 @@ U:task(1, function(self) self.client:get("/x", { name = "we\"ird\\pa\nth" }) end
     let (code, _, _) = run.request("HEAD");
     assert_eq!(code, 200);
     assert_eq!(run.finish(), Some(1), "{}", run.stderr());
+}
+
+#[test]
+fn open_model_run_counts_intended_started_and_dropped_iterations() {
+    if !parser_available() {
+        return;
+    }
+    // 2 users answered after 50 ms manage 40 iterations/s of the 200 asked.
+    let server = TestServer::start(|_| {
+        thread::sleep(Duration::from_millis(50));
+        ok("slow")
+    });
+    let url = server.url("/slow");
+    let run = WebRun::start(&[
+        "--rate",
+        "200",
+        "-u",
+        "2",
+        "-t",
+        "5s",
+        "--shards",
+        "1",
+        "--only-summary",
+        &url,
+    ]);
+    let counters = |s: &Scrape| {
+        let get = |name| {
+            s.value(name, &[])
+                .unwrap_or_else(|| panic!("{name}:\n{}", s.text))
+        };
+        (
+            get("locusta_iterations_intended_total"),
+            get("locusta_iterations_started_total"),
+            get("locusta_iterations_dropped_total"),
+        )
+    };
+    thread::sleep(Duration::from_millis(1500));
+    let first = run.scrape();
+    thread::sleep(Duration::from_millis(1500));
+    let second = run.scrape();
+    for s in [&first, &second] {
+        assert_eq!(s.types["locusta_iterations_intended"], "counter");
+        let (intended, started, dropped) = counters(s);
+        assert!(started + dropped <= intended, "{}", s.text);
+        // Users come as iterations need them: no per-class split.
+        assert!(
+            s.value("locusta_users", &[("class", "")]).is_some(),
+            "{}",
+            s.text
+        );
+    }
+    let (i1, s1, d1) = counters(&first);
+    let (i2, s2, d2) = counters(&second);
+    assert!(
+        i2 > i1 && s2 > s1 && d2 >= d1,
+        "{:?} -> {:?}",
+        (i1, s1, d1),
+        (i2, s2, d2)
+    );
+    assert!(
+        d2 > 0.0,
+        "200/s asked of 2 users at 50 ms each: some must drop"
+    );
+    assert!(s2 > 0.0 && s2 < i2, "{}", second.text);
 }

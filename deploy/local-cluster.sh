@@ -56,6 +56,7 @@ read -r -a master_cmd <<<"$(unit_command locusta-master.service)"
 read -r -a worker_cmd <<<"$(unit_command locusta-worker.service)"
 
 pids=()
+# shellcheck disable=SC2329 # called by the EXIT trap
 cleanup() {
   local pid
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done

@@ -244,3 +244,8 @@ pub fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
     }
     names
 }
+
+/// `v` at a dotted path of object keys (`Null` where any is missing).
+pub fn at<'a>(v: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+    path.split('.').fold(v, |v, k| &v[k])
+}

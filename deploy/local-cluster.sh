@@ -173,9 +173,17 @@ for ((i = 0; i < workers; i++)); do
   worker_pids+=($!)
 done
 
+# Where to watch it while it runs (Prometheus' view: <url>metrics).
+for _ in $(seq 100); do
+  url=$(grep -m1 -oE 'Web UI and API on http://[^ ]+' "$dir/master.err" 2>/dev/null) && break
+  kill -0 "$master" 2>/dev/null || break
+  sleep 0.1
+done
+[[ -z ${url:-} ]] || echo "local-cluster: ${url#Web UI and API on }metrics while it runs"
+
 code=0
 wait "$master" || code=$?
-grep -E 'Web UI and API on|All users spawned' "$dir/master.err" | sed 's/^/master: /' || true
+grep -E 'All users spawned' "$dir/master.err" | sed 's/^/master: /' || true
 cat "$dir/master.out"
 for ((i = 0; i < workers; i++)); do
   # Workers quit when the master does; a stuck one is stopped by cleanup.

@@ -14,6 +14,8 @@ mod common;
 mod kubernetes;
 #[path = "deploy_support/observability.rs"]
 mod observability;
+#[path = "deploy_support/rehearsal.rs"]
+mod rehearsal;
 #[path = "deploy_support/mod.rs"]
 mod support;
 #[path = "deploy_support/systemd.rs"]

@@ -2,8 +2,11 @@
 //! against the metric names src/web/metrics.rs exports, the scrape config
 //! against Prometheus' keys and the master's settings. Part of `tests/deploy.rs`.
 
+use super::rehearsal::Rehearsal;
 use super::support::*;
 use serde_json::Value;
+use std::io::{Read, Write};
+use std::time::Duration;
 
 /// The Grafana dashboard is JSON whose queries name only metrics
 /// src/web/metrics.rs exports, and it shows what the issue lists.
@@ -129,4 +132,47 @@ fn prometheus_config_scrapes_the_master() {
         targets.contains(&web),
         "a scrape target at the master's web address {web}: {targets:?}"
     );
+}
+
+/// What Prometheus would get: the rehearsal's master (the units' command
+/// line) scraped while its swarm runs has every metric the dashboard queries.
+#[test]
+fn a_running_masters_metrics_hold_the_dashboards() {
+    let wanted = metric_names(&read(&deploy_dir().join("grafana/locusta-dashboard.json")));
+    let mut rehearsal = Rehearsal::start("scrape", 1, "4s");
+    let line = rehearsal.wait_line("local-cluster: http://", Duration::from_secs(30));
+    let url = line.split(' ').nth(1).unwrap().to_string();
+    // Users spawn at once (spawn rate = users): after 2 s requests are counted.
+    std::thread::sleep(Duration::from_secs(2));
+    let scraped = http_get(&url);
+    let status = rehearsal.wait(Duration::from_secs(60));
+    assert!(status.success(), "{}", rehearsal.logs());
+    assert!(scraped.starts_with("HTTP/1.1 200"), "GET {url}:\n{scraped}");
+    let have = metric_names(&scraped);
+    let missing: Vec<&String> = wanted.iter().filter(|n| !have.contains(*n)).collect();
+    assert!(
+        missing.is_empty(),
+        "GET {url} lacks {missing:?}:\n{scraped}"
+    );
+}
+
+/// One plain HTTP/1.1 GET on 127.0.0.1, the whole answer as text.
+fn http_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "tests stay on 127.0.0.1: {url}"
+    );
+    let mut s =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
 }

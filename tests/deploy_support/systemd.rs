@@ -4,6 +4,7 @@
 //! units' command lines. Part of `tests/deploy.rs`.
 
 use super::common;
+use super::rehearsal::Rehearsal;
 use super::support::*;
 use super::TOOL_LIMIT;
 use std::collections::BTreeSet;
@@ -111,44 +112,12 @@ fn local_cluster_passes_shellcheck() {
 /// zero exit, and none of its processes left afterwards.
 #[test]
 fn local_cluster_runs_a_master_and_two_workers() {
-    use std::os::unix::process::CommandExt;
     let bin = env!("CARGO_BIN_EXE_locusta");
-    let dir = scratch("local-cluster");
-    let port = common::dead_port();
-    let mut cmd = Command::new(deploy_dir().join("local-cluster.sh"));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOCUSTA_")) {
-        cmd.env_remove(k);
-    }
-    cmd.arg("2")
-        .env("LOCUSTA_BIN", bin)
-        .env("LOCUSTA_LOCAL_RUN_TIME", "5s")
-        .env("LOCUSTA_LOCAL_DIR", &dir)
-        .env("LOCUSTA_LOCAL_MASTER_PORT", port.to_string())
-        // Its own process group: whatever it started is findable afterwards.
-        .process_group(0);
-    let out = dir.join("stdout");
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
-        .spawn()
-        .expect("run deploy/local-cluster.sh");
-    let pgid = child.id() as i32;
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            // SAFETY: kill(2) on the process group this test created.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            let _ = child.wait();
-            panic!("local-cluster.sh did not finish in 90 s\n{}", read(&out));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let printed = read(&out);
-    let logs = format!("{printed}\nstderr:\n{}", read(&dir.join("stderr")));
+    let mut rehearsal = Rehearsal::start("local-cluster", 2, "5s");
+    let status = rehearsal.wait(Duration::from_secs(90));
+    let printed = rehearsal.stdout();
+    let logs = rehearsal.logs();
+    let dir = rehearsal.dir.clone();
     assert!(
         status.success(),
         "local-cluster.sh 2 failed: {status}\n{logs}"
@@ -227,22 +196,8 @@ fn local_cluster_runs_a_master_and_two_workers() {
     }
 
     // Nothing it started outlives it.
-    let mut left = true;
-    for _ in 0..40 {
-        // SAFETY: signal 0 only asks whether any process of the group exists.
-        left = unsafe { libc::kill(-pgid, 0) } == 0;
-        if !left {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if left {
-        // SAFETY: as above; clean up before failing.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    }
     assert!(
-        !left,
+        !rehearsal.left_behind(),
         "processes of local-cluster.sh still running after it exited\n{logs}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -139,7 +139,7 @@ fn prometheus_config_scrapes_the_master() {
 #[test]
 fn a_running_masters_metrics_hold_the_dashboards() {
     let wanted = metric_names(&read(&deploy_dir().join("grafana/locusta-dashboard.json")));
-    let mut rehearsal = Rehearsal::start("scrape", 1, "4s");
+    let mut rehearsal = Rehearsal::start("scrape", 1, "6s");
     let line = rehearsal.wait_line("local-cluster: http://", Duration::from_secs(30));
     let url = line.split(' ').nth(1).unwrap().to_string();
     // Users spawn at once (spawn rate = users): after 2 s requests are counted.

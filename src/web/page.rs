@@ -37,7 +37,7 @@ pub fn render(ctx: &WebContext) -> String {
     let defaults = json!({
         "user_count": cfg.users,
         "spawn_rate": cfg.spawn_rate,
-        "host": cfg.target_label,
+        "host": crate::headless::target_host(cfg),
         "run_time": cfg.run_time.map_or(String::new(), |t| format!("{}s", t.as_secs())),
     });
     // The config sits in a <script> element: a `</` inside a string (a host

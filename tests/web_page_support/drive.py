@@ -128,6 +128,7 @@ def drive(page, expected_workers):
     page.driver.get(page.url)
     page.until("state ready", lambda: page.state() == "ready")
     page.until("the start form", lambda: page.el("#start-form").is_displayed())
+    page.until(f"{expected_workers} workers connected", lambda: page.text("#worker-count") == str(expected_workers))
     path = page.js("return location.pathname")
     assert path.endswith("/"), f"page did not move below its base path: {path}"
     log("start form", path=path, host=page.el("#start-host").get_attribute("value"), shot=page.shot("start-form"))

@@ -34,11 +34,12 @@ WAIT = 15  # seconds any one step may take
 
 # In the page: does each chart's canvas hold pixels of its first series'
 # colour (a drawn line, not just axes and grid)? -> [[id, points, pixels]]
+# arguments[0]: another colour to count instead (the check's control).
 CHART_PIXELS_JS = """
 return [...document.querySelectorAll('.chart')].map((el) => {
   const canvas = el.querySelector('canvas');
   if (!canvas || !el.dataset.color) return [el.id, 0, 0];
-  const hex = el.dataset.color;
+  const hex = arguments[0] || el.dataset.color;
   const want = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
   const img = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
   let hits = 0;
@@ -163,7 +164,12 @@ def drive(page, expected_workers):
         charts = page.js(CHART_PIXELS_JS)
         return charts if len(charts) == 3 and all(p >= 3 and hits > 20 for _, p, hits in charts) else None
 
-    log("charts", charts=page.until("3 charts with drawn series", drawn), shot=page.shot("charts"))
+    charts = page.until("3 charts with drawn series", drawn)
+    # The control: a colour no chart uses is found nowhere, so the count
+    # above saw lines, not a canvas that matches anything.
+    control = page.js(CHART_PIXELS_JS, "#00e5ff")
+    assert all(hits == 0 for _, _, hits in control), f"unused colour found in charts: {control}"
+    log("charts", charts=charts, shot=page.shot("charts"))
 
     # 5. Failures (the script's 404s) and exceptions (its Lua error).
     page.tab("failures")

@@ -3,7 +3,7 @@
 Called by tests/web_page.rs with the page's URL and a directory for
 screenshots: open the page, start a swarm from the form, see the stats
 table fill, the charts draw, the failures, exceptions and workers tabs fill,
-raise the users from the edit form, stop. One screenshot per step
+raise the users from the edit form, stop, reset the stats. One screenshot per step
 (NN-step.png), and failed.png with the browser's console on a failure.
 
 Needs Python `selenium` (pinned in .ci/run), `/usr/bin/chromium` and
@@ -211,6 +211,11 @@ def drive(page, expected_workers):
     page.until("state stopped", lambda: page.state() == "stopped", timeout=WAIT + 10)
     page.until("the new test button", lambda: page.el("#new-button").is_displayed())
     log("stopped", state=page.state(), users=page.text("#users"), shot=page.shot("stopped"))
+
+    # 10. Reset stats: with no load left, the counts go to zero.
+    page.el("#reset-button").click()
+    page.until("Aggregated back to 0 requests", lambda: page.stats_rows()[-1][1:3] == ["Aggregated", "0"])
+    log("reset", rows=page.stats_rows(), shot=page.shot("reset"))
 
 
 def main():

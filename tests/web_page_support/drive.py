@@ -134,10 +134,18 @@ def drive(page, expected_workers):
     assert path.endswith("/"), f"page did not move below its base path: {path}"
     log("start form", path=path, host=page.el("#start-host").get_attribute("value"), shot=page.shot("start-form"))
 
-    # 2. Start a swarm from the form.
+    # 2. A bad value gets the server's message, and nothing starts; then
+    # start a swarm from the form.
     page.fill("#start-users", 4)
     page.fill("#start-rate", 100)
+    page.fill("#start-run-time", "soon")
     page.el("#start-button").click()
+    page.until("the run_time message", lambda: "run_time" in page.text("#message"))
+    assert page.state() == "ready", f"a bad run_time started the run: {page.state()}"
+    log("bad value", message=page.text("#message"), shot=page.shot("bad-value"))
+    page.el("#start-run-time").clear()
+    page.el("#start-button").click()
+    page.until("the message to clear", lambda: not page.el("#message").is_displayed())
     page.until("state spawning or running", lambda: page.state() in ("spawning", "running"))
     page.until("the start form to hide", lambda: not page.el("#start").is_displayed())
     page.until("4 users", lambda: page.text("#users") == "4")

@@ -48,16 +48,18 @@
   // ---- posting to the API ----------------------------------------------
 
   // POST a form (url-encoded, as Locust's own page does). Resolves with the
-  // parsed JSON (or text); rejects with the server's message on an HTTP
-  // error or a `{"success": false, "message": ...}` answer.
+  // parsed JSON (or text, e.g. "ok"); rejects with the server's message on
+  // an HTTP error (a 400 names the bad field) or a `"success": false`.
   async function post(path, form) {
     const body = form ? new URLSearchParams(new FormData(form)) : undefined;
     const resp = await fetch(path, { method: "POST", body });
     const text = await resp.text();
-    if (!resp.ok) throw new Error(`${path}: ${resp.status} ${text || resp.statusText}`);
     let answer = text;
-    try { answer = JSON.parse(text); } catch (e) { /* plain text, e.g. "ok" */ }
-    if (answer && answer.success === false) throw new Error(`${path}: ${answer.message}`);
+    try { answer = JSON.parse(text); } catch (e) { /* plain text */ }
+    if (!resp.ok || (answer && answer.success === false)) {
+      const why = (answer && answer.message) || text || `${resp.status} ${resp.statusText}`;
+      throw new Error(`${path}: ${why}`);
+    }
     return answer;
   }
 

@@ -370,3 +370,37 @@ fn a_master_with_two_workers_driven_through_the_api() {
         .unwrap()
         .contains("Aggregated"));
 }
+
+#[test]
+fn autostart_runs_for_its_run_time_then_keeps_serving() {
+    let server = TestServer::start(|_| ok("x"));
+    let dir = temp_dir("web-api-autostart");
+    let html = dir.join("report.html");
+    let mut p = Proc::spawn(
+        &dir,
+        "locusta",
+        locusta()
+            .args(["--autostart", "-u", "2", "-r", "100", "-t", "2s"])
+            .args(["--web-port", "0", "--shards", "1", "--only-summary"])
+            .args(["--html", html.to_str().unwrap()])
+            .arg(server.url("/")),
+    );
+    let addr = web_addr(|| p.stderr(), LIMIT);
+    wait_stats(addr, "", LIMIT, "autostarted", |s| {
+        s["user_count"] == 2 && requests_of(s) > 0
+    });
+    let s = wait_stats(addr, "", LIMIT, "stopped by -t", |s| {
+        s["state"] == "stopped"
+    });
+    assert!(requests_of(&s) > 0);
+    // Still serving after the stop (Locust's UI stays up): a new swarm runs.
+    std::thread::sleep(Duration::from_millis(500));
+    let r = post_form(addr, "/swarm", "user_count=1&spawn_rate=10");
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_stats(addr, "", LIMIT, "restarted", |s| s["user_count"] == 1);
+    p.signal(SIGTERM);
+    let status = p.wait(LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", p.stderr());
+    let report = std::fs::read_to_string(&html).expect("--html written at exit");
+    assert!(report.contains("Aggregated"));
+}

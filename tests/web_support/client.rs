@@ -121,16 +121,22 @@ pub fn post_form(addr: SocketAddr, path: &str, form: &str) -> Resp {
 /// The address in `Web UI and API on http://ADDR/...` once it shows in
 /// `log()` (a process's stderr so far), or panic after `limit`.
 pub fn web_addr(log: impl Fn() -> String, limit: Duration) -> SocketAddr {
+    web_addr_from(log, "Web UI and API on http://", limit)
+}
+
+/// As [`web_addr`], after another prefix (Locust's `Starting web interface
+/// at http://`).
+pub fn web_addr_from(log: impl Fn() -> String, prefix: &str, limit: Duration) -> SocketAddr {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         let text = log();
-        if let Some(rest) = text.split("Web UI and API on http://").nth(1) {
-            let addr = rest.split('/').next().unwrap();
+        if let Some(rest) = text.split(prefix).nth(1) {
+            let addr = rest.split(['/', ' ', ',', '\n']).next().unwrap();
             return addr.parse().expect("an address in the log line");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("no `Web UI and API on` line within {limit:?}:\n{}", log());
+    panic!("no `{prefix}` line within {limit:?}:\n{}", log());
 }
 
 /// Poll `GET /stats/requests` until `ok` holds for it, or panic with the

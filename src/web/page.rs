@@ -32,7 +32,7 @@ pub fn handle(req: &WebRequest, ctx: &WebContext) -> Option<WebResponse> {
 }
 
 /// The page with the start form's defaults and every asset filled in.
-pub fn render(ctx: &WebContext) -> String {
+fn render(ctx: &WebContext) -> String {
     let cfg = &ctx.cfg;
     let defaults = json!({
         "user_count": cfg.users,

@@ -196,7 +196,7 @@
   function renderWorkers(workers) {
     fill("workers-table", workers, (w) => [
       [w.id], [w.state], [String(w.user_count), "num"], [fmt(w.cpu_usage, 1), "num"],
-      [fmt(w.memory_usage / 1e6, 1), "num"],
+      [typeof w.memory_usage === "number" ? fmt(w.memory_usage / 1e6, 1) : "", "num"],
     ]);
   }
 

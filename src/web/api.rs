@@ -45,8 +45,9 @@ pub fn handle(req: &WebRequest, ctx: &WebContext) -> WebResponse {
     let (ok, resp): (bool, fn(&WebRequest, &WebContext) -> WebResponse) = match req.path.as_str() {
         "/swarm" => (post, swarm),
         "/stop" => (post, stop),
-        // Locust 2.47 takes POST; GET too, as older Locust UIs sent it.
-        "/stats/reset" => (post || get, reset),
+        // Locust 2.47 takes POST; GET too, as older Locust UIs sent it
+        // (not HEAD: a HEAD must change nothing).
+        "/stats/reset" => (post || *method == Method::GET, reset),
         "/stats/requests" => (get, stats_json::requests),
         "/exceptions" => (get, stats_json::exceptions),
         "/tasks" => (get, stats_json::tasks),

@@ -29,6 +29,9 @@ use crate::config::Role;
 use crate::engine::{RunControl, RunState, Workload};
 
 pub use form::{parse_form, FormError};
+/// For the page and `/metrics`: Locust's state names and the body of
+/// `/stats/requests`, so every endpoint says the same.
+pub use stats_json::{requests_json, state_name};
 
 /// Users one `/swarm` may ask for, whatever the machine (a master's users
 /// live on workers; a standalone run is also checked against memory).

@@ -378,6 +378,31 @@ mod tests {
     use crate::stats::HistoryPoint;
 
     #[test]
+    fn history_points_fill_what_they_keep_and_mark_the_rest() {
+        let point = |t, users| HistoryPoint {
+            unix_time: t,
+            user_count: users,
+            rps: 10.5,
+            fail_per_sec: 0.5,
+            p50_ms: 1.5,
+            p95_ms: 9.0,
+            p99_ms: 12.25,
+        };
+        let csv = history_points_csv(&[point(100, 0), point(101, 3)]);
+        let lines: Vec<&str> = csv.split(EOL).filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines[0], HISTORY_HEADER);
+        // The second with no users is skipped, as the --csv history does.
+        assert_eq!(lines.len(), 2, "{csv}");
+        let cells: Vec<&str> = lines[1].split(',').collect();
+        assert_eq!(cells.len(), HISTORY_HEADER.split(',').count());
+        assert_eq!(
+            &cells[..7],
+            ["101", "3", "", "Aggregated", "10.500000", "0.500000", "1.5"]
+        );
+        assert_eq!((cells[11], cells[13], cells[8]), ("9", "12.25", "N/A"));
+    }
+
+    #[test]
     fn headers_are_locusts_character_for_character() {
         // Copied from shared/reference/locust.md section 2.1.
         let stats = "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%";

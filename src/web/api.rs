@@ -29,6 +29,9 @@ use crate::config::Role;
 use crate::engine::{RunControl, RunState, Workload};
 
 pub use form::{parse_form, FormError};
+/// For the page and `/metrics`: Locust's state names and the body of
+/// `/stats/requests`, so every endpoint says the same.
+pub use stats_json::{requests_json, state_name};
 
 /// Users one `/swarm` may ask for, whatever the machine (a master's users
 /// live on workers; a standalone run is also checked against memory).
@@ -45,8 +48,9 @@ pub fn handle(req: &WebRequest, ctx: &WebContext) -> WebResponse {
     let (ok, resp): (bool, fn(&WebRequest, &WebContext) -> WebResponse) = match req.path.as_str() {
         "/swarm" => (post, swarm),
         "/stop" => (post, stop),
-        // Locust 2.47 takes POST; GET too, as older Locust UIs sent it.
-        "/stats/reset" => (post || get, reset),
+        // Locust 2.47 takes POST; GET too, as older Locust UIs sent it
+        // (not HEAD: a HEAD must change nothing).
+        "/stats/reset" => (post || *method == Method::GET, reset),
         "/stats/requests" => (get, stats_json::requests),
         "/exceptions" => (get, stats_json::exceptions),
         "/tasks" => (get, stats_json::tasks),

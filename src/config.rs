@@ -275,6 +275,12 @@ impl RunConfig {
         })
     }
 
+    /// Keep per-second histograms for "current" percentiles: the full
+    /// history CSV, and the web API's `current_response_time_percentiles`.
+    pub fn keep_window(&self) -> bool {
+        self.csv_full_history || self.web.is_some()
+    }
+
     /// The engine this run needs; `delta_tap` for a cluster worker.
     pub fn engine_config(
         &self,
@@ -287,7 +293,7 @@ impl RunConfig {
             workload: self.workload.clone(),
             classes: self.classes.clone(),
             stop_timeout: self.stop_timeout,
-            keep_window: self.csv_full_history,
+            keep_window: self.keep_window(),
             // A worker writes no reports: its master keeps the log.
             intervals: self.reports.hdr_log.is_some() && delta_tap.is_none(),
             delta_tap,

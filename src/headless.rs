@@ -5,9 +5,10 @@
 //! It drives the run only through [`RunControl`], so it works the same on a
 //! local engine and on a cluster master.
 //!
-//! The end of a run (`stop_and_wait`, `finish`) and the CSV files
-//! (`open_csv`, `write_csv`) are shared with the dashboard front end, so
-//! both end a run the same way.
+//! The end of a run (`stop_and_wait`, `finish`), the CSV files
+//! (`open_csv`, `write_csv`) and the final report's data (`gather`) are
+//! shared with the dashboard and web front ends, so all end a run the same
+//! way (the web API also renders `/stats/report` from `gather`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -328,8 +329,9 @@ pub(crate) fn finish(
     Ok(code)
 }
 
-/// The final stats and what the reports say about the run.
-fn gather(cfg: &RunConfig, controller: &dyn RunControl) -> report::FinalReport {
+/// The final stats and what the reports say about the run (also the web
+/// API's `/stats/report`, taken while the run goes on).
+pub(crate) fn gather(cfg: &RunConfig, controller: &dyn RunControl) -> report::FinalReport {
     let snap = controller.snapshot();
     let ended = SystemTime::now();
     let started = snap
@@ -375,7 +377,7 @@ fn gather(cfg: &RunConfig, controller: &dyn RunControl) -> report::FinalReport {
 
 /// Where load went: `-H`, else the classes' own hosts, else the raw URLs'
 /// origin (the start-up line's label also names the script).
-fn target_host(cfg: &RunConfig) -> String {
+pub(crate) fn target_host(cfg: &RunConfig) -> String {
     let host = match &cfg.workload {
         Workload::Raw { targets, .. } => targets.first().map(|t| t.origin.clone()),
         Workload::Script {

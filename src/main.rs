@@ -77,6 +77,16 @@ fn main() -> ExitCode {
         report::eprint_line(&format!("error: {e}"));
         return ExitCode::from(USAGE);
     }
+    // The web front end turns the server on without --web.
+    if !describe_only && cfg.web.is_none() && web_front_end(&parsed, &cfg) {
+        match web::WebConfig::from_cli(&parsed.cli, true) {
+            Ok(w) => cfg.web = w,
+            Err(e) => {
+                report::eprint_line(&format!("error: {e}"));
+                return ExitCode::from(USAGE);
+            }
+        }
+    }
     if !describe_only && !matches!(cfg.role, Role::Master { .. }) {
         warn_unresolvable(&cfg);
     }
@@ -221,7 +231,8 @@ fn run(parsed: &Parsed, cfg: &RunConfig) -> anyhow::Result<i32> {
             {
                 // As Locust: a headless or autostarted master waits for its
                 // workers; the dashboard shows them arriving instead.
-                if cfg.headless || cfg.autostart || !std::io::stdout().is_terminal() {
+                // The web front end shows them arriving too.
+                if cfg.headless || cfg.autostart {
                     if let Err(e) =
                         master.wait_for_workers(*expect_workers, *expect_workers_max_wait)
                     {
@@ -323,17 +334,25 @@ fn start_web(
     Ok(Some(server))
 }
 
-/// The dashboard on a terminal, else headless (`--headless`, the demo, or
-/// no terminal to draw on).
+/// Headless with `--headless` or the demo; else the dashboard on a
+/// terminal, or the web front end without one (a container, a service).
 fn front_end(parsed: &Parsed, cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
     if cfg.headless || parsed.cli.demo {
         return headless::run(cfg, control);
     }
-    if !std::io::stdout().is_terminal() {
-        log::warn!("stdout is not a terminal: running headless (pass --headless to say so)");
-        return headless::run(cfg, control);
+    if web_front_end(parsed, cfg) {
+        return web::front::run(cfg, control);
     }
     dashboard::run(cfg, control)
+}
+
+/// Not headless, not the demo, not a worker, and no terminal on stdout:
+/// the web UI is the front end (Locust's default), its server on.
+fn web_front_end(parsed: &Parsed, cfg: &RunConfig) -> bool {
+    !cfg.headless
+        && !parsed.cli.demo
+        && !matches!(cfg.role, Role::Worker { .. })
+        && !std::io::stdout().is_terminal()
 }
 
 /// `--demo`: the built-in target's URLs, and a short, lively run unless the

@@ -175,7 +175,7 @@ impl MasterController {
                 started_at: None,
             },
             stats: {
-                let mut stats = RunStats::new(cfg.csv_full_history);
+                let mut stats = RunStats::new(cfg.keep_window());
                 if cfg.reports.hdr_log.is_some() {
                     stats.enable_intervals();
                 }

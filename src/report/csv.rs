@@ -153,6 +153,36 @@ pub fn history_rows(
     out
 }
 
+/// A history CSV from the run's per-second points alone (the web API's
+/// `/stats/requests_full_history/csv` when no `--csv` file is written):
+/// one Aggregated row per second with users, rates, p50, p95 and p99;
+/// the cells the points do not keep are `N/A`.
+pub fn history_points_csv(points: &[crate::stats::HistoryPoint]) -> String {
+    let mut out = String::from(HISTORY_HEADER) + EOL;
+    let na = || "N/A".to_string();
+    for p in points.iter().filter(|p| p.user_count > 0) {
+        let mut cells = vec![
+            p.unix_time.to_string(),
+            p.user_count.to_string(),
+            String::new(),
+            "Aggregated".to_string(),
+            format!("{:.6}", p.rps),
+            format!("{:.6}", p.fail_per_sec),
+        ];
+        // 50% 66% 75% 80% 90% 95% 98% 99% 99.9% 99.99% 100%
+        let known = [(0, p.p50_ms), (5, p.p95_ms), (7, p.p99_ms)];
+        cells.extend((0..11).map(|i| {
+            known
+                .iter()
+                .find(|(at, _)| *at == i)
+                .map_or_else(na, |(_, v)| ms(*v))
+        }));
+        cells.extend((0..7).map(|_| na()));
+        push_record(&mut out, cells);
+    }
+    out
+}
+
 /// The whole `PREFIX_failures.csv`, most occurrences first.
 pub fn failures_csv(view: &StatsView) -> String {
     let mut out = String::from(FAILURES_HEADER) + EOL;
@@ -346,6 +376,31 @@ mod tests {
     use super::*;
     use crate::report::test_view::sample_view;
     use crate::stats::HistoryPoint;
+
+    #[test]
+    fn history_points_fill_what_they_keep_and_mark_the_rest() {
+        let point = |t, users| HistoryPoint {
+            unix_time: t,
+            user_count: users,
+            rps: 10.5,
+            fail_per_sec: 0.5,
+            p50_ms: 1.5,
+            p95_ms: 9.0,
+            p99_ms: 12.25,
+        };
+        let csv = history_points_csv(&[point(100, 0), point(101, 3)]);
+        let lines: Vec<&str> = csv.split(EOL).filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines[0], HISTORY_HEADER);
+        // The second with no users is skipped, as the --csv history does.
+        assert_eq!(lines.len(), 2, "{csv}");
+        let cells: Vec<&str> = lines[1].split(',').collect();
+        assert_eq!(cells.len(), HISTORY_HEADER.split(',').count());
+        assert_eq!(
+            &cells[..7],
+            ["101", "3", "", "Aggregated", "10.500000", "0.500000", "1.5"]
+        );
+        assert_eq!((cells[11], cells[13], cells[8]), ("9", "12.25", "N/A"));
+    }
 
     #[test]
     fn headers_are_locusts_character_for_character() {

@@ -28,8 +28,8 @@ pub use self::console::{
     exceptions_table, failures_table, format_ms, percent_label, percentile_table, request_table,
 };
 pub use self::csv::{
-    exceptions_csv, failures_csv, history_rows, stats_csv, utc_timestamp, CsvWriter,
-    EXCEPTIONS_HEADER, FAILURES_HEADER, HISTORY_HEADER, STATS_HEADER,
+    exceptions_csv, failures_csv, history_points_csv, history_rows, stats_csv, utc_timestamp,
+    CsvWriter, EXCEPTIONS_HEADER, FAILURES_HEADER, HISTORY_HEADER, STATS_HEADER,
 };
 pub use self::final_report::{FinalReport, OpenModel, RunInfo};
 pub use self::output::{eprint_line, print};

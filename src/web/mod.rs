@@ -18,6 +18,7 @@ mod config;
 mod server;
 
 pub mod api;
+pub mod front;
 pub mod metrics;
 pub mod page;
 

@@ -96,6 +96,9 @@ struct SwarmForm {
     user_count: u32,
     spawn_rate: f64,
     run_time: Option<Duration>,
+    /// locusta's own field for open-model runs (`--arrival-rate`):
+    /// iterations per second; `None` keeps the configured rate.
+    arrival_rate: Option<f64>,
 }
 
 fn swarm(req: &WebRequest, ctx: &WebContext) -> WebResponse {
@@ -114,12 +117,41 @@ fn swarm(req: &WebRequest, ctx: &WebContext) -> WebResponse {
              start it with --autostart or --headless",
         );
     }
-    RUN_TIMER.cancel();
     let control = &ctx.control;
     let running = matches!(
         control.status().state,
         RunState::Spawning | RunState::Running
     );
+    if let Some(configured) = ctx.cfg.open_model {
+        // An open-model run: user_count is the pool, the rate is
+        // --arrival-rate unless the form gives arrival_rate.
+        if running {
+            let Some(rate) = form.arrival_rate else {
+                return refuse(
+                    ctx,
+                    "an open-model run keeps its pool while it runs: send arrival_rate \
+                     (iterations per second) to change its rate, or stop it first",
+                );
+            };
+            RUN_TIMER.cancel();
+            log::info!("web API: changing the arrival rate to {rate}/s");
+            control.set_arrival_rate(rate);
+        } else {
+            RUN_TIMER.cancel();
+            let model = crate::engine::OpenModel {
+                rate: form.arrival_rate.unwrap_or(configured.rate),
+                max_users: form.user_count,
+            };
+            log::info!(
+                "web API: starting an open-model run at {}/s with up to {} user(s)",
+                model.rate,
+                model.max_users
+            );
+            control.start_open(model);
+        }
+        return swarm_started(ctx, form.run_time);
+    }
+    RUN_TIMER.cancel();
     if running {
         log::info!(
             "web API: changing the swarm to {} user(s) at {}/s",
@@ -135,12 +167,17 @@ fn swarm(req: &WebRequest, ctx: &WebContext) -> WebResponse {
         );
         control.start(form.user_count, form.spawn_rate);
     }
+    swarm_started(ctx, form.run_time)
+}
+
+/// Locust's answer to a started swarm; arms the run-time timer.
+fn swarm_started(ctx: &WebContext, run_time: Option<Duration>) -> WebResponse {
     let mut body = json!({
         "success": true,
         "message": "Swarming started",
         "host": configured_host(ctx),
     });
-    if let Some(t) = form.run_time {
+    if let Some(t) = run_time {
         log::info!("Run time limit set to {} seconds", t.as_secs());
         RUN_TIMER.arm(ctx.control.clone(), t);
         body["run_time"] = json!(t.as_secs());
@@ -207,11 +244,30 @@ fn check_swarm(fields: &[(String, String)], ctx: &WebContext) -> Result<SwarmFor
     if let Some(host) = field("host") {
         check_host(host, ctx)?;
     }
+    let arrival_rate = match field("arrival_rate") {
+        None | Some("") => None,
+        Some(v) => match v.parse::<f64>() {
+            Ok(r) if r.is_finite() && r > 0.0 && r <= crate::engine::MAX_ARRIVAL_RATE => Some(r),
+            _ => {
+                return Err(format!(
+                "invalid arrival_rate value: {v:?} (iterations per second, above 0 and at most {})",
+                crate::engine::MAX_ARRIVAL_RATE
+            ))
+            }
+        },
+    };
+    if arrival_rate.is_some() && ctx.cfg.open_model.is_none() {
+        return Err(
+            "arrival_rate applies to open-model runs only (start locusta with --arrival-rate)"
+                .into(),
+        );
+    }
     fits(user_count, ctx)?;
     Ok(SwarmForm {
         user_count,
         spawn_rate,
         run_time,
+        arrival_rate,
     })
 }
 
@@ -366,7 +422,8 @@ mod tests {
             SwarmForm {
                 user_count: 10,
                 spawn_rate: 2.5,
-                run_time: Some(Duration::from_secs(5400))
+                run_time: Some(Duration::from_secs(5400)),
+                arrival_rate: None,
             }
         );
     }

@@ -83,7 +83,7 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
     });
     drop(logs);
 
-    let (mut csv, mut hdr, mut hdr_ok, shape_failed) = match ticked {
+    let (mut csv, mut hdr, hdr_ok, shape_failed) = match ticked {
         Ok(Ok(files)) => files,
         Ok(Err(e)) => return Err(e),
         Err(panic) => std::panic::resume_unwind(panic),
@@ -95,19 +95,7 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
         Ok(_) => log::info!("Quitting: stopping and writing reports"),
         Err(e) => log::error!("the dashboard failed: {e}; stopping and writing reports"),
     }
-    if matches!(
-        control.status().state,
-        RunState::Spawning | RunState::Running | RunState::Stopping
-    ) {
-        headless::stop_and_wait(cfg, control);
-    }
-    hdr_ok &= headless::write_hdr_log(&mut hdr, control, true);
-    let mut code = headless::finish(cfg, control, csv.as_mut())?;
-    if (!hdr_ok || shape_failed) && code == 0 {
-        code = 1;
-    }
-    // locusta.quit(n) / os.exit(n) chose the exit status.
-    Ok(crate::script::quit_requested().unwrap_or(code))
+    headless::end_run(cfg, control, csv.as_mut(), &mut hdr, hdr_ok, shape_failed)
 }
 
 /// Raises its flag when dropped.

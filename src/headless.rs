@@ -133,13 +133,39 @@ pub fn run(cfg: &RunConfig, controller: &dyn RunControl) -> anyhow::Result<i32> 
 
     drop(shape);
     progress::clear();
-    stop_and_wait(cfg, controller);
-    hdr_ok &= write_hdr_log(&mut hdr, controller, true);
-    let mut code = finish(cfg, controller, csv.as_mut())?;
+    end_run(
+        cfg,
+        controller,
+        csv.as_mut(),
+        &mut hdr,
+        hdr_ok,
+        shape_failed,
+    )
+}
+
+/// How every front end (headless, dashboard, web) ends a run: stop the
+/// users if any still run, close the HDR log's last interval, [`finish`],
+/// and the exit code: a failed HDR log or load shape turns a 0 into 1,
+/// and `locusta.quit(n)` / `os.exit(n)` beat everything.
+pub(crate) fn end_run(
+    cfg: &RunConfig,
+    controller: &dyn RunControl,
+    csv: Option<&mut CsvWriter>,
+    hdr: &mut Option<HdrLog>,
+    hdr_ok: bool,
+    shape_failed: bool,
+) -> anyhow::Result<i32> {
+    if !matches!(
+        controller.status().state,
+        RunState::Ready | RunState::Stopped
+    ) {
+        stop_and_wait(cfg, controller);
+    }
+    let hdr_ok = write_hdr_log(hdr, controller, true) && hdr_ok;
+    let mut code = finish(cfg, controller, csv)?;
     if (!hdr_ok || shape_failed) && code == 0 {
         code = 1;
     }
-    // locusta.quit(n) / os.exit(n) chose the exit status.
     Ok(crate::script::quit_requested().unwrap_or(code))
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::config::RunConfig;
-use crate::engine::{RunControl, RunState};
+use crate::engine::RunControl;
 use crate::headless;
 
 const POLL: Duration = Duration::from_millis(50);
@@ -99,14 +99,5 @@ pub fn run(cfg: &RunConfig, control: &dyn RunControl) -> anyhow::Result<i32> {
         }
     }
     drop(shape);
-    // A run never started (READY) or already stopped has nothing to wait for.
-    if !matches!(control.status().state, RunState::Ready | RunState::Stopped) {
-        headless::stop_and_wait(cfg, control);
-    }
-    hdr_ok &= headless::write_hdr_log(&mut hdr, control, true);
-    let mut code = headless::finish(cfg, control, csv.as_mut())?;
-    if (!hdr_ok || shape_failed) && code == 0 {
-        code = 1;
-    }
-    Ok(crate::script::quit_requested().unwrap_or(code))
+    headless::end_run(cfg, control, csv.as_mut(), &mut hdr, hdr_ok, shape_failed)
 }

@@ -13,7 +13,9 @@ Tools: wrk; locusta raw mode (`uring`, `epoll`: the URL on the command line);
 locusta running benches/lua/get.lua (`lua`: one Lua task doing one GET, no
 think time, io_uring); Locust's FastHttpUser running benches/locust_get.py
 (`locust`: the same script shape, one locust process; only when the `locust`
-command or module is installed, `pip install locust`).
+command or module is installed, `pip install locust`); oha (`oha`: `-z
+DURATION -c CONNECTIONS --no-tui` on the same CPU, when installed: `cargo
+install oha --locked`; its requests aborted at the deadline are not errors).
 
 Pipelined mode (`--pipeline 1,16`): wrk with benches/pipeline.lua (wrk's classic
 script: N requests written at once, N responses read) against `locusta --pipeline N`
@@ -52,8 +54,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TLS_TOOLS = ("wrk-tls", "uring-tls", "epoll-tls", "wrk-tls-close", "uring-tls-close", "epoll-tls-close")
-TOOLS = ("wrk", "uring", "epoll", "lua", "locust") + TLS_TOOLS
-DEFAULT_TOOLS = ("wrk", "uring", "epoll", "lua")  # locust: opt in with --tools (it is slow)
+TOOLS = ("wrk", "uring", "epoll", "lua", "oha", "locust") + TLS_TOOLS
+# oha runs when installed (skipped with a note otherwise); locust: opt in with --tools (it is slow)
+DEFAULT_TOOLS = ("wrk", "uring", "epoll", "lua", "oha")
 LUA_SCRIPT = os.path.join(HERE, "lua", "get.lua")
 LOCUST_SCRIPT = os.path.join(HERE, "locust_get.py")
 PIPELINE_SCRIPT = os.path.join(HERE, "pipeline.lua")
@@ -256,6 +259,31 @@ def measure_wrk(wrk, args, url, workdir, rep, depth=1):
     return {"requests": int(m.group(1)), "seconds": secs, "cpu_s": cpu, "errors": errors}
 
 
+def measure_oha(oha, args, url, workdir, rep):
+    """oha on one CPU, as wrk: -z DURATION -c CONNECTIONS, no TUI; counts from its JSON summary."""
+    cmd = ["taskset", "-c", str(args.load_cpu), oha, "-z", f"{args.duration}s",
+           "-c", str(args.connections), "--no-tui", "--output-format", "json", url]
+    code, cpu, out = run_measured(cmd, workdir, f"oha-{rep}", args.duration + 30)
+    with open(out) as f:
+        text = f.read()
+    try:
+        report = json.loads(text[text.index("{"):])
+        codes = report.get("statusCodeDistribution") or {}
+        ok = sum(n for c, n in codes.items() if c.startswith(("2", "3")))
+        # At the deadline oha aborts the requests in flight (one per
+        # connection) and lists them as errors: they are not the target's.
+        aborted = {k: n for k, n in (report.get("errorDistribution") or {}).items()
+                   if k != "aborted due to deadline"}
+        errors = sum(codes.values()) - ok + sum(aborted.values())
+        secs = float(report["summary"]["total"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise RunError(f"oha exited {code} without a JSON summary ({e}):\n{text[-2000:].strip()}")
+    if code != 0:
+        raise RunError(f"oha exited {code}:\n{text[-2000:].strip()}")
+    # Requests that ended (oha cuts in-flight ones at the deadline: not counted).
+    return {"requests": sum(codes.values()), "seconds": secs, "cpu_s": cpu, "errors": errors}
+
+
 def locust_command():
     """How to run Locust here: the `locust` script, else `python3 -m locust`, else None."""
     exe = shutil.which("locust")
@@ -433,6 +461,10 @@ def main():
         missing = [n for n, v in (("nginx", nginx), ("wrk", wrk), ("taskset", which("taskset"))) if not v]
         print(f"missing: {', '.join(missing)}. Install with:\n  {INSTALL_HINT}", file=sys.stderr)
         return 2
+    oha = which("oha")
+    if "oha" in tools and not oha:
+        print("note: skipping oha: not installed (cargo install oha --locked)")
+        tools.remove("oha")
     if "locust" in tools:
         args.locust = locust_command()
         if args.locust is None:
@@ -515,6 +547,8 @@ def main():
                         r = measure_lua(args, url, workdir, rep)
                     elif tool == "locust":
                         r = measure_locust(args, url, workdir, rep)
+                    elif tool == "oha":
+                        r = measure_oha(oha, args, url, workdir, rep)
                     else:
                         piped = ("--pipeline", str(depth)) if depth > 1 else ()
                         r = measure_locusta(tool, args, url, workdir, rep, piped, f"-p{depth}")
@@ -536,6 +570,7 @@ def main():
     summary = {t: summarize(rs) for t, rs in results.items() if rs}
     names = {"wrk": ("wrk", "epoll"), "uring": ("locusta", "io_uring"), "epoll": ("locusta", "epoll"),
              "lua": ("locusta Lua", "io_uring"), "locust": ("Locust", "FastHttpUser"),
+             "oha": ("oha", "tokio"),
              "wrk-tls": ("wrk https", "epoll"), "uring-tls": ("locusta https", "io_uring"),
              "epoll-tls": ("locusta https", "epoll"), "wrk-tls-close": ("wrk https close", "epoll"),
              "uring-tls-close": ("locusta https close", "io_uring"),

@@ -1,13 +1,15 @@
 //! Master CPU per worker count: one real `locusta --master` process and N
 //! scripted workers (`cluster::sim`, real DEALERs in this process), each
-//! sending a heartbeat and a stats report with 20 endpoints (Locust's
+//! sending a heartbeat and a stats report with 20 endpoints (names) (Locust's
 //! fields plus HDR buckets) every second, spread evenly over the second.
 //! Prints the master's CPU time as % of one core over a 10 s window.
 //!
-//! Target: 1,000 workers at 1 Hz under 25 % of one core (Locust's master
-//! saturates a core near 1,300 workers at its 3 s interval).
+//! Targets: 1,000 workers at 1 Hz under 25 % of one core (Locust's master
+//! saturates a core near 1,300 workers at its 3 s interval); 5,000 workers
+//! at 1 Hz with 50 names each under 50 %.
 //!
-//! `cargo bench --bench cluster` (counts: `LOCUSTA_BENCH_WORKERS=10,100,1000`).
+//! `cargo bench --bench cluster` (counts: `LOCUSTA_BENCH_WORKERS=10,100,1000`;
+//! names per report: `LOCUSTA_BENCH_NAMES=50`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -18,6 +20,7 @@ use locusta::cluster::sim::SimWorker;
 use locusta::http::Method;
 use locusta::stats::ShardStats;
 
+/// Names per report unless `LOCUSTA_BENCH_NAMES` says otherwise.
 const ENDPOINTS: usize = 20;
 const MEASURE: Duration = Duration::from_secs(10);
 const WARMUP: Duration = Duration::from_secs(3);
@@ -41,7 +44,10 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    println!("cluster master: {ENDPOINTS} endpoints per report, 1 report + 1 heartbeat per worker per second");
+    println!(
+        "cluster master: {} endpoints per report, 1 report + 1 heartbeat per worker per second",
+        endpoints()
+    );
     for n in counts {
         let (cpu, reports) = measure(n, WARMUP, MEASURE);
         println!(
@@ -52,12 +58,12 @@ fn main() {
     }
 }
 
-/// One stats report as a worker would send it: 20 endpoints, ~50
+/// One stats report as a worker would send it: `endpoints()` names, ~50
 /// requests each at varied latencies.
 fn report_payload(sim: &SimWorker, seed: u64) -> Vec<u8> {
     let mut shard = ShardStats::new();
     let mut x = seed | 1;
-    for e in 0..ENDPOINTS {
+    for e in 0..endpoints() {
         let id = shard.entry(Method::Get, &format!("/api/endpoint/{e}"));
         for _ in 0..50 {
             x ^= x << 13;
@@ -70,6 +76,13 @@ fn report_payload(sim: &SimWorker, seed: u64) -> Vec<u8> {
     builder.add(&shard.take_delta());
     let report = builder.take_report(SystemTime::now(), vec![("raw".into(), 1)], 1);
     encode(&WorkerMessage::Stats(Box::new(report)).to_message(&sim.node_id))
+}
+
+fn endpoints() -> usize {
+    std::env::var("LOCUSTA_BENCH_NAMES")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(ENDPOINTS)
 }
 
 fn heartbeat(sim: &SimWorker) -> Vec<u8> {

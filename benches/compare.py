@@ -17,6 +17,13 @@ command or module is installed, `pip install locust`); oha (`oha`: `-z
 DURATION -c CONNECTIONS --no-tui` on the same CPU, when installed: `cargo
 install oha --locked`; its requests aborted at the deadline are not errors).
 
+A realistic script (opt in): `shop` runs benches/lua/shop.lua (the shop
+example's mix with no think time: login with a cookie and a token, JSON
+bodies, `name=`, `catch_response`, a 1 KB JSON list parsed by the script)
+against the shop locations of benches/nginx.conf; `locust-shop` runs its
+FastHttpUser twin, benches/locust_shop.py. Their `vs wrk` is against wrk's
+plain GET of the same server (wrk cannot run the mix).
+
 Pipelined mode (`--pipeline 1,16`): wrk with benches/pipeline.lua (wrk's classic
 script: N requests written at once, N responses read) against `locusta --pipeline N`
 (uring, epoll), at each depth; depth 1 is plain wrk and plain locusta. It prints
@@ -54,11 +61,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TLS_TOOLS = ("wrk-tls", "uring-tls", "epoll-tls", "wrk-tls-close", "uring-tls-close", "epoll-tls-close")
-TOOLS = ("wrk", "uring", "epoll", "lua", "oha", "locust") + TLS_TOOLS
+SHOP_TOOLS = ("shop", "locust-shop")
+TOOLS = ("wrk", "uring", "epoll", "lua", "oha", "locust") + SHOP_TOOLS + TLS_TOOLS
 # oha runs when installed (skipped with a note otherwise); locust: opt in with --tools (it is slow)
 DEFAULT_TOOLS = ("wrk", "uring", "epoll", "lua", "oha")
 LUA_SCRIPT = os.path.join(HERE, "lua", "get.lua")
 LOCUST_SCRIPT = os.path.join(HERE, "locust_get.py")
+SHOP_SCRIPT = os.path.join(HERE, "lua", "shop.lua")
+LOCUST_SHOP_SCRIPT = os.path.join(HERE, "locust_shop.py")
 PIPELINE_SCRIPT = os.path.join(HERE, "pipeline.lua")
 PIPELINE_TOOLS = ("wrk", "uring", "epoll")  # raw mode only: a Lua script writes one request at a time
 INSTALL_HINT = "apt-get install -y wrk nginx-light"
@@ -342,22 +352,23 @@ def tls_negotiated(workdir, since):
             f"{reused / total:.0%} of requests on resumed sessions")
 
 
-def measure_lua(args, url, workdir, rep):
-    prefix = os.path.join(workdir, f"run-lua-{rep}")
+def measure_lua(args, url, workdir, rep, script=LUA_SCRIPT, tag="lua"):
+    prefix = os.path.join(workdir, f"run-{tag}-{rep}")
     c = str(args.connections)
-    cmd = ["taskset", "-c", str(args.load_cpu), args.bin, "-f", LUA_SCRIPT, "-H", url.rstrip("/"),
+    cmd = ["taskset", "-c", str(args.load_cpu), args.bin, "-f", script, "-H", url.rstrip("/"),
            "--headless", "-u", c, "-r", c, "-t", f"{args.duration}s", "--shards", "1",
            "--io", "uring", "--only-summary", "--csv", prefix]
-    return measure_csv(cmd, "locusta -f get.lua", prefix, args, workdir, f"locusta-lua-{rep}")
+    return measure_csv(cmd, f"locusta -f {os.path.basename(script)}", prefix, args, workdir,
+                       f"locusta-{tag}-{rep}")
 
 
-def measure_locust(args, url, workdir, rep):
-    prefix = os.path.join(workdir, f"run-locust-{rep}")
+def measure_locust(args, url, workdir, rep, script=LOCUST_SCRIPT, tag="locust"):
+    prefix = os.path.join(workdir, f"run-{tag}-{rep}")
     c = str(args.connections)
-    cmd = ["taskset", "-c", str(args.load_cpu), *args.locust, "-f", LOCUST_SCRIPT, "--headless",
+    cmd = ["taskset", "-c", str(args.load_cpu), *args.locust, "-f", script, "--headless",
            "-u", c, "-r", c, "-t", f"{args.duration}s", "-H", url.rstrip("/"),
            "--csv", prefix, "--only-summary"]
-    return measure_csv(cmd, "locust", prefix, args, workdir, f"locust-{rep}")
+    return measure_csv(cmd, "locust", prefix, args, workdir, f"{tag}-{rep}")
 
 
 def measure_csv(cmd, label, prefix, args, workdir, name):
@@ -465,19 +476,21 @@ def main():
     if "oha" in tools and not oha:
         print("note: skipping oha: not installed (cargo install oha --locked)")
         tools.remove("oha")
-    if "locust" in tools:
+    if {"locust", "locust-shop"} & set(tools):
         args.locust = locust_command()
         if args.locust is None:
             print("note: skipping locust: neither the `locust` command nor the module is installed "
                   "(pip install locust)")
-            tools.remove("locust")
+            tools = [t for t in tools if not t.startswith("locust")]
             if not tools:
                 return 2
-    for script in [LUA_SCRIPT] * ("lua" in tools) + [LOCUST_SCRIPT] * ("locust" in tools):
+    scripts = {"lua": LUA_SCRIPT, "locust": LOCUST_SCRIPT, "shop": SHOP_SCRIPT,
+               "locust-shop": LOCUST_SHOP_SCRIPT}
+    for script in [scripts[t] for t in tools if t in scripts]:
         if not os.path.isfile(script):
             print(f"missing {script}", file=sys.stderr)
             return 2
-    if any(t in ("uring", "epoll", "lua") for t in tools):
+    if any(t in ("uring", "epoll", "lua", "shop") for t in tools):
         if not (os.path.isfile(args.bin) and os.access(args.bin, os.X_OK)):
             print(f"locusta binary not found at {args.bin}: run `cargo build --release` first, "
                   f"pass --bin PATH, or measure wrk alone with --tools wrk", file=sys.stderr)
@@ -547,6 +560,10 @@ def main():
                         r = measure_lua(args, url, workdir, rep)
                     elif tool == "locust":
                         r = measure_locust(args, url, workdir, rep)
+                    elif tool == "shop":
+                        r = measure_lua(args, url, workdir, rep, SHOP_SCRIPT, "shop")
+                    elif tool == "locust-shop":
+                        r = measure_locust(args, url, workdir, rep, LOCUST_SHOP_SCRIPT, "locust-shop")
                     elif tool == "oha":
                         r = measure_oha(oha, args, url, workdir, rep)
                     else:
@@ -570,6 +587,7 @@ def main():
     summary = {t: summarize(rs) for t, rs in results.items() if rs}
     names = {"wrk": ("wrk", "epoll"), "uring": ("locusta", "io_uring"), "epoll": ("locusta", "epoll"),
              "lua": ("locusta Lua", "io_uring"), "locust": ("Locust", "FastHttpUser"),
+             "shop": ("locusta shop.lua", "io_uring"), "locust-shop": ("Locust shop", "FastHttpUser"),
              "oha": ("oha", "tokio"),
              "wrk-tls": ("wrk https", "epoll"), "uring-tls": ("locusta https", "io_uring"),
              "epoll-tls": ("locusta https", "epoll"), "wrk-tls-close": ("wrk https close", "epoll"),
@@ -616,7 +634,7 @@ def main():
         doc = {
             "config": {"connections": args.connections, "duration_s": args.duration,
                        "repeat": args.repeat, "target_cpu": args.target_cpu,
-                       "load_cpu": args.load_cpu, "bin": args.bin if {"uring", "epoll", "lua"} & set(tools) else None,
+                       "load_cpu": args.load_cpu, "bin": args.bin if {"uring", "epoll", "lua", "shop"} & set(tools) else None,
                        "body_bytes": 200},
             "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
                         "nginx": subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()},

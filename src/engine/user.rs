@@ -347,4 +347,23 @@ mod tests {
         b.reset();
         assert_eq!(b.step(), BACKOFF_FIRST);
     }
+
+    /// The raw loop's future is what every raw user's task carries and what
+    /// each poll walks through: the rare parts (connect, TLS handshake) and
+    /// the request deadline are boxed so it stays small: 1,664 bytes on
+    /// 2026-12-07 (x86_64), most of it the connection and the pinned write
+    /// and read ops of `exchange`. The bound catches growth, not noise.
+    #[test]
+    fn raw_loop_future_stays_small() {
+        let targets = [crate::http::Target::parse("http://127.0.0.1:1/").unwrap()];
+        let mut stats = ShardStats::new();
+        let options = super::super::RawOptions::default();
+        let plan =
+            super::super::raw::build_plan(&targets, &options, ClientConfig::default(), &mut stats);
+        let stats = Rc::new(RefCell::new(stats));
+        let fut = run_raw_user(Rc::new(plan), stats, Rc::default(), 0);
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("run_raw_user future: {size} bytes");
+        assert!(size <= 2048, "the raw loop's future grew to {size} bytes");
+    }
 }

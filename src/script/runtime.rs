@@ -46,11 +46,12 @@ mod watchdog;
 pub use errors::error_text;
 use errors::{load_error, split_traceback};
 pub use shape::ShapeScript;
-pub(crate) use state::nested_error;
 use state::State;
+pub(crate) use state::{describe_value as describe, nested_error};
 pub(crate) use stop::kill_point;
 use stop::{stop_ptr, StopHandle};
-use watchdog::{Watchdog, Watched};
+pub(crate) use watchdog::Watchdog;
+use watchdog::Watched;
 
 /// Registry key of the `request` event's listeners (a sequence of
 /// functions; the client calls them per request only when non-empty).

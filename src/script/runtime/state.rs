@@ -187,6 +187,7 @@ fn build(
             nested: nested.clone(),
         }),
     )?;
+    crate::script::tcp::install(lua, &module)?;
 
     let native = lua.create_table()?;
     native.set("request_listeners", &listeners)?;
@@ -359,10 +360,11 @@ fn build(
     )?;
     native.set(
         "close_client",
-        lua.create_function(|_, ud: mlua::AnyUserData| {
+        lua.create_function(|lua, ud: mlua::AnyUserData| {
             if let Ok(c) = ud.borrow::<client::Client>() {
                 c.close();
             }
+            crate::script::tcp_io::close_user_sockets(lua);
             Ok(())
         })?,
     )?;
@@ -459,7 +461,7 @@ fn exit_code(v: &Value) -> mlua::Result<i32> {
     }
 }
 
-fn describe_value(v: &Value) -> String {
+pub(crate) fn describe_value(v: &Value) -> String {
     match v {
         Value::Number(n) => n.to_string(),
         Value::Integer(i) => i.to_string(),

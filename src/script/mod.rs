@@ -19,6 +19,8 @@
 //! - `limits`: what a script may cost (time without yielding, body size,
 //!   Lua heap), `locusta.quit`'s exit code and `locusta.process_exit_code`.
 //! - `stats`: `locusta.stats`, the run's stats as Locust's `StatsEntry`.
+//! - `fire`: recording a request the script timed itself
+//!   (`locusta.events.request:fire`, `locusta.measure`).
 
 use std::path::PathBuf;
 
@@ -97,6 +99,7 @@ mod client_redirect;
 mod client_request;
 pub mod client_response;
 mod client_sink;
+pub mod fire;
 pub mod json;
 pub mod limits;
 pub mod runtime;

@@ -24,8 +24,7 @@ Echo:task(function(self)
   local msg = "ping " .. math.random(1, 1000000)
   -- locusta.measure times the block and records it under ("TCP", "echo");
   -- an error raised inside is recorded as a failure of that row.
-  local measure = locusta.measure or function(_, _, f) return f() end
-  measure("TCP", "echo", function()
+  locusta.measure("TCP", "echo", function()
     self.conn:send(msg .. "\n")
     local back = self.conn:receive("*l") -- one line, without its "\n"
     if back ~= msg then

@@ -21,6 +21,8 @@
 //! - `stats`: `locusta.stats`, the run's stats as Locust's `StatsEntry`.
 //! - `tcp`, `websocket`: `locusta.tcp` and `client:websocket` (on
 //!   `tcp_io`, the socket core; `websocket_frame`, RFC 6455 framing).
+//! - `fire`: recording a request the script timed itself
+//!   (`locusta.events.request:fire`, `locusta.measure`).
 
 use std::path::PathBuf;
 
@@ -99,6 +101,7 @@ mod client_redirect;
 mod client_request;
 pub mod client_response;
 mod client_sink;
+pub mod fire;
 pub mod json;
 pub mod limits;
 pub mod runtime;

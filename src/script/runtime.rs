@@ -48,10 +48,9 @@ use errors::{load_error, split_traceback};
 pub use shape::ShapeScript;
 use state::State;
 pub(crate) use state::{describe_value as describe, nested_error};
-pub(crate) use stop::kill_point;
+pub(crate) use stop::{current_user, kill_point};
 use stop::{stop_ptr, StopHandle};
-pub(crate) use watchdog::Watchdog;
-use watchdog::Watched;
+use watchdog::{Watchdog, Watched};
 
 /// Registry key of the `request` event's listeners (a sequence of
 /// functions; the client calls them per request only when non-empty).

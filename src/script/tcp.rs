@@ -401,7 +401,7 @@ impl UserData for TcpConn {
                 io.wbuf.extend_from_slice(&bytes);
                 match io.flush(deadline(timeout), timeout).await {
                     Ok(()) => {
-                        conn.put(io);
+                        io.put();
                         Ok(bytes.len())
                     }
                     Err(e) => {
@@ -427,13 +427,13 @@ impl UserData for TcpConn {
                     let mut io = conn.take("receive from")?;
                     match receive(&mut io, &pat, this.max, timeout).await {
                         Ok(data) => {
-                            conn.put(io);
+                            io.put();
                             lua.create_string(data)
                         }
                         Err(e) => {
                             match e {
                                 // The stream is still in step: data stays buffered.
-                                RecvFail::Io(IoFail::TimedOut(_)) => conn.put(io),
+                                RecvFail::Io(IoFail::TimedOut(_)) => io.put(),
                                 RecvFail::Closed(_) => conn.close("closed by peer"),
                                 _ => conn.close(format!("receive failed: {e}")),
                             }

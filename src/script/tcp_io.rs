@@ -198,10 +198,16 @@ impl Conn {
         })
     }
 
-    /// The I/O state for one call (give it back with [`put`](Self::put)).
-    pub(super) fn take(&self, what: &str) -> mlua::Result<Box<Io>> {
+    /// The I/O state for one call: give it back with [`Lease::put`]; a
+    /// lease dropped otherwise (the call failed, or a kill dropped the
+    /// call's future mid-way) closes the connection.
+    pub(super) fn take(&self, what: &str) -> mlua::Result<Lease<'_>> {
         if let Some(io) = self.io.borrow_mut().take() {
-            return Ok(io);
+            return Ok(Lease {
+                conn: self,
+                io: Some(io),
+                keep: false,
+            });
         }
         Err(self.error(
             what,
@@ -210,13 +216,6 @@ impl Conn {
                 None => "the connection is in use by another call (one call at a time)".into(),
             },
         ))
-    }
-
-    /// After a call that left the stream usable.
-    pub(super) fn put(&self, io: Box<Io>) {
-        if self.closed.borrow().is_none() {
-            *self.io.borrow_mut() = Some(io);
-        }
     }
 
     /// Close now (dropping the stream closes the socket), remembering why.
@@ -238,6 +237,52 @@ impl Conn {
     }
 }
 
+/// A connection's I/O state, lent to one call.
+pub(super) struct Lease<'a> {
+    conn: &'a Conn,
+    /// `None` only inside `drop`.
+    io: Option<Box<Io>>,
+    keep: bool,
+}
+
+impl Lease<'_> {
+    /// The call left the stream usable: back into the connection.
+    pub(super) fn put(mut self) {
+        self.keep = true;
+    }
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Io;
+    fn deref(&self) -> &Io {
+        match self.io.as_deref() {
+            Some(io) => io,
+            None => unreachable!("a lease's I/O state is taken only when it is dropped"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Io {
+        match self.io.as_deref_mut() {
+            Some(io) => io,
+            None => unreachable!("a lease's I/O state is taken only when it is dropped"),
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let io = self.io.take();
+        if self.keep && !self.conn.is_closed() {
+            *self.conn.io.borrow_mut() = io;
+        } else {
+            self.conn
+                .close("a call on it was interrupted (its user was stopped)");
+        }
+    }
+}
+
 /// The sockets each running user opened, by user, so that the ones its
 /// script did not close are closed when it stops (per shard).
 #[derive(Default)]
@@ -245,8 +290,7 @@ struct UserSockets(RefCell<HashMap<usize, Vec<Weak<Conn>>>>);
 
 /// The user running now, as a key (none outside users: events, tests).
 fn user_key(lua: &mlua::Lua) -> Option<usize> {
-    let dog = lua.app_data_ref::<Rc<super::runtime::Watchdog>>()?;
-    dog.current_user().map(|u| Rc::as_ptr(&u) as usize)
+    super::runtime::current_user(lua).map(|u| Rc::as_ptr(&u) as usize)
 }
 
 /// Remember `conn` as the current user's.

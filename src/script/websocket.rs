@@ -320,7 +320,7 @@ impl WebSocket {
         frame::write_frame(&mut io.wbuf, opcode, &bytes, frame::new_mask());
         match io.flush(deadline(timeout), timeout).await {
             Ok(()) => {
-                conn.put(io);
+                io.put();
                 Ok(())
             }
             Err(e) => {
@@ -346,13 +346,13 @@ impl WebSocket {
         *self.asm.borrow_mut() = asm;
         match result {
             Ok((op, msg)) => {
-                conn.put(io);
+                io.put();
                 let kind = if op == frame::TEXT { "text" } else { "binary" };
                 Ok((lua.create_string(msg)?, kind))
             }
             Err(e) => {
                 match &e {
-                    WsFail::Io(IoFail::TimedOut(_)) => conn.put(io),
+                    WsFail::Io(IoFail::TimedOut(_)) => io.put(),
                     WsFail::Closed(code, _) => {
                         if !self.close_sent.replace(true) {
                             let _ = send_close(&mut io, *code, "", timeout).await;

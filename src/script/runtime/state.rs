@@ -191,6 +191,7 @@ fn build(
 
     let native = lua.create_table()?;
     native.set("request_listeners", &listeners)?;
+    crate::script::fire::install(lua, &native, stats.clone())?;
     // SAFETY: `lua_stopping` only reads a light userdata that run_user's
     // caller made from a live `Rc<StopSignal>` (see `stop_ptr`).
     native.set("stopping", unsafe { lua.create_c_function(lua_stopping)? })?;

@@ -10,38 +10,18 @@
 mod common;
 #[path = "common/line_echo.rs"]
 mod line_echo;
+#[path = "common/script_out.rs"]
+mod script_out;
 #[path = "common/tls_server.rs"]
 mod tls_server;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use line_echo::{ConnServer, LineEcho};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-/// `key=value` lines the script wrote to `out.txt`.
-fn results(dir: &Path) -> HashMap<String, String> {
-    let text = std::fs::read_to_string(dir.join("out.txt")).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// Script prelude: `put(k, v)` writes a result line.
-fn prelude(dir_hint: &str) -> String {
-    format!(
-        r#"local locusta = require "locusta"
-local out = assert(io.open("{dir_hint}/out.txt", "w"))
-local function put(k, v) out:write(k, "=", (tostring(v):gsub("\n", " ")), "\n"); out:flush() end
-local function err(f, ...) local ok, e = pcall(f, ...); return ok and "NO ERROR" or tostring(e) end
-"#
-    )
-}
 
 /// Writes 12 bytes, then closes.
 fn closer() -> ConnServer {
@@ -98,7 +78,7 @@ fn tcp_api_on_both_drivers() {
     for io in ["uring", "epoll"] {
         let dir = common::temp_dir(&format!("tcp-api-{io}"));
         let ca_path = tls_server::write_file(&dir, "ca.pem", &ca.pem());
-        let script = prelude(dir.to_str().unwrap())
+        let script = script_out::lua_prelude(&dir)
             + &format!(
                 r#"
 local U = locusta.user {{ host = "http://127.0.0.1:1", wait_time = locusta.constant(0) }}
@@ -162,7 +142,7 @@ end)
                 ]),
             Duration::from_secs(60),
         );
-        let r = results(&dir);
+        let r = script_out::results(&dir);
         let ctx = format!("{io}: {r:#?}\nstderr: {}", common::text(&out.stderr));
         assert_eq!(r.get("done").map(String::as_str), Some("true"), "{ctx}");
         assert_eq!(out.status.code(), Some(0), "{ctx}");

@@ -12,6 +12,8 @@
 mod common;
 #[path = "common/line_echo.rs"]
 mod line_echo;
+#[path = "common/script_out.rs"]
+mod script_out;
 #[path = "common/ws_echo.rs"]
 mod ws_echo;
 
@@ -21,22 +23,11 @@ use std::time::{Duration, Instant};
 
 use ws_echo::{frame, Mode, WsEcho};
 
-fn results(dir: &Path) -> HashMap<String, String> {
-    let text = std::fs::read_to_string(dir.join("out.txt")).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 /// Run a one-user script whose task body is `body` against `host`.
 fn run_task(name: &str, io: &str, host: &str, body: &str) -> HashMap<String, String> {
     let dir = common::temp_dir(&format!("ws-{name}-{io}"));
     let script = format!(
-        r#"local locusta = require "locusta"
-local out = assert(io.open("{dir}/out.txt", "w"))
-local function put(k, v) out:write(k, "=", (tostring(v):gsub("\n", " ")), "\n"); out:flush() end
-local function err(f, ...) local ok, e = pcall(f, ...); return ok and "NO ERROR" or tostring(e) end
+        r#"{prelude}
 local U = locusta.user {{ wait_time = locusta.constant(0) }}
 U:task(function(self)
 {body}
@@ -44,7 +35,7 @@ U:task(function(self)
   locusta.quit(0)
 end)
 "#,
-        dir = dir.display()
+        prelude = script_out::lua_prelude(&dir)
     );
     let path = dir.join("s.lua");
     std::fs::write(&path, script).unwrap();
@@ -63,7 +54,7 @@ end)
             ]),
         Duration::from_secs(60),
     );
-    let r = results(&dir);
+    let r = script_out::results(&dir);
     assert_eq!(
         r.get("done").map(String::as_str),
         Some("true"),

@@ -57,7 +57,7 @@ pub(super) struct Network {
     pub(super) last_spawn_timestamp: f64,
     /// Workers changed: send everyone their counts again.
     pub(super) redispatch: bool,
-    /// Names warned about once (unknown methods in reports).
+    /// Refused request types warned about (at most [`MAX_WARNED_NAMES`]).
     pub(super) warned: HashSet<String>,
     /// What peers send wrong, logged at most once per kind per 5 s.
     pub(super) warnings: Warnings,
@@ -66,6 +66,18 @@ pub(super) struct Network {
 
 #[path = "network_open.rs"]
 mod open;
+
+/// Distinct refused request types named one by one in the log.
+const MAX_WARNED_NAMES: usize = 256;
+
+fn unknown_type_line(from: &str, name: &str) -> String {
+    format!(
+        "worker {from} reported `{name}`, whose request type locusta cannot record \
+         (not printable, longer than {} bytes, or past {} custom types): not counted",
+        crate::http::method::MAX_CUSTOM_LEN,
+        crate::http::method::MAX_CUSTOM
+    )
+}
 
 /// A peer that has not joined says `client_ready` (a few dozen bytes) or
 /// things that are dropped anyway: anything bigger from it is dropped
@@ -569,10 +581,15 @@ impl Network {
         }
         let (mut delta, unknown) = report.to_delta(SystemTime::now());
         for name in unknown {
-            if self.warned.insert(name.clone()) {
-                log::warn!(
-                    "a worker reported `{name}`, whose method locusta does not know: not counted"
-                );
+            // Each name once while few; past that a peer naming garbage
+            // gets rate-limited lines, not a set that grows with it.
+            if self.warned.len() < MAX_WARNED_NAMES {
+                if self.warned.insert(name.clone()) {
+                    log::warn!("{}", unknown_type_line(from, &name));
+                }
+            } else if !self.warned.contains(&name) {
+                self.warnings
+                    .warn("request type", now, || unknown_type_line(from, &name));
             }
         }
         let mut shared = lock(&self.shared);

@@ -193,12 +193,12 @@ impl OpenReport {
     }
 
     /// The delta the master merges into its `OpenModelStats`; rows whose
-    /// method locusta does not know are left out.
+    /// request type cannot be registered are left out.
     pub fn to_delta(&self, received_at: SystemTime) -> OpenDelta<SparseHistogram> {
         let dropped_by_name = self
             .dropped_by_name
             .iter()
-            .filter_map(|(m, n, c)| Some((Method::parse(m)?, Arc::from(n.as_str()), *c)))
+            .filter_map(|(m, n, c)| Some((Method::intern(m).ok()?, Arc::from(n.as_str()), *c)))
             .collect();
         let corrected = super::report::entries_to_delta(&self.stats, received_at).0;
         OpenDelta {

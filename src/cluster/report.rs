@@ -348,8 +348,9 @@ impl WorkerReport {
 
     /// The report as a delta the master merges: HDR buckets when the worker
     /// sent them, else Locust's rounded ms buckets (at their value in µs).
-    /// Entries whose method is not an HTTP method locusta knows are left
-    /// out and named in the second value, for one warning per name.
+    /// Entries whose request type cannot be registered (a bad name, or
+    /// past the process's bound on custom types, see [`Method::intern`])
+    /// are left out and named in the second value, for a warning.
     ///
     /// `counts.requests` is `num_requests`, `num_none_requests` included
     /// (as Locust counts them); the histogram holds only the timed ones.
@@ -358,7 +359,7 @@ impl WorkerReport {
     pub fn to_delta(&self, received_at: SystemTime) -> (Delta<SparseHistogram>, Vec<String>) {
         let (mut delta, mut unknown) = entries_to_delta(&self.stats, received_at);
         for e in &self.errors {
-            let Some(method) = Method::parse(&e.method) else {
+            let Ok(method) = Method::intern(&e.method) else {
                 unknown.push(format!("{} {}", e.method, e.name));
                 continue;
             };
@@ -377,8 +378,8 @@ impl WorkerReport {
 
 /// Report entries as a delta's entries: HDR buckets when the worker sent
 /// them, else Locust's rounded ms buckets (at their value in µs). Entries
-/// whose method locusta does not know are left out and named (sorted) in
-/// the second value.
+/// whose request type cannot be registered are left out and named
+/// (sorted) in the second value.
 pub(super) fn entries_to_delta(
     entries: &[ReportEntry],
     received_at: SystemTime,
@@ -386,7 +387,7 @@ pub(super) fn entries_to_delta(
     let mut delta = Delta::empty(received_at);
     let mut unknown = BTreeSet::new();
     for e in entries {
-        let Some(method) = Method::parse(&e.method) else {
+        let Ok(method) = Method::intern(&e.method) else {
             unknown.insert(format!("{} {}", e.method, e.name));
             continue;
         };

@@ -64,8 +64,8 @@ pub struct ReportBuilder {
     /// Start of the period being accumulated: creation or the last take.
     since: SystemTime,
     /// Per method (indexed by `Method as usize`): name → row.
-    index: [HashMap<Arc<str>, usize>; Method::ALL.len()],
-    other: [Option<usize>; Method::ALL.len()],
+    index: [HashMap<Arc<str>, usize>; Method::SLOTS],
+    other: [Option<usize>; Method::SLOTS],
     named: usize,
     pub(super) rows: Vec<BuilderRow>,
     pub(super) pool: Vec<Histogram<u64>>,
@@ -90,8 +90,8 @@ impl ReportBuilder {
     pub fn new_at(since: SystemTime) -> Self {
         ReportBuilder {
             since,
-            index: Default::default(),
-            other: [None; Method::ALL.len()],
+            index: std::array::from_fn(|_| Default::default()),
+            other: [None; Method::SLOTS],
             named: 0,
             rows: Vec::new(),
             pool: Vec::new(),
@@ -101,20 +101,20 @@ impl ReportBuilder {
     }
 
     fn row_index(&mut self, method: Method, name: &Arc<str>) -> usize {
-        if let Some(&i) = self.index[method as usize].get(&**name) {
+        if let Some(&i) = self.index[method.index()].get(&**name) {
             return i;
         }
         // A shard's own fold row joins ours, so "(other)" is one row.
         if self.named >= MAX_NAMES || &**name == OTHER_NAME {
-            if let Some(i) = self.other[method as usize] {
+            if let Some(i) = self.other[method.index()] {
                 return i;
             }
             let i = self.push_row(method, OTHER_NAME.into());
-            self.other[method as usize] = Some(i);
+            self.other[method.index()] = Some(i);
             return i;
         }
         let i = self.push_row(method, name.clone());
-        self.index[method as usize].insert(name.clone(), i);
+        self.index[method.index()].insert(name.clone(), i);
         self.named += 1;
         i
     }

@@ -193,6 +193,23 @@ impl Connection {
         result
     }
 
+    /// Connect now (TCP, then the TLS handshake for `https`) within the
+    /// connect timeout and `timeout`, and hand the stream over: the script's
+    /// TCP and WebSocket clients (`script::tcp_io`) dial through here, so
+    /// there is one dial, DNS and TLS path.
+    pub async fn open_stream(mut self, timeout: Duration) -> Result<Stream, HttpError> {
+        let timed_out = HttpError::Timeout(Millis::from_duration(timeout));
+        let mut deadline = pin!(monoio::time::sleep(timeout));
+        self.connect(deadline.as_mut(), timed_out).await
+    }
+
+    /// The request serialized into [`request_buf`](Self::request_buf),
+    /// taken out (a WebSocket upgrade is built like any request, then sent
+    /// on a stream of its own).
+    pub fn take_request(&mut self) -> Vec<u8> {
+        self.write_buf.take().unwrap_or_default()
+    }
+
     /// Drop the TCP connection; the next `send` reconnects.
     pub fn close(&mut self) {
         if self.stream.take().is_some() {

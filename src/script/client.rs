@@ -413,6 +413,13 @@ impl UserData for Client {
                 call
             },
         );
+        methods.add_async_method(
+            "websocket",
+            |lua, this: UserDataRef<Client>, (path, opts): (Value, Option<Table>)| {
+                let call = kill_point(&lua.clone(), super::websocket::open(lua, this, path, opts));
+                Box::pin(call)
+            },
+        );
         methods.add_method("clear_cookies", |_, c, ()| {
             c.cookies.borrow_mut().clear();
             Ok(())

@@ -19,6 +19,10 @@
 //! - `limits`: what a script may cost (time without yielding, body size,
 //!   Lua heap), `locusta.quit`'s exit code and `locusta.process_exit_code`.
 //! - `stats`: `locusta.stats`, the run's stats as Locust's `StatsEntry`.
+//! - `tcp`, `websocket`: `locusta.tcp` and `client:websocket` (on
+//!   `tcp_io`, the socket core; `websocket_frame`, RFC 6455 framing).
+//! - `fire`: recording a request the script timed itself
+//!   (`locusta.events.request:fire`, `locusta.measure`).
 
 use std::path::PathBuf;
 
@@ -97,9 +101,14 @@ mod client_redirect;
 mod client_request;
 pub mod client_response;
 mod client_sink;
+pub mod fire;
 pub mod json;
 pub mod limits;
 pub mod runtime;
 pub mod stats;
+pub mod tcp;
+mod tcp_io;
+pub mod websocket;
+mod websocket_frame;
 
 pub use limits::{process_exit_code, quit_requested, ScriptLimits};

@@ -46,9 +46,9 @@ mod watchdog;
 pub use errors::error_text;
 use errors::{load_error, split_traceback};
 pub use shape::ShapeScript;
-pub(crate) use state::nested_error;
 use state::State;
-pub(crate) use stop::kill_point;
+pub(crate) use state::{describe_value as describe, nested_error};
+pub(crate) use stop::{current_user, kill_point};
 use stop::{stop_ptr, StopHandle};
 use watchdog::{Watchdog, Watched};
 

@@ -81,12 +81,11 @@ impl UserData for Stats {
                 }
                 Value::String(m) => {
                     let text = m.to_string_lossy();
-                    Method::parse(&text).ok_or_else(|| {
-                        mlua::Error::runtime(format!(
-                            "locusta.stats:get: unknown method \"{text}\" (GET, POST, PUT, \
-                             PATCH, DELETE, HEAD, OPTIONS)"
-                        ))
-                    })?
+                    // A type nothing recorded yet has no row.
+                    match Method::lookup(&text) {
+                        Some(m) => m,
+                        None => return Ok(None),
+                    }
                 }
                 other => {
                     return Err(mlua::Error::runtime(format!(

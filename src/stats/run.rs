@@ -189,8 +189,8 @@ pub struct RunStats {
     /// Time of the latest delta that carried requests.
     last_request: Option<SystemTime>,
     /// Per method: name → index in `rows`.
-    index: [FastMap<Arc<str>, usize>; Method::ALL.len()],
-    other_index: [Option<usize>; Method::ALL.len()],
+    index: [FastMap<Arc<str>, usize>; Method::SLOTS],
+    other_index: [Option<usize>; Method::SLOTS],
     named_rows: usize,
     /// [`MAX_NAMES`] (smaller in tests).
     name_cap: usize,
@@ -238,8 +238,8 @@ impl RunStats {
             keep_window,
             start_time,
             last_request: None,
-            index: Default::default(),
-            other_index: [None; Method::ALL.len()],
+            index: std::array::from_fn(|_| Default::default()),
+            other_index: [None; Method::SLOTS],
             named_rows: 0,
             name_cap: MAX_NAMES,
             rows: Vec::new(),
@@ -296,20 +296,20 @@ impl RunStats {
     }
 
     fn row_index(&mut self, method: Method, name: &Arc<str>) -> usize {
-        if let Some(&i) = self.index[method as usize].get(&**name) {
+        if let Some(&i) = self.index[method.index()].get(&**name) {
             return i;
         }
         // A shard's own fold row joins ours, so "(other)" is one row.
         if self.named_rows >= self.name_cap || &**name == OTHER_NAME {
-            if let Some(i) = self.other_index[method as usize] {
+            if let Some(i) = self.other_index[method.index()] {
                 return i;
             }
             let i = self.push_row(method, OTHER_NAME.into());
-            self.other_index[method as usize] = Some(i);
+            self.other_index[method.index()] = Some(i);
             return i;
         }
         let i = self.push_row(method, name.clone());
-        self.index[method as usize].insert(name.clone(), i);
+        self.index[method.index()].insert(name.clone(), i);
         self.named_rows += 1;
         i
     }

@@ -55,10 +55,10 @@ impl RunStats {
         }
     }
 
-    /// The methods that have a row named `name`, in [`Method::ALL`] order.
+    /// The request types that have a row named `name`: HTTP methods in
+    /// [`Method::ALL`] order, then custom types.
     pub fn methods_of(&self, name: &str) -> Vec<Method> {
-        Method::ALL
-            .into_iter()
+        Method::known()
             .filter(|m| self.find_row(*m, name).is_some())
             .collect()
     }
@@ -83,9 +83,9 @@ impl RunStats {
     }
 
     fn find_row(&self, method: Method, name: &str) -> Option<&RunRow> {
-        let i = match self.index[method as usize].get(name) {
+        let i = match self.index[method.index()].get(name) {
             Some(&i) => i,
-            None if name == OTHER_NAME => self.other_index[method as usize]?,
+            None if name == OTHER_NAME => self.other_index[method.index()]?,
             None => return None,
         };
         self.rows.get(i)

@@ -269,9 +269,9 @@ struct ShardEntry {
 /// One shard's table of rows since the last [`ShardStats::take_delta`].
 pub struct ShardStats {
     /// Per method (indexed by `Method as usize`): name → row.
-    ids: [FastMap<Box<str>, EntryId>; Method::ALL.len()],
+    ids: [FastMap<Box<str>, EntryId>; Method::SLOTS],
     /// The fold row of each method, once the cap has been hit.
-    other_ids: [Option<EntryId>; Method::ALL.len()],
+    other_ids: [Option<EntryId>; Method::SLOTS],
     entries: Vec<ShardEntry>,
     named_entries: usize,
     name_cap: usize,
@@ -311,8 +311,8 @@ impl ShardStats {
     /// exception rows per delta (tests use small ones).
     pub fn with_caps(name_cap: usize, failure_cap: usize, exception_cap: usize) -> Self {
         ShardStats {
-            ids: Default::default(),
-            other_ids: [None; Method::ALL.len()],
+            ids: std::array::from_fn(|_| Default::default()),
+            other_ids: [None; Method::SLOTS],
             entries: Vec::new(),
             named_entries: 0,
             name_cap,
@@ -330,7 +330,7 @@ impl ShardStats {
     /// Id for `(method, name)`; allocates only the first time a name is seen.
     #[inline]
     pub fn entry(&mut self, method: Method, name: &str) -> EntryId {
-        match self.ids[method as usize].get(name) {
+        match self.ids[method.index()].get(name) {
             Some(&id) => id,
             None => self.new_entry(method, name),
         }
@@ -339,15 +339,15 @@ impl ShardStats {
     #[cold]
     fn new_entry(&mut self, method: Method, name: &str) -> EntryId {
         if self.named_entries >= self.name_cap {
-            if let Some(id) = self.other_ids[method as usize] {
+            if let Some(id) = self.other_ids[method.index()] {
                 return id;
             }
             let id = self.push_entry(method, OTHER_NAME);
-            self.other_ids[method as usize] = Some(id);
+            self.other_ids[method.index()] = Some(id);
             return id;
         }
         let id = self.push_entry(method, name);
-        self.ids[method as usize].insert(name.into(), id);
+        self.ids[method.index()].insert(name.into(), id);
         self.named_entries += 1;
         id
     }

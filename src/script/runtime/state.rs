@@ -187,9 +187,11 @@ fn build(
             nested: nested.clone(),
         }),
     )?;
+    crate::script::tcp::install(lua, &module)?;
 
     let native = lua.create_table()?;
     native.set("request_listeners", &listeners)?;
+    crate::script::fire::install(lua, &native, stats.clone())?;
     // SAFETY: `lua_stopping` only reads a light userdata that run_user's
     // caller made from a live `Rc<StopSignal>` (see `stop_ptr`).
     native.set("stopping", unsafe { lua.create_c_function(lua_stopping)? })?;
@@ -359,10 +361,11 @@ fn build(
     )?;
     native.set(
         "close_client",
-        lua.create_function(|_, ud: mlua::AnyUserData| {
+        lua.create_function(|lua, ud: mlua::AnyUserData| {
             if let Ok(c) = ud.borrow::<client::Client>() {
                 c.close();
             }
+            crate::script::tcp_io::close_user_sockets(lua);
             Ok(())
         })?,
     )?;
@@ -459,7 +462,7 @@ fn exit_code(v: &Value) -> mlua::Result<i32> {
     }
 }
 
-fn describe_value(v: &Value) -> String {
+pub(crate) fn describe_value(v: &Value) -> String {
     match v {
         Value::Number(n) => n.to_string(),
         Value::Integer(i) => i.to_string(),

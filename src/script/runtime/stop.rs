@@ -209,7 +209,7 @@ pub(crate) fn kill_point<T>(
 }
 
 /// The user whose coroutine runs now (none outside users: events, tests).
-fn current_user(lua: &mlua::Lua) -> Option<Rc<StopSignal>> {
+pub(crate) fn current_user(lua: &mlua::Lua) -> Option<Rc<StopSignal>> {
     lua.app_data_ref::<Rc<super::watchdog::Watchdog>>()
         .and_then(|dog| dog.current_user())
 }

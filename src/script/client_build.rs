@@ -280,7 +280,11 @@ pub(super) fn prepare(
             shared.ctx.cfg.clone(),
         ))
     });
-    let mut buf = std::mem::take(conn.request_buf());
+    let mut sink = shared.sinks.borrow_mut().pop().unwrap_or_default();
+    // The pooled request buffer (`Sink::request`), not the connection's:
+    // an idle connection keeps none.
+    let mut buf = std::mem::take(&mut sink.request);
+    buf.clear();
     let built = (|| -> mlua::Result<()> {
         let mut sc = shared.scratch.borrow_mut();
         sc.clear();
@@ -345,15 +349,15 @@ pub(super) fn prepare(
     })();
     if let Err(e) = built {
         buf.clear();
-        *conn.request_buf() = buf;
+        sink.request = buf;
         dest.conn.borrow_mut().get_or_insert(conn);
+        shared.sinks.borrow_mut().push(sink);
         return Err(e);
     }
     // Back into the connection: the buffer moves into the write op and
     // back without copying.
     *conn.request_buf() = buf;
 
-    let mut sink = shared.sinks.borrow_mut().pop().unwrap_or_default();
     sink.heads.clear();
     sink.body.clear();
     sink.path.clear();

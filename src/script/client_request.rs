@@ -167,6 +167,9 @@ pub(super) async fn exchange(
         dest.backoff.borrow_mut().reset();
     }
     if result.is_some() {
+        // The request buffer back to the sink (and its pool), leaving the
+        // idle connection an empty one.
+        sink.request = std::mem::take(conn.request_buf());
         dest.conn.borrow_mut().get_or_insert(conn);
     }
     // else: abandoned mid-body, the connection goes with it (dropped here).
@@ -293,6 +296,9 @@ fn respond(lua: &Lua, client: &Client, done: Done, elapsed_us: u64) -> mlua::Res
 pub(super) fn recycle(shared: &Shared, mut sink: Sink) {
     if sink.body.capacity() > KEEP_BODY_CAPACITY {
         sink.body = Vec::new();
+    }
+    if sink.request.capacity() > KEEP_BODY_CAPACITY {
+        sink.request = Vec::new();
     }
     shared.sinks.borrow_mut().push(sink);
 }

@@ -20,6 +20,10 @@ pub(crate) struct Sink {
     pub(super) heads: Vec<u8>,
     pub(super) body: Vec<u8>,
     pub(super) path: String,
+    /// The request's bytes between requests: lent to the connection for
+    /// the send and taken back after it, so a user in think time holds no
+    /// request buffer (its connection's is empty); see `client_build::prepare`.
+    pub(super) request: Vec<u8>,
     /// `--max-body-size`, set per request.
     pub(super) limit: usize,
     pub(super) over: Rc<Overflow>,

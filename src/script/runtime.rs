@@ -37,6 +37,7 @@ use crate::http::{ClientConfig, Target};
 use crate::stats::ShardStats;
 
 mod errors;
+mod naps;
 mod pause;
 mod shape;
 mod state;

@@ -3,7 +3,8 @@
 //! path), and waits that a graceful stop cuts short. `StopSignal` has no
 //! waker for the graceful flag, so users in a wait longer than
 //! [`STOP_POLL`] register with the shard's [`StopWatch`], one task that
-//! checks their flags every [`STOP_POLL`] while anyone waits.
+//! checks their flags every [`STOP_POLL`] while anyone waits; the waits'
+//! timer is the shard's [`Naps`].
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use mlua::{LightUserData, UserData};
 
+use super::naps::Naps;
 use super::STOP_POLL;
 use crate::engine::StopSignal;
 
@@ -65,18 +67,19 @@ pub(super) async fn wait(watch: &Rc<StopWatch>, stop: &Rc<StopSignal>, secs: f64
         return;
     }
     let d = Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(u32::MAX as u64));
+    // The shard's one timer, not a `Sleep` per waiting user (see `naps`).
+    let nap = watch.naps.nap(d);
     if d <= STOP_POLL {
-        monoio::time::sleep(d).await;
+        nap.await;
         return;
     }
-    let sleep = monoio::time::sleep(d);
     let stopped = GracefulStop {
         watch: watch.clone(),
         stop: stop.clone(),
         slot: None,
     };
     monoio::select! {
-        _ = sleep => {},
+        _ = nap => {},
         _ = stopped => {},
     }
 }
@@ -92,6 +95,8 @@ pub(super) struct StopWatch {
     free: RefCell<Vec<usize>>,
     waiting: Cell<usize>,
     ticking: Cell<bool>,
+    /// The timer of the waits themselves.
+    naps: Rc<Naps>,
 }
 
 impl StopWatch {

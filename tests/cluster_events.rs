@@ -117,3 +117,78 @@ fn a_custom_event_on_a_locusta_worker_shows_in_a_locust_master() {
         w.logs()
     );
 }
+
+/// A worker that names 1,000 distinct request types (and one with a
+/// newline): the master records 64 custom types at most, warns, and runs on.
+#[test]
+fn a_worker_naming_a_thousand_request_types_is_bounded() {
+    use locusta::cluster::protocol::{MasterMessage, WorkerMessage};
+    use locusta::cluster::report::ReportBuilder;
+    use locusta::cluster::sim::SimWorker;
+    use locusta::http::Method;
+    use locusta::stats::ShardStats;
+    use std::time::SystemTime;
+
+    let dir = temp_dir("cluster-events-hostile");
+    let csv = dir.join("run");
+    let port = free_port();
+    let args = ["-u", "1", "-r", "100", "-t", "3s", "--expect-workers", "1"];
+    let mut m = Proc::spawn(
+        &dir,
+        "master",
+        &mut master_cmd(port, "http://127.0.0.1:9", &args, &csv),
+    );
+    let sim_thread = std::thread::spawn(move || {
+        let ctx = zmq::Context::new();
+        let sim = SimWorker::connect(&ctx, "127.0.0.1", port).unwrap();
+        assert!(sim.join(Duration::from_secs(10)), "no ack");
+        let mut shard = ShardStats::new();
+        for i in 0..1001 {
+            let id = shard.entry(Method::Get, &format!("/n{i}"));
+            shard.record(id, 1_000, 1);
+        }
+        let mut builder = ReportBuilder::new();
+        builder.add(&shard.take_delta());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut reported = false;
+        while std::time::Instant::now() < deadline {
+            sim.send(WorkerMessage::Heartbeat {
+                state: "running".into(),
+                cpu_percent: 1.0,
+                memory_bytes: None,
+            });
+            match sim.recv(Duration::from_millis(500)) {
+                Some(MasterMessage::Spawn {
+                    user_classes_count, ..
+                }) if !reported => {
+                    let mut report = builder.take_report(SystemTime::now(), user_classes_count, 1);
+                    for (i, e) in report.stats.iter_mut().enumerate() {
+                        e.method = if i == 1000 {
+                            "W\nS".into()
+                        } else {
+                            format!("T{i}")
+                        };
+                    }
+                    sim.send(WorkerMessage::Stats(Box::new(report)));
+                    reported = true;
+                }
+                Some(MasterMessage::Stop) => sim.send(WorkerMessage::ClientStopped),
+                Some(MasterMessage::Quit) => return sim.send(WorkerMessage::Quit),
+                _ => {}
+            }
+        }
+        panic!("the master never said quit");
+    });
+    assert!(m.wait(LIMIT).success(), "{}", m.logs());
+    sim_thread.join().unwrap();
+    let rows = csv_rows(&dir.join("run_stats.csv"));
+    let custom = rows[1..].iter().filter(|r| r[0].starts_with('T')).count();
+    assert_eq!(custom, 64, "{rows:?}");
+    let log = m.stderr();
+    assert!(
+        log.contains("whose request type locusta cannot record"),
+        "{log}"
+    );
+    let lines = log.lines().filter(|l| l.contains("cannot record")).count();
+    assert!(lines <= 257, "{lines} warning lines");
+}

@@ -54,7 +54,7 @@ locusta.events.request:add_listener(function(r)
 end)
 locusta.events.test_stop:add_listener(function()
   local f = assert(io.open({counts:?}, "w"))
-  f:write(seen, " ", seen_failed, " ", lengths)
+  f:write(seen, " ", seen_failed, " ", lengths, " ", locusta.stats:get("send chat", "WS").num_requests)
   f:close()
 end)
 local U = locusta.user {{ wait_time = locusta.constant(0) }}
@@ -122,7 +122,8 @@ end)
     let counts = std::fs::read_to_string(&counts).unwrap();
     assert_eq!(
         counts,
-        format!("310 110 {}", 100 * 10 + 100 * 3),
+        // The last: locusta.stats reads the custom type's row.
+        format!("310 110 {} 110", 100 * 10 + 100 * 3),
         "{stderr}"
     );
 }
@@ -248,4 +249,83 @@ U:task(function(self) end)
     let stats = csv_rows(&dir.join("r_stats.csv"));
     let custom = stats[1..].iter().filter(|r| r[0].starts_with('T')).count();
     assert_eq!(custom, 63);
+}
+
+#[test]
+fn every_event_fires_when_and_as_often_as_documented() {
+    let dir = temp_dir("events-all");
+    let log = dir.join("events.log");
+    let script = write_script(
+        &dir,
+        "events.lua",
+        &format!(
+            r#"
+local locusta = require "locusta"
+local f = assert(io.open({log:?}, "a"))
+local function log(...) f:write(table.concat({{...}}, " "), "\n"); f:flush() end
+locusta.events.init:add_listener(function() log("init") end)
+locusta.events.test_start:add_listener(function() log("test_start") end)
+locusta.events.spawning_complete:add_listener(function(n) log("spawning_complete", n) end)
+locusta.events.reset_stats:add_listener(function() log("reset_stats") end)
+locusta.events.user_error:add_listener(function(user, err, tb)
+  log("user_error", type(user), err, tostring(tb:find("stack traceback", 1, true) ~= nil))
+end)
+locusta.events.test_stop:add_listener(function() log("test_stop") end)
+locusta.events.quitting:add_listener(function() log("quitting") end)
+local U = locusta.user {{ wait_time = locusta.constant(0.1) }}
+U:task(function(self) error("boom") end)
+"#
+        ),
+    );
+    let prefix = dir.join("r");
+    let out = run_bounded(
+        locusta()
+            .args(["-f", &script, "-H", "http://127.0.0.1:1", "--headless"])
+            .args(["--only-summary", "-u", "3", "-r", "100", "--shards", "2"])
+            .args([
+                "-t",
+                "2s",
+                "--reset-stats",
+                "--csv",
+                prefix.to_str().unwrap(),
+            ]),
+        Duration::from_secs(60),
+    );
+    let stderr = text(&out.stderr);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let once: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("user_error"))
+        .collect();
+    // Once per process each (two shards, two Lua states), in run order.
+    assert_eq!(
+        once,
+        [
+            "init",
+            "test_start",
+            "spawning_complete 3",
+            "reset_stats",
+            "test_stop",
+            "quitting"
+        ],
+        "{text}\n{stderr}"
+    );
+    // user_error: once per task error, in the state where it happened.
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("user_error"))
+        .collect();
+    let want = format!("user_error table {script}:15: boom true");
+    assert!(errors.iter().all(|l| *l == want), "{errors:?}");
+    let exceptions = csv_rows(&dir.join("r_exceptions.csv"));
+    // Counted after the reset only; the listener saw every one.
+    let counted: usize = exceptions[1][0].parse().unwrap();
+    assert!(
+        counted >= 3 && errors.len() >= counted,
+        "{counted} {}",
+        errors.len()
+    );
 }

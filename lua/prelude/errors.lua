@@ -163,3 +163,6 @@ P.ends_user = ends_user
 P.on_error = on_error
 P.report = report
 P.clear_traceback = clear_traceback
+P.last_traceback = function()
+  return last_traceback
+end

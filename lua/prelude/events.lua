@@ -139,6 +139,25 @@ function I.fire(which, ...)
   end
 end
 
+-- Locust's user_error(user_instance, exception, tb): a task (or on_start)
+-- raised `err`, already counted in the exceptions table. Listeners' own
+-- errors are counted too, and do not stop the others.
+local last_traceback = P.last_traceback
+local user_error_listeners = M.events.user_error._listeners
+function P.user_error(user, err)
+  local n = #user_error_listeners
+  if n == 0 then
+    return
+  end
+  local tb = last_traceback()
+  for i = 1, n do
+    local ok, e = xpcall(user_error_listeners[i], on_error, user, err, tb)
+    if not ok then
+      report(e)
+    end
+  end
+end
+
 -- Whether an event has listeners (Rust skips the work of firing otherwise).
 function I.has_listeners(which)
   return #M.events[which]._listeners > 0

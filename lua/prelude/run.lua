@@ -30,6 +30,7 @@ local is_open = N.is_open -- (stop) -> bool: the user runs iterations of an open
 local describe, script_where = P.describe, P.script_where
 local on_error, report, clear_traceback = P.on_error, P.report, P.clear_traceback
 local INTERRUPT, INTERRUPT_WAIT = P.INTERRUPT, P.INTERRUPT_WAIT
+local user_error = P.user_error -- (user, err): the user_error listeners
 local ends_user = P.ends_user -- (err) -> bool: QUIT, STOP_USER or KILLED
 local markov_next = P.markov_next -- (state) -> next state's index (lua/prelude/markov.lua)
 
@@ -146,6 +147,7 @@ run_node = function(node, inst, user, stop, is_root)
       return finish(inst, interrupt_result(err))
     end
     report(err)
+    user_error(user, err)
     -- Like Locust: a user whose on_start fails stops (no tasks, no
     -- on_stop); a task set whose on_start fails returns to its parent.
     return is_root and STOP or nil
@@ -211,6 +213,7 @@ run_node = function(node, inst, user, stop, is_root)
           end
         end
         report(err2)
+        user_error(user, err2)
       end
     end
     if result == NOW then

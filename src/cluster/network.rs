@@ -57,7 +57,7 @@ pub(super) struct Network {
     pub(super) last_spawn_timestamp: f64,
     /// Workers changed: send everyone their counts again.
     pub(super) redispatch: bool,
-    /// Refused request types warned about (at most [`MAX_WARNED_NAMES`]).
+    /// Refused request types warned about (at most `MAX_WARNED_NAMES`).
     pub(super) warned: HashSet<String>,
     /// What peers send wrong, logged at most once per kind per 5 s.
     pub(super) warnings: Warnings,
@@ -66,18 +66,7 @@ pub(super) struct Network {
 
 #[path = "network_open.rs"]
 mod open;
-
-/// Distinct refused request types named one by one in the log.
-const MAX_WARNED_NAMES: usize = 256;
-
-fn unknown_type_line(from: &str, name: &str) -> String {
-    format!(
-        "worker {from} reported `{name}`, whose request type locusta cannot record \
-         (not printable, longer than {} bytes, or past {} custom types): not counted",
-        crate::http::method::MAX_CUSTOM_LEN,
-        crate::http::method::MAX_CUSTOM
-    )
-}
+use super::report::{unknown_type_line, MAX_WARNED_NAMES};
 
 /// A peer that has not joined says `client_ready` (a few dozen bytes) or
 /// things that are dropped anyway: anything bigger from it is dropped
@@ -581,15 +570,12 @@ impl Network {
         }
         let (mut delta, unknown) = report.to_delta(SystemTime::now());
         for name in unknown {
-            // Each name once while few; past that a peer naming garbage
-            // gets rate-limited lines, not a set that grows with it.
-            if self.warned.len() < MAX_WARNED_NAMES {
-                if self.warned.insert(name.clone()) {
-                    log::warn!("{}", unknown_type_line(from, &name));
-                }
+            // Each name once while few, then rate-limited: no set that grows with a peer.
+            if self.warned.len() < MAX_WARNED_NAMES && self.warned.insert(name.clone()) {
+                log::warn!("{}", unknown_type_line(from, &name));
             } else if !self.warned.contains(&name) {
-                self.warnings
-                    .warn("request type", now, || unknown_type_line(from, &name));
+                let line = || unknown_type_line(from, &name);
+                self.warnings.warn("request type", now, line);
             }
         }
         let mut shared = lock(&self.shared);

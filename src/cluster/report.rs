@@ -412,6 +412,20 @@ pub(super) fn entries_to_delta(
     (delta, unknown.into_iter().collect())
 }
 
+/// Distinct refused request types the master names one by one in its
+/// log (later ones are rate-limited).
+pub(super) const MAX_WARNED_NAMES: usize = 256;
+
+/// The warning for a row [`WorkerReport::to_delta`] left out.
+pub(super) fn unknown_type_line(from: &str, name: &str) -> String {
+    format!(
+        "worker {from} reported `{name}`, whose request type locusta cannot record \
+         (not printable, longer than {} bytes, or past {} custom types): not counted",
+        crate::http::method::MAX_CUSTOM_LEN,
+        crate::http::method::MAX_CUSTOM
+    )
+}
+
 pub use super::report_builder::ReportBuilder;
 
 #[cfg(test)]

@@ -371,6 +371,10 @@ impl Control {
                 "All users spawned: {}",
                 format_class_counts(&self.classes, &counts)
             );
+            // The script's spawning_complete listeners run on shard 0.
+            if let Some(tx) = self.shards.first() {
+                let _ = tx.send(ShardCmd::SpawningComplete(users));
+            }
         }
     }
 

@@ -36,6 +36,9 @@ pub(crate) enum ShardCmd {
     SetUsers(Vec<u32>),
     /// A run starts: fire the script's test_start (before any user).
     TestStart,
+    /// The ramp reached its target (this many users): fire the script's
+    /// spawning_complete. Sent to shard 0, the one that runs listeners.
+    SpawningComplete(u32),
     /// Stop every user: gracefully, then cancelled after `grace`.
     Stop {
         grace: Duration,
@@ -235,6 +238,10 @@ async fn shard_loop(
         ShardWorkload::Script(s) => Some(s.clone()),
         ShardWorkload::Raw(_) => None,
     };
+    if let Some(s) = &script {
+        // Once per process: shard 0's state runs the init listeners.
+        s.event("init", None).await;
+    }
     let report = |epoch: u64, stopped: bool| ShardReport {
         shard: spec.index,
         epoch,
@@ -265,6 +272,11 @@ async fn shard_loop(
                 ShardCmd::TestStart => {
                     if let Some(script) = &script {
                         script.test_start().await;
+                    }
+                }
+                ShardCmd::SpawningComplete(users) => {
+                    if let Some(script) = &script {
+                        script.event("spawning_complete", Some(users)).await;
                     }
                 }
                 ShardCmd::Stop { grace } => {
@@ -298,6 +310,7 @@ async fn shard_loop(
                     epoch = e;
                     if let Some(s) = &script {
                         s.reset_task_runs();
+                        s.event("reset_stats", None).await;
                     }
                     open.reset();
                     let old = stats.borrow_mut().take_delta();
@@ -307,6 +320,10 @@ async fn shard_loop(
                 ShardCmd::Shutdown => {
                     users.borrow_mut().stop_all(Duration::ZERO);
                     open.stop();
+                    if let Some(s) = &script {
+                        let limit = super::population::ON_STOP_LIMIT;
+                        let _ = monoio::time::timeout(limit, s.event("quitting", None)).await;
+                    }
                     let _ = reports.send(report(epoch, true));
                     return;
                 }

@@ -111,11 +111,13 @@ impl Method {
             .find(|m| m.as_str().eq_ignore_ascii_case(s))
     }
 
-    /// A request type as a script or a peer names it (`request_type`):
-    /// an HTTP method's exact upper-case name is that method, anything
-    /// else a custom type, registered the first time it is seen.
+    /// A request type as a script or a peer names it (`request_type`),
+    /// the one parse path of both: an HTTP method's name in any case is
+    /// that method (Locust's `client.request("get", …)`), anything else a
+    /// custom type by its exact spelling, registered the first time it is
+    /// seen.
     pub fn intern(s: &str) -> Result<Method, MethodError> {
-        if let Some(m) = Method::lookup_exact(s) {
+        if let Some(m) = Method::lookup(s) {
             return Ok(m);
         }
         check_name(s)?;
@@ -134,17 +136,9 @@ impl Method {
         Err(MethodError::Full)
     }
 
-    /// The request type named exactly `s` if it exists already (HTTP
-    /// methods, registered custom types); registers nothing.
-    pub fn lookup_exact(s: &str) -> Option<Method> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .or_else(|| find_custom(s))
-    }
-
-    /// For a script's lookup by name: an HTTP method in any case, else a
-    /// registered custom type by its exact name.
+    /// The request type `s` names if it exists already: an HTTP method in
+    /// any case, else a registered custom type by its exact name;
+    /// registers nothing.
     pub fn lookup(s: &str) -> Option<Method> {
         Method::parse(s).or_else(|| find_custom(s))
     }
@@ -215,7 +209,7 @@ mod tests {
         assert_eq!(ws, Method::intern("WS-test").unwrap());
         assert_eq!(ws.as_str(), "WS-test");
         assert_eq!(Method::intern("GET").unwrap(), Method::Get);
-        // Lower case is a type of its own, as in Locust's stats.
+        assert_eq!(Method::intern("get").unwrap(), Method::Get);
         assert!(matches!(Method::intern("get-x"), Ok(Method::Custom(_))));
         assert_eq!(Method::lookup("get"), Some(Method::Get));
         assert_eq!(Method::parse("WS-test"), None);

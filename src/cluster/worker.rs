@@ -25,7 +25,7 @@ use super::report::ReportBuilder;
 use super::transport::{self, DealerSocket};
 use super::warnings::Warnings;
 use crate::config::{Role, RunConfig};
-use crate::engine::{Controller, Dispatcher, OpenModel, RunControl, RunState};
+use crate::engine::{Controller, CpuMeter, Dispatcher, OpenModel, RunControl, RunState};
 use crate::stats::{OpenDelta, StatsDelta};
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -448,49 +448,6 @@ impl Worker<'_> {
         self.sent.1 += report.stats_total.num_failures;
         self.send(socket, WorkerMessage::Stats(Box::new(report)));
     }
-}
-
-/// Process CPU use since the previous reading, in % of the CPUs this
-/// process may use. A Python worker is one thread, so Locust reads its
-/// psutil `cpu_percent` against a 90 % threshold; a locusta worker spans
-/// every core it may use, and "90 % of them" is what keeps that threshold
-/// meaning "this box is saturated".
-struct CpuMeter {
-    last: (Instant, Duration),
-    cpus: f64,
-}
-
-impl CpuMeter {
-    fn new() -> Self {
-        CpuMeter {
-            last: (Instant::now(), process_cpu()),
-            cpus: crate::engine::allowed_cpu_count() as f64,
-        }
-    }
-
-    fn percent(&mut self) -> f64 {
-        let now = (Instant::now(), process_cpu());
-        let wall = now.0.duration_since(self.last.0).as_secs_f64();
-        let cpu = now.1.saturating_sub(self.last.1).as_secs_f64();
-        self.last = now;
-        if wall > 0.0 {
-            // Clock granularity can put a saturated process a hair over.
-            (100.0 * cpu / wall / self.cpus).min(100.0)
-        } else {
-            0.0
-        }
-    }
-}
-
-fn process_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// Resident memory, as Locust's `current_memory_usage`.

@@ -109,6 +109,7 @@ impl Control {
         // line Locust prints then).
         let mut kill_at: Option<Instant> = None;
         let mut split = OpenSplit { shares: Vec::new() };
+        let mut cpu = super::cpu::CpuWatch::new();
         loop {
             select! {
                 recv(self.commands) -> cmd => match cmd {
@@ -263,6 +264,9 @@ impl Control {
                     last_tick = now;
                 },
                 recv(second) -> _ => {
+                    if let Some(percent) = cpu.check(Instant::now()) {
+                        self.cpu_warning(percent);
+                    }
                     // Backstop for a shard that stopped reporting.
                     if window_closed.elapsed() > WINDOW_BACKSTOP {
                         reported.iter_mut().for_each(|r| *r = false);
@@ -271,6 +275,20 @@ impl Control {
                     }
                 },
             }
+        }
+    }
+
+    /// Locust's warning, once per process; shard 0 fires the script's
+    /// cpu_warning listeners.
+    fn cpu_warning(&self, percent: f64) {
+        log::warn!(
+            "CPU usage above {:.0}% ({percent:.0}% of the CPUs this process may use)! \
+             This may constrain your throughput and may even give inconsistent response \
+             time measurements! Run fewer users per box, or more workers",
+            super::CPU_WARNING_PERCENT
+        );
+        if let Some(tx) = self.shards.first() {
+            let _ = tx.send(ShardCmd::CpuWarning(percent.round() as u32));
         }
     }
 

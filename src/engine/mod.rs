@@ -8,6 +8,7 @@
 
 mod control;
 mod control_open;
+mod cpu;
 mod dispatch;
 mod follow;
 mod open;
@@ -32,6 +33,8 @@ use crate::stats::{
 };
 pub use control::format_class_counts;
 use control::{Control, ControlCmd};
+pub(crate) use cpu::CpuMeter;
+pub use cpu::CPU_WARNING_PERCENT;
 pub use dispatch::{per_shard, subset, ClassSpec, Dispatcher};
 pub use open::{NextIteration, OpenSlot};
 pub use population::ON_STOP_LIMIT;

@@ -39,6 +39,9 @@ pub(crate) enum ShardCmd {
     /// The ramp reached its target (this many users): fire the script's
     /// spawning_complete. Sent to shard 0, the one that runs listeners.
     SpawningComplete(u32),
+    /// The process is over Locust's CPU threshold (this many %): fire the
+    /// script's cpu_warning. Sent to shard 0, once per process.
+    CpuWarning(u32),
     /// Stop every user: gracefully, then cancelled after `grace`.
     Stop {
         grace: Duration,
@@ -277,6 +280,11 @@ async fn shard_loop(
                 ShardCmd::SpawningComplete(users) => {
                     if let Some(script) = &script {
                         script.event("spawning_complete", Some(users)).await;
+                    }
+                }
+                ShardCmd::CpuWarning(percent) => {
+                    if let Some(script) = &script {
+                        script.event("cpu_warning", Some(percent)).await;
                     }
                 }
                 ShardCmd::Stop { grace } => {

@@ -21,7 +21,8 @@
 -- coroutine.resume / coroutine.wrap: count how deep the script is inside
 -- coroutines it created, so that a request or locusta.sleep made there is
 -- refused with a clear error instead of suspending the wrong coroutine
--- (the request would go out and never be counted).
+-- (the request would go out and never be counted), and so that the
+-- watchdog can reach a busy loop inside one (it arms the running threads).
 
 local M, N, _, P = ...
 
@@ -66,18 +67,18 @@ os.exit = function(code)
   M.quit(code)
 end
 
-local function left(...)
-  leave()
+local function left(co, ...)
+  leave(co)
   return ...
 end
 
 coroutine.resume = function(co, ...)
-  enter()
-  return left(co_resume(co, ...))
+  enter(co)
+  return left(co, co_resume(co, ...))
 end
 
-local function unwrap(ok, ...)
-  leave()
+local function unwrap(co, ok, ...)
+  leave(co)
   if not ok then
     error((...), 0)
   end
@@ -87,8 +88,8 @@ end
 coroutine.wrap = function(f)
   local co = co_create(f)
   return function(...)
-    enter()
-    return unwrap(co_resume(co, ...))
+    enter(co)
+    return unwrap(co, co_resume(co, ...))
   end
 end
 

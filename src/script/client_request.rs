@@ -47,6 +47,7 @@ use super::client_response::{headers, Response};
 use super::client_sink::OverflowHit;
 pub(super) use super::client_sink::Sink;
 use crate::http::{Connection, HttpError, Method, ResponseInfo};
+use crate::script::runtime::call_nested;
 use crate::stats::Failure;
 
 /// A sink's body buffer above this is freed after use instead of kept.
@@ -317,7 +318,7 @@ async fn after(
 ) -> mlua::Result<AnyUserData> {
     if catch_response {
         if let Some(cb) = &cb {
-            let outcome = cb.call_async::<()>(&ud).await;
+            let outcome = call_nested::<()>(lua, cb, &ud).await;
             record(lua, shared, open, &ud, method, &name).await?;
             outcome?;
             return Ok(ud);
@@ -325,7 +326,7 @@ async fn after(
     }
     record(lua, shared, open, &ud, method, &name).await?;
     if let Some(cb) = cb {
-        cb.call_async::<()>(&ud).await?;
+        call_nested::<()>(lua, &cb, &ud).await?;
     }
     Ok(ud)
 }
@@ -356,7 +357,7 @@ async fn record(
         .collect::<mlua::Result<_>>()
         .map_err(|e| err(format!("request event: listeners must be functions ({e})")))?;
     for f in listeners {
-        f.call_async::<()>(&event).await?;
+        call_nested::<()>(lua, &f, &event).await?;
     }
     Ok(())
 }

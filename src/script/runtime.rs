@@ -36,6 +36,7 @@ use crate::engine::{StopSignal, TaskRuns};
 use crate::http::{ClientConfig, Target};
 use crate::stats::ShardStats;
 
+mod arming;
 mod errors;
 mod naps;
 mod pause;
@@ -51,7 +52,8 @@ use state::State;
 pub(crate) use state::{describe_value as describe, nested_error};
 pub(crate) use stop::{current_user, kill_point};
 use stop::{stop_ptr, StopHandle};
-use watchdog::{Watchdog, Watched};
+pub(crate) use watchdog::call_nested;
+use watchdog::{watched_call, Watchdog};
 
 /// Registry key of the `request` event's listeners (a sequence of
 /// functions; the client calls them per request only when non-empty).
@@ -204,10 +206,19 @@ impl ShardScript {
                 return Box::pin(std::future::ready(()));
             }
         };
-        let call = Watched {
-            inner: Box::pin(self.run_user.call_async::<Value>((class, ptr, handle))),
-            dog: self.dog.clone(),
-            user: Some(stop.clone()),
+        let args = (class, ptr, handle);
+        let call = match watched_call::<Value>(
+            &self.lua,
+            &self.dog,
+            &self.run_user,
+            args,
+            Some(stop.clone()),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                record_error(&stats, &e);
+                return Box::pin(std::future::ready(()));
+            }
         };
         Box::pin(async move {
             let _keep = stop;
@@ -241,12 +252,12 @@ impl ShardScript {
         if self.shard != 0 {
             return;
         }
-        let call = Watched {
-            inner: Box::pin(self.fire.call_async::<()>((which, arg))),
-            dog: self.dog.clone(),
-            user: None,
+        let call = watched_call::<()>(&self.lua, &self.dog, &self.fire, (which, arg), None);
+        let outcome = match call {
+            Ok(c) => c.await,
+            Err(e) => Err(e),
         };
-        if let Err(e) = call.await {
+        if let Err(e) = outcome {
             record_error(&self.stats, &e);
         }
     }
@@ -293,7 +304,7 @@ impl ShardScript {
     /// Run a chunk in this state and describe its result (tests, debugging).
     #[doc(hidden)]
     pub fn eval(&self, code: &str) -> String {
-        self.dog.restart();
+        let _slice = self.dog.sync_slice(&self.lua);
         match self.lua.load(code).set_name("=eval").eval::<Value>() {
             Ok(v) => match v.to_string() {
                 Ok(s) => s,

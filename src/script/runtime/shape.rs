@@ -77,7 +77,7 @@ impl ShapeScript {
     /// Call the function with `run_time`; an error (raised, or cut by the
     /// watchdog) is its message with the script's file:line.
     pub fn call(&self, run_time: f64) -> Result<Answer, String> {
-        self.state.dog.restart();
+        let _slice = self.state.dog.sync_slice(&self.state.lua);
         let values: MultiValue = self.func.call(run_time).map_err(|e| error_text(&e))?;
         let mut it = values.into_iter();
         let first = it.next().unwrap_or(Value::Nil);

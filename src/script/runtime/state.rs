@@ -97,7 +97,8 @@ impl State {
         dog.install(&lua).map_err(setup_error)?;
         // Found by `kill_point` (requests, sleeps) to name the user awaiting.
         lua.set_app_data(dog.clone());
-        dog.restart();
+        let slice_dog = dog.clone();
+        let _slice = slice_dog.sync_slice(&lua);
         let hosts = Rc::new(RefCell::new(Vec::new()));
         let (module, internal) =
             build(&lua, shard, stats, cfg, src, hosts.clone(), &dog).map_err(setup_error)?;
@@ -121,7 +122,7 @@ impl State {
         src: &ScriptSource,
         tags: &TagFilter,
     ) -> Result<Vec<ClassInfo>, ScriptError> {
-        self.dog.restart();
+        let _slice = self.dog.sync_slice(&self.lua);
         let finalize: Function = self
             .internal
             .get("finalize")
@@ -270,18 +271,18 @@ fn build(
             }
         })?,
     )?;
-    let (enter, leave) = (nested.clone(), nested);
+    let (enter, leave) = (dog.clone(), dog.clone());
     native.set(
         "nested_enter",
-        lua.create_function(move |_, ()| {
-            enter.set(enter.get().saturating_add(1));
+        lua.create_function(move |_, co: Value| {
+            enter.enter_nested(&co);
             Ok(())
         })?,
     )?;
     native.set(
         "nested_leave",
-        lua.create_function(move |_, ()| {
-            leave.set(leave.get().saturating_sub(1));
+        lua.create_function(move |_, co: Value| {
+            leave.leave_nested(&co);
             Ok(())
         })?,
     )?;

@@ -1,6 +1,7 @@
 //! Scripts that misbehave, through the real binary: a busy loop (in a
 //! task, on_start, test_stop) is interrupted and the run ends on time and
-//! on SIGTERM with its requests counted; `os.exit(n)` / `locusta.quit(n)`
+//! on SIGTERM with its requests counted (also when the script catches the
+//! interruption's error in a loop); `os.exit(n)` / `locusta.quit(n)`
 //! stop the run cleanly and exit with n; an endless response body fails
 //! as `body larger than …` with RSS bounded; a script that allocates
 //! without bound gets `not enough memory`.
@@ -162,6 +163,42 @@ U:task(1, function(self) end)
     assert_eq!(counted(&dir), 2, "{}", text(&out.stdout));
     let exceptions = exceptions_text(&dir);
     assert!(exceptions.contains("the run is stopping"), "{exceptions}");
+}
+
+#[test]
+fn a_busy_loop_that_catches_the_watchdogs_error_still_ends_on_sigterm() {
+    let server = TestServer::start(|_| ok("x"));
+    let dir = temp_dir("busy-pcall");
+    let script = write_script(
+        &dir,
+        r#"
+local locusta = require "locusta"
+local U = locusta.user { wait_time = locusta.constant(0.05) }
+local n = 0
+U:task(1, function(self)
+  self.client:get("/")
+  n = n + 1
+  if n == 3 then
+    while true do pcall(function() while true do end end) end
+  end
+end)
+"#,
+    );
+    // Every interruption is caught by the pcall: the stop's second one
+    // suspends the coroutine (no pcall catches that) and drops the user.
+    let (out, took) = sigterm_after(&script, &server.url(""), &dir, Duration::from_secs(2));
+    assert!(
+        took < Duration::from_secs(10),
+        "stop took {took:?}: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(counted(&dir), 3, "{}", text(&out.stdout));
+    assert_eq!(server.requests().len(), 3);
+    let exceptions = exceptions_text(&dir);
+    assert!(
+        exceptions.contains("kept running after its error was caught: abandoned"),
+        "{exceptions}"
+    );
 }
 
 #[test]

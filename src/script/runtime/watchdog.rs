@@ -31,7 +31,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use mlua::debug::Debug;
-use mlua::{ffi::lua_State, FromLuaMulti, Function, HookTriggers, IntoLuaMulti, Lua};
+use mlua::{ffi, ffi::lua_State, FromLuaMulti, Function, HookTriggers, IntoLuaMulti, Lua};
 use mlua::{Thread, Value, VmState};
 
 use super::arming::{self, Slot};
@@ -59,6 +59,10 @@ pub(crate) struct Watchdog {
     /// was pushed at; held so that they stay alive while on the stack
     /// (a resume that raised leaves its entry until the slice ends).
     coroutines: RefCell<Vec<(Thread, usize)>>,
+    /// Interruptions past the stop deadline in this slice.
+    stop_cuts: Cell<u32>,
+    /// The hook suspended the slice's coroutine for good (see `check`).
+    abandon: Cell<bool>,
     /// Finished threads for [`call_nested`].
     pool: RefCell<Vec<Thread>>,
     slot: Arc<Slot>,
@@ -76,6 +80,8 @@ impl Watchdog {
             run_stop,
             nested: Rc::new(Cell::new(0)),
             coroutines: RefCell::new(Vec::new()),
+            stop_cuts: Cell::new(0),
+            abandon: Cell::new(false),
             pool: RefCell::new(Vec::new()),
             slot: Slot::register(arm_after),
         })
@@ -100,8 +106,8 @@ impl Watchdog {
     /// global hook calls our check on whatever thread `arming` arms.
     pub(crate) fn install(self: &Rc<Self>, lua: &Lua) -> mlua::Result<()> {
         let me = self.clone();
-        lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), move |_, d| {
-            me.check(d)
+        lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), move |l, d| {
+            me.check(l, d)
         })?;
         // SAFETY: the main thread of a live state, on its own OS thread.
         if let Some(hook) = unsafe { mlua::ffi::lua_gethook(lua.current_thread().state()) } {
@@ -110,7 +116,7 @@ impl Watchdog {
         // The same callback with no trigger: mlua gives new threads (and
         // takes from the main thread) a hook with an empty mask, i.e. none.
         let me = self.clone();
-        lua.set_global_hook(HookTriggers::new(), move |_, d| me.check(d))
+        lua.set_global_hook(HookTriggers::new(), move |l, d| me.check(l, d))
     }
 
     fn begin(
@@ -121,6 +127,7 @@ impl Watchdog {
         let now = Instant::now();
         self.slice_start.set(now);
         self.nested.set(0);
+        self.stop_cuts.set(0);
         self.slot.begin(thread, now);
         self.current.replace(user)
     }
@@ -160,7 +167,7 @@ impl Watchdog {
         }
     }
 
-    fn check(&self, at: &Debug) -> mlua::Result<VmState> {
+    fn check(&self, lua: &Lua, at: &Debug) -> mlua::Result<VmState> {
         let now = Instant::now();
         let ran = now.saturating_duration_since(self.slice_start.get());
         if ran >= self.limit {
@@ -175,6 +182,16 @@ impl Watchdog {
             self.restart();
             if let Some(user) = &*self.current.borrow() {
                 user.stop_gracefully();
+            }
+            // The script caught the first error and kept going (a pcall in
+            // a loop): suspend the coroutine instead, which no pcall can
+            // catch, and end its future (`Watched`) with this error.
+            let cuts = self.stop_cuts.get();
+            self.stop_cuts.set(cuts.saturating_add(1));
+            // SAFETY: the running thread of this state, on this OS thread.
+            if cuts > 0 && unsafe { ffi::lua_isyieldable(lua.current_thread().state()) } != 0 {
+                self.abandon.set(true);
+                return Ok(VmState::Yield);
             }
             return Err(mlua::Error::runtime(format!(
                 "interrupted: the run is stopping and this code has not yielded{}",
@@ -262,13 +279,20 @@ pub(crate) struct Watched<F> {
     thread: *mut lua_State,
 }
 
-impl<F: Future> Future for Watched<F> {
+impl<R, F: Future<Output = mlua::Result<R>>> Future for Watched<F> {
     type Output = F::Output;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
         let prev = this.dog.begin(this.thread, this.user.clone());
         let out = this.inner.as_mut().poll(cx);
         this.dog.end(prev);
+        if this.dog.abandon.replace(false) {
+            // Never resumed again: the thread is dropped with this future.
+            return Poll::Ready(Err(mlua::Error::runtime(
+                "interrupted: the run is stopping and this code kept running \
+                 after its error was caught: abandoned",
+            )));
+        }
         out
     }
 }

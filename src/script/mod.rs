@@ -101,6 +101,7 @@ mod client_redirect;
 mod client_request;
 pub mod client_response;
 mod client_sink;
+pub mod custom_data;
 pub mod fire;
 pub mod json;
 pub mod limits;

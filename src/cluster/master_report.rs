@@ -9,7 +9,7 @@
 //! It does not own the conversions (`script::custom_data`) or the Lua state
 //! (`script::runtime::WorkerReportScript`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use rmpv::Value;
@@ -25,9 +25,32 @@ const QUEUE: usize = 32;
 
 type Item = (String, Vec<(String, Value)>, Dropped);
 
+/// How long the master, at exit, lets the listeners finish the reports
+/// still queued (the workers' last ones arrive just before it).
+const DRAIN: Duration = Duration::from_secs(2);
+
 /// The network thread's end of the queue.
 pub(super) struct ReportListeners {
-    queue: Sender<Item>,
+    queue: Option<Sender<Item>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ReportListeners {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it is empty.
+        self.queue = None;
+        let deadline = Instant::now() + DRAIN;
+        while let Some(t) = &self.thread {
+            if t.is_finished() {
+                let _ = self.thread.take().map(std::thread::JoinHandle::join);
+            } else if Instant::now() >= deadline {
+                log::warn!("worker_report listeners still busy at exit: the rest is dropped");
+                return;
+            } else {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
 }
 
 impl ReportListeners {
@@ -52,14 +75,20 @@ impl ReportListeners {
                     let _ = ready_tx.send(false);
                 }
             });
-        if let Err(e) = spawned {
-            log::warn!("worker_report listeners will not run: cannot start their thread: {e}");
-            return None;
-        }
+        let thread = match spawned {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("worker_report listeners will not run: cannot start their thread: {e}");
+                return None;
+            }
+        };
         match ready_rx.recv() {
             Ok(true) => {
                 log::info!("The script's worker_report listeners run for every worker report");
-                Some(ReportListeners { queue })
+                Some(ReportListeners {
+                    queue: Some(queue),
+                    thread: Some(thread),
+                })
             }
             _ => None,
         }
@@ -73,8 +102,9 @@ impl ReportListeners {
         warnings: &mut Warnings,
         now: Instant,
     ) {
+        let Some(queue) = &self.queue else { return };
         let (data, dropped) = bound_custom(custom);
-        match self.queue.try_send((from.to_string(), data, dropped)) {
+        match queue.try_send((from.to_string(), data, dropped)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => warnings.warn("worker_report queue", now, || {
                 format!(

@@ -15,7 +15,7 @@ use rmpv::Value;
 
 use crate::cluster::warnings::Warnings;
 use crate::engine::Controller;
-use crate::script::custom_data::CustomData;
+use crate::script::custom_data::{CustomData, CustomError};
 
 /// Longest a report waits for shard 0's answer (its control loop looks at
 /// commands every 20 ms; listeners are plain calls).
@@ -53,13 +53,17 @@ impl CustomAsk {
             }
             Ok(Err(problem)) => {
                 self.pending = None;
-                warnings.warn("report_to_master", Instant::now(), || {
+                let kind = match problem {
+                    CustomError::Listener(_) => "report_to_master listener",
+                    CustomError::Data(_) => "report_to_master data",
+                };
+                warnings.warn(kind, Instant::now(), || {
                     format!("{problem}: this report goes without custom data")
                 });
                 Vec::new()
             }
             Err(RecvTimeoutError::Timeout) => {
-                warnings.warn("report_to_master", Instant::now(), || {
+                warnings.warn("report_to_master late", Instant::now(), || {
                     format!(
                         "the report_to_master listeners did not finish within {} ms: this \
                          report goes without custom data (what they set goes with the next)",

@@ -16,7 +16,19 @@ use mlua::{Lua, Table, Value as LuaValue};
 use rmpv::Value;
 
 /// A worker's custom data for one report, or why there is none.
-pub type CustomData = Result<Vec<(String, Value)>, String>;
+pub type CustomData = Result<Vec<(String, Value)>, CustomError>;
+
+/// Why a firing of `report_to_master` gave no data (each kind is logged
+/// at its own rate).
+#[derive(Debug, thiserror::Error)]
+pub enum CustomError {
+    /// A listener raised (or the watchdog cut it): its message, file:line.
+    #[error("a report_to_master listener failed: {0}")]
+    Listener(String),
+    /// What the listeners set cannot be sent: the key path and why.
+    #[error("{0}")]
+    Data(String),
+}
 
 /// Deepest nesting converted either way (the top-level table is depth 1).
 pub const MAX_DEPTH: usize = 32;

@@ -19,7 +19,9 @@ use super::state::State;
 use super::watchdog::Watchdog;
 use super::ShardScript;
 use crate::http::ClientConfig;
-use crate::script::custom_data::{custom_to_table, table_to_custom};
+use crate::script::custom_data::{
+    custom_to_table, table_to_custom, CustomData, CustomError,
+};
 use crate::script::{ScriptError, ScriptSource};
 use crate::stats::ShardStats;
 
@@ -49,15 +51,17 @@ impl ShardScript {
     /// return what they set, as a report's custom keys. No listener: empty,
     /// without calling Lua. A listener error or data that cannot be sent:
     /// `Err` naming it (the report goes without custom data).
-    pub fn report_to_master(&self, client_id: &str) -> Result<Vec<(String, rmpv::Value)>, String> {
+    pub fn report_to_master(&self, client_id: &str) -> CustomData {
         let list = &self.report_listeners;
         if list.raw_len() == 0 {
             return Ok(Vec::new());
         }
-        let data = self.lua.create_table().map_err(|e| error_text(&e))?;
-        call_each(list, &self.dog, (data.clone(), client_id))
-            .map_err(|e| format!("a report_to_master listener failed: {e}"))?;
-        table_to_custom(&data)
+        let data = self
+            .lua
+            .create_table()
+            .map_err(|e| CustomError::Listener(error_text(&e)))?;
+        call_each(list, &self.dog, (data.clone(), client_id)).map_err(CustomError::Listener)?;
+        table_to_custom(&data).map_err(CustomError::Data)
     }
 }
 

@@ -19,9 +19,7 @@ use super::state::State;
 use super::watchdog::Watchdog;
 use super::ShardScript;
 use crate::http::ClientConfig;
-use crate::script::custom_data::{
-    custom_to_table, table_to_custom, CustomData, CustomError,
-};
+use crate::script::custom_data::{custom_to_table, table_to_custom, CustomData, CustomError};
 use crate::script::{ScriptError, ScriptSource};
 use crate::stats::ShardStats;
 

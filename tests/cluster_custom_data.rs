@@ -168,7 +168,7 @@ def on_report(client_id, data):
     let mut master = Proc::spawn(
         &dir,
         "master",
-        &mut master_cmd(port, "http://127.0.0.1:1", &args, &csv)
+        master_cmd(port, "http://127.0.0.1:1", &args, &csv)
             .args(["-f", dir.join("s.lua").to_str().unwrap()]),
     );
     locust
@@ -212,8 +212,7 @@ fn increments_from_two_locusta_workers_add_up_exactly_at_a_locusta_master() {
     let mut master = Proc::spawn(
         &dir,
         "master",
-        &mut master_cmd(port, "http://127.0.0.1:1", &args, &csv)
-            .args(["-f", script.to_str().unwrap()]),
+        master_cmd(port, "http://127.0.0.1:1", &args, &csv).args(["-f", script.to_str().unwrap()]),
     );
     let mut workers: Vec<Proc> = (0..2)
         .map(|i| {
@@ -295,7 +294,7 @@ end)
     let mut master = Proc::spawn(
         &dir,
         "master",
-        &mut master_cmd(port, "http://127.0.0.1:1", &args, &csv)
+        master_cmd(port, "http://127.0.0.1:1", &args, &csv)
             .args(["-f", dir.join("s.lua").to_str().unwrap()]),
     );
     let ctx = zmq::Context::new();
@@ -401,8 +400,7 @@ fn failing_worker_listeners_are_named_and_the_other_reports_count() {
     let mut master = Proc::spawn(
         &dir,
         "master",
-        &mut master_cmd(port, "http://127.0.0.1:1", &args, &csv)
-            .args(["-f", path.to_str().unwrap()]),
+        master_cmd(port, "http://127.0.0.1:1", &args, &csv).args(["-f", path.to_str().unwrap()]),
     );
     let mut w = Proc::spawn(
         &dir,

@@ -432,3 +432,39 @@ fn failing_worker_listeners_are_named_and_the_other_reports_count() {
         assert!(log.contains(needle), "no `{needle}` in\n{log}");
     }
 }
+
+/// The report without custom data has exactly Locust's keys (the payload
+/// of a script without listeners is what it was); with custom data, the
+/// keys follow them and come back in order.
+#[test]
+fn custom_keys_follow_locusts_keys_and_come_back_in_order() {
+    use locusta::cluster::protocol::{decode, encode};
+    let keys = |msg: &WorkerMessage| {
+        let m = decode(&encode(&msg.to_message("w1"))).unwrap();
+        let Value::Map(pairs) = m.data else { panic!() };
+        pairs
+            .iter()
+            .map(|(k, _)| k.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let plain = report_with(Vec::new());
+    let locust_keys = [
+        "stats",
+        "stats_total",
+        "errors",
+        "user_classes_count",
+        "user_count",
+    ];
+    assert_eq!(keys(&plain), locust_keys);
+    let custom = vec![
+        ("zeta".to_string(), Value::from(1)),
+        ("alpha".to_string(), Value::Array(vec![Value::from("x")])),
+    ];
+    let with = report_with(custom.clone());
+    assert_eq!(keys(&with)[5..], ["zeta", "alpha"]);
+    let back = WorkerMessage::parse(&decode(&encode(&with.to_message("w1"))).unwrap()).unwrap();
+    let WorkerMessage::Stats(report) = back else {
+        panic!()
+    };
+    assert_eq!(report.custom, custom);
+}

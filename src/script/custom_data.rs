@@ -288,7 +288,16 @@ impl Bounder {
                 Value::Nil
             }
             Value::Array(items) => {
-                Value::Array(items.iter().map(|i| self.value(i, depth + 1)).collect())
+                let mut kept = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    if self.budget < PER_VALUE {
+                        // The rest is cut off, not copied as nils.
+                        self.dropped.over_budget += (items.len() - i) as u64;
+                        break;
+                    }
+                    kept.push(self.value(item, depth + 1));
+                }
+                Value::Array(kept)
             }
             Value::Map(pairs) => {
                 let mut kept = Vec::new();
@@ -302,11 +311,12 @@ impl Bounder {
                         self.dropped.bad_keys += 1;
                         continue;
                     }
-                    if self.budget == 0 {
+                    let key_len = k.as_str().map_or(0, str::len);
+                    if self.budget < PER_VALUE || !self.take(PER_VALUE + key_len) {
                         self.dropped.over_budget += 1;
-                        break;
+                        continue;
                     }
-                    kept.push((self.value(k, depth + 1), self.value(item, depth + 1)));
+                    kept.push((k.clone(), self.value(item, depth + 1)));
                 }
                 Value::Map(kept)
             }
@@ -372,3 +382,7 @@ fn to_lua(lua: &Lua, v: &Value, depth: usize) -> mlua::Result<LuaValue> {
         Value::Nil | Value::Ext(..) => LuaValue::Nil,
     })
 }
+
+#[cfg(test)]
+#[path = "custom_data_tests.rs"]
+mod tests;

@@ -48,6 +48,18 @@ locusta.events.worker_report(function(node_id, data)
 end)
 "#;
 
+/// The Locust side's users: they idle (the tests are about reports).
+const LOCUST_USER: &str = r#"
+from locust import User, task, constant, events
+
+class Shopper(User):
+    wait_time = constant(1)
+
+    @task
+    def idle(self):
+        pass
+"#;
+
 /// Lines of `out` that start with `tag `, split on spaces after it.
 fn tagged<'a>(out: &'a str, tag: &str) -> Vec<Vec<&'a str>> {
     out.lines()
@@ -71,16 +83,9 @@ fn a_locusta_workers_data_reaches_a_locust_masters_worker_report() {
     let dir = temp_dir("custom-data-locust-master");
     std::fs::write(
         dir.join("locustfile.py"),
-        r#"
+        LOCUST_USER.to_string()
+            + r#"
 import json
-from locust import User, task, constant, events
-
-class Shopper(User):
-    wait_time = constant(1)
-
-    @task
-    def idle(self):
-        pass
 
 @events.worker_report.add_listener
 def on_report(client_id, data):
@@ -138,15 +143,8 @@ fn a_locust_workers_data_reaches_a_locusta_masters_worker_report() {
     let dir = temp_dir("custom-data-locusta-master");
     std::fs::write(
         dir.join("locustfile.py"),
-        r#"
-from locust import User, task, constant, events
-
-class Shopper(User):
-    wait_time = constant(1)
-
-    @task
-    def idle(self):
-        pass
+        LOCUST_USER.to_string()
+            + r#"
 
 sent = 0
 

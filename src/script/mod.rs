@@ -23,6 +23,8 @@
 //!   `tcp_io`, the socket core; `websocket_frame`, RFC 6455 framing).
 //! - `fire`: recording a request the script timed itself
 //!   (`locusta.events.request:fire`, `locusta.measure`).
+//! - `custom_data`: cluster custom data (`report_to_master` /
+//!   `worker_report`) between Lua and msgpack, bounded both ways.
 
 use std::path::PathBuf;
 

@@ -424,7 +424,7 @@ fn failing_worker_listeners_are_named_and_the_other_reports_count() {
         "s.lua:",
         "boom at report 2",
         "data.f is a function",
-        "without yielding",
+        "without yielding (--max-blocking-time) (the listener at ",
         "data.stats is a key of the stats report itself",
     ] {
         assert!(log.contains(needle), "no `{needle}` in\n{log}");

@@ -39,7 +39,17 @@ fn call_each(
     for f in list.sequence_values::<Function>() {
         let f = f.map_err(|e| error_text(&e))?;
         dog.restart();
-        f.call::<()>(args.clone()).map_err(|e| error_text(&e))?;
+        f.call::<()>(args.clone()).map_err(|e| {
+            let text = error_text(&e);
+            // The watchdog's error has no position: name the listener.
+            let info = f.info();
+            match (info.short_src, info.line_defined) {
+                (Some(src), Some(line)) if !text.contains(&src) => {
+                    format!("{text} (the listener at {src}:{line})")
+                }
+                _ => text,
+            }
+        })?;
     }
     Ok(())
 }

@@ -283,6 +283,9 @@ locusta.events.worker_report(function(node_id, data)
     tostring(data.ok), type(data.huge), depth(data.deep), keys,
     tostring(data.big), #(data.bin or "")))
 end)
+locusta.events.worker_report(function(node_id, data)
+  error("master listener boom")
+end)
 "#,
     )
     .unwrap();
@@ -371,6 +374,11 @@ end)
     let err = master.stderr();
     assert!(err.contains("cut to bounds"), "{err}");
     assert!(err.contains("past 1024 KiB"), "{err}");
+    assert!(
+        err.contains("a worker_report listener failed: ")
+            && err.contains("s.lua:15: master listener boom"),
+        "{err}"
+    );
 }
 
 /// Worker listeners that raise, loop forever (cut by the watchdog) and set

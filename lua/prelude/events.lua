@@ -162,3 +162,9 @@ end
 function I.has_listeners(which)
   return #M.events[which]._listeners > 0
 end
+
+-- The listener list of an event, for Rust to call itself
+-- (report_to_master, worker_report: their data crosses processes).
+function I.listeners(which)
+  return M.events[which]._listeners
+end

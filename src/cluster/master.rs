@@ -207,6 +207,12 @@ impl MasterController {
             warned: HashSet::new(),
             warnings: Warnings::default(),
             decoder: Decoder::start().context("cannot start the master's decoding thread")?,
+            report_listeners: match &cfg.workload {
+                Workload::Script { source, .. } => {
+                    super::master_report::ReportListeners::start(source)
+                }
+                Workload::Raw { .. } => None,
+            },
         };
         let thread = std::thread::Builder::new()
             .name("locusta-master".into())

@@ -16,6 +16,7 @@
 //! - `warnings`: rate-limited warnings about what peers send.
 //! - `decoder`: decodes large messages off the network thread.
 //! - `network`: the master's thread that owns the ROUTER and the run.
+//! - `master_report`: the master's `worker_report` listeners (own thread).
 //! - `master`: implements [`crate::engine::RunControl`] over the workers.
 //! - `worker`: runs a local engine as the master says.
 //!
@@ -23,6 +24,7 @@
 
 mod decoder;
 pub mod master;
+mod master_report;
 mod network;
 pub mod nodes;
 pub mod open_report;

@@ -60,6 +60,8 @@ pub(super) struct Network {
     /// What peers send wrong, logged at most once per kind per 5 s.
     pub(super) warnings: Warnings,
     pub(super) decoder: Decoder,
+    /// The script's worker_report listeners, if it has any.
+    pub(super) report_listeners: Option<super::master_report::ReportListeners>,
 }
 
 #[path = "network_open.rs"]
@@ -486,6 +488,9 @@ impl Network {
                     node.users = 0;
                 }
                 self.merge_report(from, &report, now);
+                if let Some(listeners) = &self.report_listeners {
+                    listeners.push(from, &report.custom, &mut self.warnings, now);
+                }
             }
             WorkerMessage::Exception {
                 msg,

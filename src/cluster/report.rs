@@ -77,6 +77,10 @@ pub struct WorkerReport {
     /// locusta workers in an open-model run: what the open model did
     /// since the previous report; `None` otherwise.
     pub open_model: Option<super::open_report::OpenReport>,
+    /// Every top-level key the master does not read, in message order: a
+    /// worker's `report_to_master` data (Locust's custom keys), which
+    /// `worker_report` listeners get. Empty: the payload is Locust's.
+    pub custom: Vec<(String, Value)>,
 }
 
 impl ReportEntry {
@@ -272,6 +276,34 @@ fn buckets_to_sparse(response_times: &[(u64, u64)]) -> SparseHistogram {
 /// Our key for [`WorkerReport::task_runs`] (a Locust master ignores it).
 const TASK_RUNS_KEY: &str = "locusta_task_runs";
 
+/// The top-level keys [`WorkerReport::from_value`] reads; every other one
+/// is custom data.
+const KNOWN_KEYS: [&str; 7] = [
+    "stats",
+    "stats_total",
+    "errors",
+    "user_classes_count",
+    "user_count",
+    TASK_RUNS_KEY,
+    super::open_report::OPEN_MODEL_KEY,
+];
+
+/// The string-keyed top-level entries of `data` that are not
+/// [`KNOWN_KEYS`], in message order (keys that are not strings are
+/// skipped: no listener could name them).
+fn custom_keys(data: &Value) -> Vec<(String, Value)> {
+    let Value::Map(pairs) = data else {
+        return Vec::new();
+    };
+    pairs
+        .iter()
+        .filter_map(|(k, v)| match k.as_str() {
+            Some(k) if !KNOWN_KEYS.contains(&k) => Some((k.to_string(), v.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 impl WorkerReport {
     /// The msgpack map Locust's master reads.
     pub fn to_value(&self) -> Value {
@@ -305,7 +337,15 @@ impl WorkerReport {
         if let Some(open) = &self.open_model {
             fields.push((super::open_report::OPEN_MODEL_KEY, open.to_value()));
         }
-        map_value(fields)
+        let mut map = map_value(fields);
+        if let Value::Map(pairs) = &mut map {
+            pairs.extend(
+                self.custom
+                    .iter()
+                    .map(|(k, v)| (Value::from(k.as_str()), v.clone())),
+            );
+        }
+        map
     }
 
     /// Read a report from any worker (locusta or Locust); extra keys are
@@ -343,6 +383,7 @@ impl WorkerReport {
                 .get(super::open_report::OPEN_MODEL_KEY)
                 .map(|v| super::open_report::OpenReport::from_value(KIND, v))
                 .transpose()?,
+            custom: custom_keys(data),
         })
     }
 

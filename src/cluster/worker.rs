@@ -9,6 +9,9 @@
 //! `-H` runs against the host the master names. If the master goes silent
 //! the worker stops its users and keeps knocking until a master answers.
 //!
+//! Each report also carries what the script's `report_to_master`
+//! listeners set (`worker_custom`).
+//!
 //! It does not own the engine (`engine`), the payload (`report`) or
 //! sockets (`transport`).
 
@@ -45,6 +48,8 @@ const MASTER_SILENT: Duration = Duration::from_secs(6);
 const LOCUST_MASTER_SILENT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 
+#[path = "worker_custom.rs"]
+mod custom;
 #[path = "worker_spawn.rs"]
 mod spawn;
 
@@ -87,6 +92,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<i32> {
         cpu: CpuMeter::new(),
         sent: (0, 0),
         report_every: REPORT_EVERY,
+        custom: custom::CustomAsk::default(),
     };
     log::info!(
         "Starting locusta worker {} as {}, master at {}",
@@ -162,6 +168,8 @@ struct Worker<'a> {
     /// Requests and failures reported to the master(s), for the exit line.
     sent: (u64, u64),
     report_every: Duration,
+    /// The script's report_to_master data for the next report.
+    custom: custom::CustomAsk,
 }
 
 fn idle_counts(cfg: &RunConfig) -> Vec<(String, u32)> {
@@ -444,6 +452,13 @@ impl Worker<'_> {
         // Only when the open model counted something: a closed run's
         // report stays Locust's payload.
         report.open_model = self.open.take(now);
+        let scripted = matches!(self.cfg.workload, crate::engine::Workload::Script { .. });
+        report.custom = self.custom.take(
+            self.engine.as_ref(),
+            scripted,
+            &self.node_id,
+            &mut self.warnings,
+        );
         self.sent.0 += report.stats_total.num_requests;
         self.sent.1 += report.stats_total.num_failures;
         self.send(socket, WorkerMessage::Stats(Box::new(report)));

@@ -46,6 +46,8 @@ pub(crate) enum ControlCmd {
     SetClasses(Option<Vec<String>>),
     Stop,
     ResetStats,
+    /// A cluster worker's report is due: shard 0 runs report_to_master.
+    ReportToMaster(super::shard::ReportToMaster),
     Shutdown,
 }
 
@@ -181,6 +183,13 @@ impl Control {
                     Ok(ControlCmd::ResetStats) => {
                         epoch += 1;
                         self.reset(epoch);
+                    }
+                    Ok(ControlCmd::ReportToMaster(ask)) => {
+                        // Dropped sender when shard 0 is gone: the worker
+                        // sees it disconnected and reports without data.
+                        if let Some(tx) = self.shards.first() {
+                            let _ = tx.send(ShardCmd::ReportToMaster(ask));
+                        }
                     }
                     Ok(ControlCmd::Shutdown) | Err(_) => {
                         self.run_stop.stop_within(Duration::ZERO);

@@ -396,6 +396,21 @@ impl Controller {
         let _ = self.commands.send(ControlCmd::SetCounts(counts));
     }
 
+    /// A cluster worker's report is due: shard 0 runs the script's
+    /// report_to_master listeners (with `client_id`) and sends what they
+    /// set to `answer` (raw mode: nothing to run, an empty answer).
+    pub fn report_to_master(
+        &self,
+        client_id: &str,
+        answer: Sender<crate::script::custom_data::CustomData>,
+    ) {
+        let ask = shard::ReportToMaster {
+            client_id: client_id.to_string(),
+            answer,
+        };
+        let _ = self.commands.send(ControlCmd::ReportToMaster(ask));
+    }
+
     /// Run `f` on the open model's table (`None` unless the current or last
     /// run was an open one): reports that need its histograms or history.
     pub fn with_open_model<T>(&self, f: impl FnOnce(Option<&OpenModelStats>) -> T) -> T {

@@ -42,6 +42,9 @@ pub(crate) enum ShardCmd {
     /// The process is over Locust's CPU threshold (this many %): fire the
     /// script's cpu_warning. Sent to shard 0, once per process.
     CpuWarning(u32),
+    /// A cluster worker's report is due: run the script's report_to_master
+    /// listeners and send what they set. Sent to shard 0.
+    ReportToMaster(ReportToMaster),
     /// Stop every user: gracefully, then cancelled after `grace`.
     Stop {
         grace: Duration,
@@ -62,6 +65,13 @@ pub(crate) enum ShardCmd {
     /// A corrected-latency delta back for reuse.
     RecycleOpen(StatsDelta),
     Shutdown,
+}
+
+/// What a `ReportToMaster` command carries: the worker's node id (the
+/// listeners' `client_id`) and where the answer goes.
+pub(crate) struct ReportToMaster {
+    pub client_id: String,
+    pub answer: Sender<crate::script::custom_data::CustomData>,
 }
 
 pub(crate) struct ShardReport {
@@ -286,6 +296,13 @@ async fn shard_loop(
                     if let Some(script) = &script {
                         script.event("cpu_warning", Some(percent)).await;
                     }
+                }
+                ShardCmd::ReportToMaster(ask) => {
+                    let data = match &script {
+                        Some(s) => s.report_to_master(&ask.client_id),
+                        None => Ok(Vec::new()),
+                    };
+                    let _ = ask.answer.send(data);
                 }
                 ShardCmd::Stop { grace } => {
                     stop_grace = grace;

@@ -23,6 +23,8 @@
 //!   `tcp_io`, the socket core; `websocket_frame`, RFC 6455 framing).
 //! - `fire`: recording a request the script timed itself
 //!   (`locusta.events.request:fire`, `locusta.measure`).
+//! - `custom_data`: cluster custom data (`report_to_master` /
+//!   `worker_report`) between Lua and msgpack, bounded both ways.
 
 use std::path::PathBuf;
 
@@ -101,6 +103,7 @@ mod client_redirect;
 mod client_request;
 pub mod client_response;
 mod client_sink;
+pub mod custom_data;
 pub mod fire;
 pub mod json;
 pub mod limits;

@@ -18,6 +18,8 @@
 //! - `pause`: yields for users whose tasks never suspend.
 //! - `errors`: error messages, tracebacks, load-time error locations.
 //! - `watchdog`: Lua code that runs too long without yielding gets an error.
+//! - `custom_report`: `report_to_master` listeners on shard 0 of a worker,
+//!   `worker_report` listeners in the master's own state.
 //! - `shape`: the script's load shape (`locusta.shape`/`locusta.stages`)
 //!   for config and for the shape runner's own Lua state.
 
@@ -37,6 +39,7 @@ use crate::http::{ClientConfig, Target};
 use crate::stats::ShardStats;
 
 mod arming;
+mod custom_report;
 mod errors;
 mod naps;
 mod pause;
@@ -45,6 +48,7 @@ mod state;
 mod stop;
 mod watchdog;
 
+pub use custom_report::WorkerReportScript;
 pub use errors::error_text;
 use errors::{load_error, split_traceback};
 pub use shape::ShapeScript;
@@ -110,6 +114,9 @@ pub struct ShardScript {
     shard: usize,
     classes: Vec<ClassInfo>,
     dog: Rc<Watchdog>,
+    /// `locusta.events.report_to_master`'s listener list (its length is
+    /// read per report, so no listener costs no Lua call).
+    report_listeners: Table,
 }
 
 impl ShardScript {
@@ -173,7 +180,10 @@ impl ShardScript {
             .internal
             .get("fire")
             .map_err(|e| load_error(src, &e))?;
+        let report_listeners = custom_report::listeners(&state.internal, "report_to_master")
+            .map_err(|e| load_error(src, &e))?;
         Ok(ShardScript {
+            report_listeners,
             lua: state.lua,
             run_user,
             fire,

@@ -15,8 +15,9 @@ use crossbeam_channel::Receiver;
 use super::decoder::Decoder;
 use super::master::{lock, MasterCmd, Shared, MAX_KEPT_TASK_ROWS};
 use super::nodes::{NodeState, Nodes, StopWait};
-use super::protocol::{decode, MasterMessage, Message, ProtocolError, WorkerMessage};
+use super::protocol::{MasterMessage, ProtocolError, WorkerMessage};
 use super::report_checks::{MAX_REPORT_COUNT, MAX_RUN_COUNT};
+use super::report_decode::{decode_from_worker, FromWorker};
 use super::transport::RouterSocket;
 use super::warnings::Warnings;
 use crate::engine::{per_shard, ClassSpec, Dispatcher, OpenModel, RunState, CPU_WARNING_PERCENT};
@@ -398,12 +399,12 @@ impl Network {
             }
             return;
         }
-        self.decoded(from, decode(&payload), now);
+        self.decoded(from, decode_from_worker(&payload), now);
     }
 
-    fn decoded(&mut self, from: &str, msg: Result<Message, ProtocolError>, now: Instant) {
+    fn decoded(&mut self, from: &str, msg: FromWorker, now: Instant) {
         match msg {
-            Ok(msg) => self.handle(from, &msg),
+            Ok(parsed) => self.handle(from, parsed),
             Err(e) => self.malformed(from, &e, now),
         }
     }
@@ -421,8 +422,8 @@ impl Network {
         });
     }
 
-    fn handle(&mut self, from: &str, msg: &Message) {
-        let parsed = match WorkerMessage::parse(msg) {
+    fn handle(&mut self, from: &str, parsed: Result<WorkerMessage, ProtocolError>) {
+        let parsed = match parsed {
             Ok(m) => m,
             Err(e) => {
                 return self.warnings.warn("bad message", Instant::now(), || {

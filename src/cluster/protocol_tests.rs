@@ -85,6 +85,7 @@ pub(super) fn sample_report() -> WorkerReport {
             runs: 12,
         }],
         open_model: None,
+        custom: Vec::new(),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::stats::{Delta, DeltaEntry, DeltaFailure, EntryCounts, Failure, Sparse
 const KIND: &str = "stats";
 
 /// One `StatsEntry` of a report (Locust's `serialize()` keys).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReportEntry {
     pub name: String,
     /// "GET", …; "" for the total.
@@ -64,7 +64,7 @@ pub struct ReportError {
 }
 
 /// The whole `stats` data.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WorkerReport {
     pub stats: Vec<ReportEntry>,
     pub stats_total: ReportEntry,
@@ -77,6 +77,10 @@ pub struct WorkerReport {
     /// locusta workers in an open-model run: what the open model did
     /// since the previous report; `None` otherwise.
     pub open_model: Option<super::open_report::OpenReport>,
+    /// Top-level keys of the message this side does not know (a script's
+    /// custom data), with their values, in message order; `to_value`
+    /// appends them. Keys that are not strings are dropped.
+    pub custom: Vec<(String, Value)>,
 }
 
 impl ReportEntry {
@@ -272,6 +276,18 @@ fn buckets_to_sparse(response_times: &[(u64, u64)]) -> SparseHistogram {
 /// Our key for [`WorkerReport::task_runs`] (a Locust master ignores it).
 const TASK_RUNS_KEY: &str = "locusta_task_runs";
 
+/// The top-level keys [`WorkerReport`] has fields for; any other goes to
+/// [`WorkerReport::custom`].
+pub(super) const KNOWN_KEYS: [&str; 7] = [
+    "stats",
+    "stats_total",
+    "errors",
+    "user_classes_count",
+    "user_count",
+    TASK_RUNS_KEY,
+    super::open_report::OPEN_MODEL_KEY,
+];
+
 impl WorkerReport {
     /// The msgpack map Locust's master reads.
     pub fn to_value(&self) -> Value {
@@ -305,7 +321,11 @@ impl WorkerReport {
         if let Some(open) = &self.open_model {
             fields.push((super::open_report::OPEN_MODEL_KEY, open.to_value()));
         }
-        map_value(fields)
+        let Value::Map(mut pairs) = map_value(fields) else {
+            unreachable!("map_value makes a map")
+        };
+        pairs.extend(self.custom.iter().map(|(k, v)| (str_value(k), v.clone())));
+        Value::Map(pairs)
     }
 
     /// Read a report from any worker (locusta or Locust); extra keys are
@@ -332,18 +352,35 @@ impl WorkerReport {
             .enumerate()
             .map(|(i, (_, e))| ReportError::from_value(format!("errors[{i}]."), e))
             .collect::<Result<_, _>>()?;
-        Ok(WorkerReport {
+        let mut report = WorkerReport {
             stats,
             stats_total,
             errors,
-            user_classes_count: f.class_counts("user_classes_count")?,
-            user_count: f.u32("user_count")?,
-            task_runs: f.task_runs(TASK_RUNS_KEY)?,
-            open_model: f
-                .get(super::open_report::OPEN_MODEL_KEY)
-                .map(|v| super::open_report::OpenReport::from_value(KIND, v))
-                .transpose()?,
-        })
+            ..WorkerReport::default()
+        };
+        report.read_small_fields(&f)?;
+        Ok(report)
+    }
+
+    /// Fill everything but `stats`, `stats_total` and `errors` from the
+    /// top-level map `f` (the streaming decoder in `report_decode` reads
+    /// those three itself and hands the rest here).
+    pub(super) fn read_small_fields(&mut self, f: &Fields<'_>) -> Result<(), ProtocolError> {
+        self.user_classes_count = f.class_counts("user_classes_count")?;
+        self.user_count = f.u32("user_count")?;
+        self.task_runs = f.task_runs(TASK_RUNS_KEY)?;
+        self.open_model = f
+            .get(super::open_report::OPEN_MODEL_KEY)
+            .map(|v| super::open_report::OpenReport::from_value(KIND, v))
+            .transpose()?;
+        self.custom = f
+            .pairs()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?, v)))
+            .filter(|(k, _)| !KNOWN_KEYS.contains(k))
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        Ok(())
     }
 
     /// The report as a delta the master merges: HDR buckets when the worker

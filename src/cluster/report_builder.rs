@@ -297,6 +297,7 @@ impl ReportBuilder {
             user_count,
             task_runs: Vec::new(),
             open_model: None,
+            custom: Vec::new(),
         }
     }
 }

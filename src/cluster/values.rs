@@ -78,6 +78,11 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Every key and value, in message order.
+    pub(crate) fn pairs(&self) -> &'a [(Value, Value)] {
+        self.map
+    }
+
     pub(crate) fn error(&self, key: &str, problem: &str) -> ProtocolError {
         field_error(self.kind, format!("`{}{key}` {problem}", self.path))
     }

@@ -23,7 +23,7 @@
 
 use super::protocol::{decode, ProtocolError, Value, WorkerMessage, MAX_DEPTH};
 use super::report::{ReportEntry, ReportError, WorkerReport, KNOWN_KEYS};
-use super::values::{count_of, Fields, MAX_MS};
+use super::values::{Fields, Scalar};
 use crate::stats::SparseHistogram;
 
 /// A message from a worker: the outer `Err` is bytes that are not a
@@ -141,43 +141,43 @@ fn read_entry(rd: &mut Reader<'_>) -> Option<ReportEntry> {
                 1 << 1
             }
             "last_request_timestamp" => {
-                e.last_request_timestamp = rd.opt(non_negative)?;
+                e.last_request_timestamp = rd.opt(Scalar::non_negative)?;
                 1 << 2
             }
             "start_time" => {
-                e.start_time = non_negative(rd.scalar()?)?;
+                e.start_time = rd.scalar()?.non_negative()?;
                 1 << 3
             }
             "num_requests" => {
-                e.num_requests = count_of(&rd.scalar()?)?;
+                e.num_requests = rd.scalar()?.count()?;
                 1 << 4
             }
             "num_none_requests" => {
-                e.num_none_requests = count_of(&rd.scalar()?)?;
+                e.num_none_requests = rd.scalar()?.count()?;
                 1 << 5
             }
             "num_failures" => {
-                e.num_failures = count_of(&rd.scalar()?)?;
+                e.num_failures = rd.scalar()?.count()?;
                 1 << 6
             }
             "total_response_time" => {
-                e.total_response_time = ms(rd.scalar()?)?;
+                e.total_response_time = rd.scalar()?.ms()?;
                 1 << 7
             }
             "max_response_time" => {
-                e.max_response_time = ms(rd.scalar()?)?;
+                e.max_response_time = rd.scalar()?.ms()?;
                 1 << 8
             }
             "min_response_time" => {
-                e.min_response_time = rd.opt(ms)?;
+                e.min_response_time = rd.opt(Scalar::ms)?;
                 1 << 9
             }
             "total_content_length" => {
-                e.total_content_length = count_of(&rd.scalar()?)?;
+                e.total_content_length = rd.scalar()?.count()?;
                 1 << 10
             }
             "response_times" => {
-                e.response_times = rd.count_map(count_of)?;
+                e.response_times = rd.count_map(Scalar::count)?;
                 1 << 11
             }
             "num_reqs_per_sec" => {
@@ -234,15 +234,15 @@ fn read_error(rd: &mut Reader<'_>) -> Option<ReportError> {
                 1 << 2
             }
             "occurrences" => {
-                e.occurrences = count_of(&rd.scalar()?)?;
+                e.occurrences = rd.scalar()?.count()?;
                 1 << 3
             }
             "first_seen" => {
-                e.first_seen = rd.opt(non_negative)?;
+                e.first_seen = rd.opt(Scalar::non_negative)?;
                 1 << 4
             }
             "last_seen" => {
-                e.last_seen = rd.opt(non_negative)?;
+                e.last_seen = rd.opt(Scalar::non_negative)?;
                 1 << 5
             }
             _ => return None,
@@ -255,16 +255,8 @@ fn read_error(rd: &mut Reader<'_>) -> Option<ReportError> {
     (seen & 0b1111 == 0b1111).then_some(e)
 }
 
-fn non_negative(v: Value) -> Option<f64> {
-    super::values::non_negative_of(&v)
-}
-
-fn ms(v: Value) -> Option<f64> {
-    non_negative(v).filter(|f| *f <= MAX_MS)
-}
-
-fn unix_second(v: &Value) -> Option<i64> {
-    count_of(v).and_then(|n| i64::try_from(n).ok())
+fn unix_second(v: Scalar) -> Option<i64> {
+    v.count().and_then(|n| i64::try_from(n).ok())
 }
 
 /// A cursor over msgpack bytes; every read is `None` at the end of the
@@ -343,44 +335,45 @@ impl<'a> Reader<'a> {
         Some(Some(self.take(n)?))
     }
 
-    /// A nil, boolean, integer or float as rmpv would read it (so the
-    /// general path's number rules apply unchanged); `None` for others.
-    fn scalar(&mut self) -> Option<Value> {
+    /// A nil, integer or float as rmpv would read it (so the general
+    /// path's number rules apply unchanged); anything else is `Other`
+    /// when it is one byte, `None` otherwise.
+    fn scalar(&mut self) -> Option<Scalar> {
+        let int = |n: i64| u64::try_from(n).map_or(Scalar::Negative(n), Scalar::Uint);
         Some(match self.byte()? {
-            b @ 0x00..=0x7f => Value::from(b),
-            b @ 0xe0..=0xff => Value::from(b as i8),
-            0xc0 => Value::Nil,
-            0xc2 => Value::Boolean(false),
-            0xc3 => Value::Boolean(true),
-            0xca => Value::F32(f32::from_be_bytes(self.be()?)),
-            0xcb => Value::F64(f64::from_be_bytes(self.be()?)),
-            0xcc => Value::from(self.byte()?),
-            0xcd => Value::from(u16::from_be_bytes(self.be()?)),
-            0xce => Value::from(u32::from_be_bytes(self.be()?)),
-            0xcf => Value::from(u64::from_be_bytes(self.be()?)),
-            0xd0 => Value::from(self.byte()? as i8),
-            0xd1 => Value::from(i16::from_be_bytes(self.be()?)),
-            0xd2 => Value::from(i32::from_be_bytes(self.be()?)),
-            0xd3 => Value::from(i64::from_be_bytes(self.be()?)),
+            b @ 0x00..=0x7f => Scalar::Uint(u64::from(b)),
+            b @ 0xe0..=0xff => Scalar::Negative(i64::from(b as i8)),
+            0xc0 => Scalar::Nil,
+            0xc2 | 0xc3 => Scalar::Other,
+            0xca => Scalar::Float(f64::from(f32::from_be_bytes(self.be()?))),
+            0xcb => Scalar::Float(f64::from_be_bytes(self.be()?)),
+            0xcc => Scalar::Uint(u64::from(self.byte()?)),
+            0xcd => Scalar::Uint(u64::from(u16::from_be_bytes(self.be()?))),
+            0xce => Scalar::Uint(u64::from(u32::from_be_bytes(self.be()?))),
+            0xcf => Scalar::Uint(u64::from_be_bytes(self.be()?)),
+            0xd0 => int(i64::from(self.byte()? as i8)),
+            0xd1 => int(i64::from(i16::from_be_bytes(self.be()?))),
+            0xd2 => int(i64::from(i32::from_be_bytes(self.be()?))),
+            0xd3 => int(i64::from_be_bytes(self.be()?)),
             _ => return None,
         })
     }
 
     /// An optional number: nil is `None`, anything `read` refuses gives up.
-    fn opt<T>(&mut self, read: impl Fn(Value) -> Option<T>) -> Option<Option<T>> {
+    fn opt<T>(&mut self, read: impl Fn(Scalar) -> Option<T>) -> Option<Option<T>> {
         match self.scalar()? {
-            Value::Nil => Some(None),
+            Scalar::Nil => Some(None),
             v => Some(Some(read(v)?)),
         }
     }
 
     /// A `{number: count}` map (`response_times`, per-second counts).
-    fn count_map<K>(&mut self, read_key: impl Fn(&Value) -> Option<K>) -> Option<Vec<(K, u64)>> {
+    fn count_map<K>(&mut self, read_key: impl Fn(Scalar) -> Option<K>) -> Option<Vec<(K, u64)>> {
         let n = self.map_len()?;
         let mut pairs = Vec::with_capacity(n.min(PREALLOCATE));
         for _ in 0..n {
-            let k = read_key(&self.scalar()?)?;
-            let count = count_of(&self.scalar()?)?;
+            let k = read_key(self.scalar()?)?;
+            let count = self.scalar()?.count()?;
             pairs.push((k, count));
         }
         Some(pairs)

@@ -32,7 +32,8 @@ pub mod protocol;
 pub mod report;
 mod report_builder;
 mod report_checks;
-mod report_decode;
+#[doc(hidden)]
+pub mod report_decode;
 #[doc(hidden)]
 pub mod sim;
 pub mod transport;

@@ -478,7 +478,7 @@ impl Network {
                 node.state = NodeState::Running;
                 node.users = user_count;
             }
-            WorkerMessage::Stats(report) => {
+            WorkerMessage::Stats(mut report) => {
                 node.users = report.user_count;
                 if node.stop_wait == StopWait::StatsAfterStop {
                     node.stop_wait = StopWait::Nothing;
@@ -486,7 +486,7 @@ impl Network {
                 if node.state == NodeState::Stopped {
                     node.users = 0;
                 }
-                self.merge_report(from, &report, now);
+                self.merge_report(from, &mut report, now);
             }
             WorkerMessage::Exception {
                 msg,
@@ -553,7 +553,7 @@ impl Network {
 
     /// Merge a report whose numbers can be true; drop any other whole
     /// (one rate-limited warning names the worker).
-    fn merge_report(&mut self, from: &str, report: &super::report::WorkerReport, now: Instant) {
+    fn merge_report(&mut self, from: &str, report: &mut super::report::WorkerReport, now: Instant) {
         let checked = report.check().and_then(|()| {
             let run = lock(&self.shared).stats.total_requests();
             match run.checked_add(report.request_count()) {
@@ -567,7 +567,7 @@ impl Network {
             });
             return;
         }
-        let (mut delta, unknown) = report.to_delta(SystemTime::now());
+        let (mut delta, unknown) = report.take_delta(SystemTime::now());
         for name in unknown {
             // Each name once while few, then rate-limited: no set that grows with a peer.
             if self.warned.len() < MAX_WARNED_NAMES && self.warned.insert(name.clone()) {

@@ -394,7 +394,14 @@ impl WorkerReport {
     /// An entry without a `min_response_time` has `min_us = u64::MAX`.
     /// Errors become [`Failure::Message`] with Locust's error text.
     pub fn to_delta(&self, received_at: SystemTime) -> (Delta<SparseHistogram>, Vec<String>) {
-        let (mut delta, mut unknown) = entries_to_delta(&self.stats, received_at);
+        self.clone().take_delta(received_at)
+    }
+
+    /// [`WorkerReport::to_delta`] that moves each entry's `hdr` buckets
+    /// into the delta instead of copying them (the master's way: a report
+    /// is merged once).
+    pub fn take_delta(&mut self, received_at: SystemTime) -> (Delta<SparseHistogram>, Vec<String>) {
+        let (mut delta, mut unknown) = entries_to_delta(&mut self.stats, received_at);
         for e in &self.errors {
             let Ok(method) = Method::intern(&e.method) else {
                 unknown.push(format!("{} {}", e.method, e.name));
@@ -414,11 +421,11 @@ impl WorkerReport {
 }
 
 /// Report entries as a delta's entries: HDR buckets when the worker sent
-/// them, else Locust's rounded ms buckets (at their value in µs). Entries
-/// whose request type cannot be registered are left out and named
-/// (sorted) in the second value.
+/// them (moved out of `entries`), else Locust's rounded ms buckets (at
+/// their value in µs). Entries whose request type cannot be registered are
+/// left out and named (sorted) in the second value.
 pub(super) fn entries_to_delta(
-    entries: &[ReportEntry],
+    entries: &mut [ReportEntry],
     received_at: SystemTime,
 ) -> (Delta<SparseHistogram>, Vec<String>) {
     let mut delta = Delta::empty(received_at);
@@ -428,8 +435,8 @@ pub(super) fn entries_to_delta(
             unknown.insert(format!("{} {}", e.method, e.name));
             continue;
         };
-        let histogram = match &e.hdr {
-            Some(hdr) => hdr.clone(),
+        let histogram = match e.hdr.take() {
+            Some(hdr) => hdr,
             None => buckets_to_sparse(&e.response_times),
         };
         delta.entries.push(DeltaEntry {

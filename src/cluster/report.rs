@@ -429,6 +429,7 @@ pub(super) fn entries_to_delta(
     received_at: SystemTime,
 ) -> (Delta<SparseHistogram>, Vec<String>) {
     let mut delta = Delta::empty(received_at);
+    delta.entries.reserve_exact(entries.len());
     let mut unknown = BTreeSet::new();
     for e in entries {
         let Ok(method) = Method::intern(&e.method) else {

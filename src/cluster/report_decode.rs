@@ -68,9 +68,9 @@ fn read_report(rd: &mut Reader<'_>) -> Option<WorkerReport> {
     // Everything else, for the general path's field readers.
     let mut rest: Vec<(Value, Value)> = Vec::with_capacity(8);
     for _ in 0..len {
-        let key = rd.str()?;
+        let key = rd.key()?;
         match key {
-            "stats" => {
+            b"stats" => {
                 let n = rd.array_len()?;
                 let mut entries = Vec::with_capacity(n.min(PREALLOCATE));
                 for _ in 0..n {
@@ -78,17 +78,18 @@ fn read_report(rd: &mut Reader<'_>) -> Option<WorkerReport> {
                 }
                 once(&mut stats, entries)?;
             }
-            "stats_total" => once(&mut stats_total, read_entry(rd)?)?,
-            "errors" => {
+            b"stats_total" => once(&mut stats_total, read_entry(rd)?)?,
+            b"errors" => {
                 let n = rd.map_len()?;
                 let mut list = Vec::with_capacity(n.min(PREALLOCATE));
                 for _ in 0..n {
-                    rd.str()?;
+                    rd.key()?;
                     list.push(read_error(rd)?);
                 }
                 once(&mut errors, list)?;
             }
             _ => {
+                let key = std::str::from_utf8(key).ok()?;
                 let value = rd.value(TOP_VALUE_DEPTH)?;
                 rest.push((Value::from(key), value));
             }
@@ -130,65 +131,64 @@ fn read_entry(rd: &mut Reader<'_>) -> Option<ReportEntry> {
     // One bit per key, so a repeat or a missing required key gives up.
     let mut seen = 0u16;
     for _ in 0..len {
-        let key = rd.str()?;
-        let bit = match key {
-            "name" => {
+        let bit = match rd.key()? {
+            b"name" => {
                 e.name = rd.str()?.to_string();
                 1
             }
-            "method" => {
+            b"method" => {
                 e.method = rd.str()?.to_string();
                 1 << 1
             }
-            "last_request_timestamp" => {
+            b"last_request_timestamp" => {
                 e.last_request_timestamp = rd.opt(Scalar::non_negative)?;
                 1 << 2
             }
-            "start_time" => {
+            b"start_time" => {
                 e.start_time = rd.scalar()?.non_negative()?;
                 1 << 3
             }
-            "num_requests" => {
+            b"num_requests" => {
                 e.num_requests = rd.scalar()?.count()?;
                 1 << 4
             }
-            "num_none_requests" => {
+            b"num_none_requests" => {
                 e.num_none_requests = rd.scalar()?.count()?;
                 1 << 5
             }
-            "num_failures" => {
+            b"num_failures" => {
                 e.num_failures = rd.scalar()?.count()?;
                 1 << 6
             }
-            "total_response_time" => {
+            b"total_response_time" => {
                 e.total_response_time = rd.scalar()?.ms()?;
                 1 << 7
             }
-            "max_response_time" => {
+            b"max_response_time" => {
                 e.max_response_time = rd.scalar()?.ms()?;
                 1 << 8
             }
-            "min_response_time" => {
+            b"min_response_time" => {
                 e.min_response_time = rd.opt(Scalar::ms)?;
                 1 << 9
             }
-            "total_content_length" => {
+            b"total_content_length" => {
                 e.total_content_length = rd.scalar()?.count()?;
                 1 << 10
             }
-            "response_times" => {
+            b"response_times" => {
                 e.response_times = rd.count_map(Scalar::count)?;
                 1 << 11
             }
-            "num_reqs_per_sec" => {
+            b"num_reqs_per_sec" => {
                 e.num_reqs_per_sec = rd.count_map(unix_second)?;
                 1 << 12
             }
-            "num_fail_per_sec" => {
+            b"num_fail_per_sec" => {
                 e.num_fail_per_sec = rd.count_map(unix_second)?;
                 1 << 13
             }
-            "hdr" => {
+            b"hdr" => {
                 e.hdr = match rd.nil_or_bin()? {
                     Some(bytes) => Some(SparseHistogram::decode(bytes).ok()?),
                     None => None,
@@ -220,28 +220,28 @@ fn read_error(rd: &mut Reader<'_>) -> Option<ReportError> {
     };
     let mut seen = 0u8;
     for _ in 0..len {
-        let bit = match rd.str()? {
-            "method" => {
+        let bit = match rd.key()? {
+            b"method" => {
                 e.method = rd.str()?.to_string();
                 1
             }
-            "name" => {
+            b"name" => {
                 e.name = rd.str()?.to_string();
                 1 << 1
             }
-            "error" => {
+            b"error" => {
                 e.error = rd.str()?.to_string();
                 1 << 2
             }
-            "occurrences" => {
+            b"occurrences" => {
                 e.occurrences = rd.scalar()?.count()?;
                 1 << 3
             }
-            "first_seen" => {
+            b"first_seen" => {
                 e.first_seen = rd.opt(Scalar::non_negative)?;
                 1 << 4
             }
-            "last_seen" => {
+            b"last_seen" => {
                 e.last_seen = rd.opt(Scalar::non_negative)?;
                 1 << 5
             }
@@ -313,6 +313,12 @@ impl<'a> Reader<'a> {
     /// A msgpack `str` that is UTF-8 (rmpv would accept other bytes as a
     /// string that is no `&str`; the general path handles those).
     fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.key()?).ok()
+    }
+
+    /// A msgpack `str`'s bytes, not checked for UTF-8: a map key compared
+    /// with ours (bytes that are not UTF-8 match none of them).
+    fn key(&mut self) -> Option<&'a [u8]> {
         let n = match self.byte()? {
             b @ 0xa0..=0xbf => usize::from(b & 0x1f),
             0xd9 => self.len(1)?,
@@ -320,7 +326,7 @@ impl<'a> Reader<'a> {
             0xdb => self.len(4)?,
             _ => return None,
         };
-        std::str::from_utf8(self.take(n)?).ok()
+        self.take(n)
     }
 
     /// nil (`None`) or a msgpack `bin`.

@@ -2,7 +2,9 @@
 //!
 //! `record` and `entry` run once per request on a shard, so they bound the
 //! stats share of CPU per request; `merge` and `view` run about once per
-//! second per shard on the control thread.
+//! second per shard on the control thread. `master_report`: what a
+//! cluster master spends on one worker's 50-name report (decode, delta,
+//! merge), the cost `benches/cluster.rs` measures end to end.
 
 use std::hint::black_box;
 use std::time::SystemTime;
@@ -122,6 +124,42 @@ fn run_merge(c: &mut Criterion) {
     );
 }
 
+/// A locusta worker's `stats` message: 50 names, 50 requests each.
+fn report_bytes() -> Vec<u8> {
+    use locusta::cluster::protocol::{encode, WorkerMessage};
+    let mut shard = ShardStats::new();
+    for e in 0..50u64 {
+        let id = shard.entry(Method::Get, &format!("/api/endpoint/{e}"));
+        for i in 0..50 {
+            shard.record(id, 500 + latency_us(e * 50 + i) * 2, 512);
+        }
+    }
+    let mut builder = locusta::cluster::report::ReportBuilder::new();
+    builder.add(&shard.take_delta());
+    let report = builder.take_report(SystemTime::now(), vec![("raw".into(), 1)], 1);
+    encode(&WorkerMessage::Stats(Box::new(report)).to_message("bench_worker"))
+}
+
+fn master_report(c: &mut Criterion) {
+    use locusta::cluster::protocol::WorkerMessage;
+    use locusta::cluster::report_decode::decode_from_worker;
+    let bytes = report_bytes();
+    c.bench_function("master: decode a 50-name stats report", |b| {
+        b.iter(|| black_box(decode_from_worker(black_box(&bytes))))
+    });
+    let mut run = RunStats::new(false);
+    c.bench_function("master: decode, check and merge a 50-name report", |b| {
+        b.iter(|| {
+            let Ok(Ok(WorkerMessage::Stats(mut report))) = decode_from_worker(&bytes) else {
+                panic!("the bench report does not decode");
+            };
+            report.check().expect("an honest report");
+            let (mut delta, _) = report.take_delta(SystemTime::now());
+            run.merge(&mut delta);
+        })
+    });
+}
+
 fn run_tick_and_view(c: &mut Criterion) {
     let mut run = RunStats::new(true);
     run.merge(&mut one_second_delta());
@@ -139,6 +177,7 @@ criterion_group!(
     histogram_record,
     shard_entry,
     run_merge,
+    master_report,
     run_tick_and_view
 );
 criterion_main!(benches);

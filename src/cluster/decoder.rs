@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 
-use super::protocol::{decode, Message, ProtocolError};
+use super::report_decode::{decode_from_worker, FromWorker};
 
 /// Messages bigger than this are decoded aside (small ones take
 /// microseconds inline).
@@ -24,7 +24,7 @@ pub const DECODE_ASIDE: usize = 256 << 10;
 /// flood of big messages holds a bounded amount of memory.
 const QUEUE: usize = 8;
 
-type Decoded = (String, Result<Message, ProtocolError>);
+type Decoded = (String, FromWorker);
 
 pub struct Decoder {
     to_thread: Sender<(String, Vec<u8>)>,
@@ -42,7 +42,7 @@ impl Decoder {
             .spawn(move || {
                 // Ends when the network thread drops its sender.
                 for (from, bytes) in input {
-                    let decoded = decode(&bytes);
+                    let decoded = decode_from_worker(&bytes);
                     drop(bytes);
                     if output.send((from, decoded)).is_err() {
                         return;

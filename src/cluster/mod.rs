@@ -12,6 +12,8 @@
 //! - `nodes`: the master's worker list, liveness and dispatch order.
 //! - `open_report`: the open model's rate share in `spawn` and its part
 //!   of a locusta worker's report (counters, corrected latencies).
+//! - `report_decode`: the master's fast path from a `stats` message's
+//!   bytes to a report, without a `Value` tree.
 //! - `report_checks`: range checks on a report before the master merges it.
 //! - `warnings`: rate-limited warnings about what peers send.
 //! - `decoder`: decodes large messages off the network thread.
@@ -32,6 +34,8 @@ pub mod protocol;
 pub mod report;
 mod report_builder;
 mod report_checks;
+#[doc(hidden)]
+pub mod report_decode;
 #[doc(hidden)]
 pub mod sim;
 pub mod transport;

@@ -15,8 +15,9 @@ use crossbeam_channel::Receiver;
 use super::decoder::Decoder;
 use super::master::{lock, MasterCmd, Shared, MAX_KEPT_TASK_ROWS};
 use super::nodes::{NodeState, Nodes, StopWait};
-use super::protocol::{decode, MasterMessage, Message, ProtocolError, WorkerMessage};
+use super::protocol::{MasterMessage, ProtocolError, WorkerMessage};
 use super::report_checks::{MAX_REPORT_COUNT, MAX_RUN_COUNT};
+use super::report_decode::{decode_from_worker, FromWorker};
 use super::transport::RouterSocket;
 use super::warnings::Warnings;
 use crate::engine::{per_shard, ClassSpec, Dispatcher, OpenModel, RunState, CPU_WARNING_PERCENT};
@@ -400,12 +401,12 @@ impl Network {
             }
             return;
         }
-        self.decoded(from, decode(&payload), now);
+        self.decoded(from, decode_from_worker(&payload), now);
     }
 
-    fn decoded(&mut self, from: &str, msg: Result<Message, ProtocolError>, now: Instant) {
+    fn decoded(&mut self, from: &str, msg: FromWorker, now: Instant) {
         match msg {
-            Ok(msg) => self.handle(from, &msg),
+            Ok(parsed) => self.handle(from, parsed),
             Err(e) => self.malformed(from, &e, now),
         }
     }
@@ -423,8 +424,8 @@ impl Network {
         });
     }
 
-    fn handle(&mut self, from: &str, msg: &Message) {
-        let parsed = match WorkerMessage::parse(msg) {
+    fn handle(&mut self, from: &str, parsed: Result<WorkerMessage, ProtocolError>) {
+        let parsed = match parsed {
             Ok(m) => m,
             Err(e) => {
                 return self.warnings.warn("bad message", Instant::now(), || {
@@ -479,7 +480,7 @@ impl Network {
                 node.state = NodeState::Running;
                 node.users = user_count;
             }
-            WorkerMessage::Stats(report) => {
+            WorkerMessage::Stats(mut report) => {
                 node.users = report.user_count;
                 if node.stop_wait == StopWait::StatsAfterStop {
                     node.stop_wait = StopWait::Nothing;
@@ -487,7 +488,7 @@ impl Network {
                 if node.state == NodeState::Stopped {
                     node.users = 0;
                 }
-                self.merge_report(from, &report, now);
+                self.merge_report(from, &mut report, now);
                 if let Some(listeners) = &self.report_listeners {
                     listeners.push(from, &report.custom, &mut self.warnings, now);
                 }
@@ -557,7 +558,7 @@ impl Network {
 
     /// Merge a report whose numbers can be true; drop any other whole
     /// (one rate-limited warning names the worker).
-    fn merge_report(&mut self, from: &str, report: &super::report::WorkerReport, now: Instant) {
+    fn merge_report(&mut self, from: &str, report: &mut super::report::WorkerReport, now: Instant) {
         let checked = report.check().and_then(|()| {
             let run = lock(&self.shared).stats.total_requests();
             match run.checked_add(report.request_count()) {
@@ -571,7 +572,7 @@ impl Network {
             });
             return;
         }
-        let (mut delta, unknown) = report.to_delta(SystemTime::now());
+        let (mut delta, unknown) = report.take_delta(SystemTime::now());
         for name in unknown {
             // Each name once while few, then rate-limited: no set that grows with a peer.
             if self.warned.len() < MAX_WARNED_NAMES && self.warned.insert(name.clone()) {

@@ -200,7 +200,7 @@ impl OpenReport {
             .iter()
             .filter_map(|(m, n, c)| Some((Method::intern(m).ok()?, Arc::from(n.as_str()), *c)))
             .collect();
-        let corrected = super::report::entries_to_delta(&self.stats, received_at).0;
+        let corrected = super::report::entries_to_delta(&mut self.stats.clone(), received_at).0;
         OpenDelta {
             iterations: self.iterations,
             dropped_by_name,

@@ -29,7 +29,7 @@ use crate::stats::{Delta, DeltaEntry, DeltaFailure, EntryCounts, Failure, Sparse
 const KIND: &str = "stats";
 
 /// One `StatsEntry` of a report (Locust's `serialize()` keys).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReportEntry {
     pub name: String,
     /// "GET", …; "" for the total.
@@ -64,7 +64,7 @@ pub struct ReportError {
 }
 
 /// The whole `stats` data.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WorkerReport {
     pub stats: Vec<ReportEntry>,
     pub stats_total: ReportEntry,
@@ -77,9 +77,9 @@ pub struct WorkerReport {
     /// locusta workers in an open-model run: what the open model did
     /// since the previous report; `None` otherwise.
     pub open_model: Option<super::open_report::OpenReport>,
-    /// Every top-level key the master does not read, in message order: a
-    /// worker's `report_to_master` data (Locust's custom keys), which
-    /// `worker_report` listeners get. Empty: the payload is Locust's.
+    /// Top-level keys of the message this side does not know (a script's
+    /// custom data), with their values, in message order; `to_value`
+    /// appends them. Keys that are not strings are dropped.
     pub custom: Vec<(String, Value)>,
 }
 
@@ -276,9 +276,9 @@ fn buckets_to_sparse(response_times: &[(u64, u64)]) -> SparseHistogram {
 /// Our key for [`WorkerReport::task_runs`] (a Locust master ignores it).
 const TASK_RUNS_KEY: &str = "locusta_task_runs";
 
-/// The top-level keys [`WorkerReport::from_value`] reads; every other one
-/// is custom data.
-const KNOWN_KEYS: [&str; 7] = [
+/// The top-level keys [`WorkerReport`] has fields for; any other goes to
+/// [`WorkerReport::custom`].
+pub(super) const KNOWN_KEYS: [&str; 7] = [
     "stats",
     "stats_total",
     "errors",
@@ -287,22 +287,6 @@ const KNOWN_KEYS: [&str; 7] = [
     TASK_RUNS_KEY,
     super::open_report::OPEN_MODEL_KEY,
 ];
-
-/// The string-keyed top-level entries of `data` that are not
-/// [`KNOWN_KEYS`], in message order (keys that are not strings are
-/// skipped: no listener could name them).
-fn custom_keys(data: &Value) -> Vec<(String, Value)> {
-    let Value::Map(pairs) = data else {
-        return Vec::new();
-    };
-    pairs
-        .iter()
-        .filter_map(|(k, v)| match k.as_str() {
-            Some(k) if !KNOWN_KEYS.contains(&k) => Some((k.to_string(), v.clone())),
-            _ => None,
-        })
-        .collect()
-}
 
 impl WorkerReport {
     /// The msgpack map Locust's master reads.
@@ -337,15 +321,11 @@ impl WorkerReport {
         if let Some(open) = &self.open_model {
             fields.push((super::open_report::OPEN_MODEL_KEY, open.to_value()));
         }
-        let mut map = map_value(fields);
-        if let Value::Map(pairs) = &mut map {
-            pairs.extend(
-                self.custom
-                    .iter()
-                    .map(|(k, v)| (Value::from(k.as_str()), v.clone())),
-            );
-        }
-        map
+        let Value::Map(mut pairs) = map_value(fields) else {
+            unreachable!("map_value makes a map")
+        };
+        pairs.extend(self.custom.iter().map(|(k, v)| (str_value(k), v.clone())));
+        Value::Map(pairs)
     }
 
     /// Read a report from any worker (locusta or Locust); extra keys are
@@ -372,19 +352,35 @@ impl WorkerReport {
             .enumerate()
             .map(|(i, (_, e))| ReportError::from_value(format!("errors[{i}]."), e))
             .collect::<Result<_, _>>()?;
-        Ok(WorkerReport {
+        let mut report = WorkerReport {
             stats,
             stats_total,
             errors,
-            user_classes_count: f.class_counts("user_classes_count")?,
-            user_count: f.u32("user_count")?,
-            task_runs: f.task_runs(TASK_RUNS_KEY)?,
-            open_model: f
-                .get(super::open_report::OPEN_MODEL_KEY)
-                .map(|v| super::open_report::OpenReport::from_value(KIND, v))
-                .transpose()?,
-            custom: custom_keys(data),
-        })
+            ..WorkerReport::default()
+        };
+        report.read_small_fields(&f)?;
+        Ok(report)
+    }
+
+    /// Fill everything but `stats`, `stats_total` and `errors` from the
+    /// top-level map `f` (the streaming decoder in `report_decode` reads
+    /// those three itself and hands the rest here).
+    pub(super) fn read_small_fields(&mut self, f: &Fields<'_>) -> Result<(), ProtocolError> {
+        self.user_classes_count = f.class_counts("user_classes_count")?;
+        self.user_count = f.u32("user_count")?;
+        self.task_runs = f.task_runs(TASK_RUNS_KEY)?;
+        self.open_model = f
+            .get(super::open_report::OPEN_MODEL_KEY)
+            .map(|v| super::open_report::OpenReport::from_value(KIND, v))
+            .transpose()?;
+        self.custom = f
+            .pairs()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?, v)))
+            .filter(|(k, _)| !KNOWN_KEYS.contains(k))
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        Ok(())
     }
 
     /// The report as a delta the master merges: HDR buckets when the worker
@@ -398,7 +394,14 @@ impl WorkerReport {
     /// An entry without a `min_response_time` has `min_us = u64::MAX`.
     /// Errors become [`Failure::Message`] with Locust's error text.
     pub fn to_delta(&self, received_at: SystemTime) -> (Delta<SparseHistogram>, Vec<String>) {
-        let (mut delta, mut unknown) = entries_to_delta(&self.stats, received_at);
+        self.clone().take_delta(received_at)
+    }
+
+    /// [`WorkerReport::to_delta`] that moves each entry's `hdr` buckets
+    /// into the delta instead of copying them (the master's way: a report
+    /// is merged once).
+    pub fn take_delta(&mut self, received_at: SystemTime) -> (Delta<SparseHistogram>, Vec<String>) {
+        let (mut delta, mut unknown) = entries_to_delta(&mut self.stats, received_at);
         for e in &self.errors {
             let Ok(method) = Method::intern(&e.method) else {
                 unknown.push(format!("{} {}", e.method, e.name));
@@ -418,22 +421,23 @@ impl WorkerReport {
 }
 
 /// Report entries as a delta's entries: HDR buckets when the worker sent
-/// them, else Locust's rounded ms buckets (at their value in µs). Entries
-/// whose request type cannot be registered are left out and named
-/// (sorted) in the second value.
+/// them (moved out of `entries`), else Locust's rounded ms buckets (at
+/// their value in µs). Entries whose request type cannot be registered are
+/// left out and named (sorted) in the second value.
 pub(super) fn entries_to_delta(
-    entries: &[ReportEntry],
+    entries: &mut [ReportEntry],
     received_at: SystemTime,
 ) -> (Delta<SparseHistogram>, Vec<String>) {
     let mut delta = Delta::empty(received_at);
+    delta.entries.reserve_exact(entries.len());
     let mut unknown = BTreeSet::new();
     for e in entries {
         let Ok(method) = Method::intern(&e.method) else {
             unknown.insert(format!("{} {}", e.method, e.name));
             continue;
         };
-        let histogram = match &e.hdr {
-            Some(hdr) => hdr.clone(),
+        let histogram = match e.hdr.take() {
+            Some(hdr) => hdr,
             None => buckets_to_sparse(&e.response_times),
         };
         delta.entries.push(DeltaEntry {

@@ -13,36 +13,86 @@ use crate::engine::TaskRuns;
 /// infinite when converted).
 pub(crate) const MAX_MS: f64 = (u64::MAX / 1000) as f64;
 
-/// A non-negative integer: a msgpack int, or a float rounded half-to-even
-/// (Python may send `3.0`). Negative, NaN, infinite and too large: `None`.
+/// A msgpack number (or not) without the `Value` around it, so the
+/// streaming decoder (`report_decode`) and the `Value` readers share the
+/// rules below.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scalar {
+    Nil,
+    /// An integer ≥ 0.
+    Uint(u64),
+    /// An integer < 0.
+    Negative(i64),
+    Float(f64),
+    /// A boolean, string, container, …
+    Other,
+}
+
+impl Scalar {
+    pub(crate) fn of(v: &Value) -> Scalar {
+        match v {
+            Value::Nil => Scalar::Nil,
+            Value::Integer(i) => match (i.as_u64(), i.as_i64()) {
+                (Some(n), _) => Scalar::Uint(n),
+                (None, Some(n)) => Scalar::Negative(n),
+                (None, None) => Scalar::Other,
+            },
+            Value::F64(f) => Scalar::Float(*f),
+            Value::F32(f) => Scalar::Float(f64::from(*f)),
+            _ => Scalar::Other,
+        }
+    }
+
+    /// A non-negative integer: an int, or a float rounded half-to-even
+    /// (Python may send `3.0`). Negative, NaN, infinite and too large: `None`.
+    pub(crate) fn count(self) -> Option<u64> {
+        let f = match self {
+            Scalar::Uint(n) => return Some(n),
+            Scalar::Float(f) => f,
+            _ => return None,
+        };
+        let r = f.round_ties_even();
+        // 2^64 as f64; NaN fails both comparisons.
+        (0.0..18_446_744_073_709_551_616.0)
+            .contains(&r)
+            .then_some(r as u64)
+    }
+
+    /// A finite number, int or float.
+    pub(crate) fn number(self) -> Option<f64> {
+        let f = match self {
+            Scalar::Uint(n) => n as f64,
+            Scalar::Negative(n) => n as f64,
+            Scalar::Float(f) => f,
+            _ => return None,
+        };
+        f.is_finite().then_some(f)
+    }
+
+    /// A finite number that is not negative.
+    pub(crate) fn non_negative(self) -> Option<f64> {
+        self.number().filter(|f| *f >= 0.0)
+    }
+
+    /// A response time in ms: ≥ 0 and small enough to be a `u64` of µs.
+    pub(crate) fn ms(self) -> Option<f64> {
+        self.non_negative().filter(|f| *f <= MAX_MS)
+    }
+}
+
+/// A non-negative integer: see [`Scalar::count`].
 pub(crate) fn count_of(v: &Value) -> Option<u64> {
-    let f = match v {
-        Value::Integer(i) => return i.as_u64(),
-        Value::F64(f) => *f,
-        Value::F32(f) => f64::from(*f),
-        _ => return None,
-    };
-    let r = f.round_ties_even();
-    // 2^64 as f64; NaN fails both comparisons.
-    (0.0..18_446_744_073_709_551_616.0)
-        .contains(&r)
-        .then_some(r as u64)
+    Scalar::of(v).count()
 }
 
 /// A finite number, int or float.
 pub(crate) fn number_of(v: &Value) -> Option<f64> {
-    let f = match v {
-        Value::Integer(i) => i.as_f64()?,
-        Value::F64(f) => *f,
-        Value::F32(f) => f64::from(*f),
-        _ => return None,
-    };
-    f.is_finite().then_some(f)
+    Scalar::of(v).number()
 }
 
 /// A finite number that is not negative.
 pub(crate) fn non_negative_of(v: &Value) -> Option<f64> {
-    number_of(v).filter(|f| *f >= 0.0)
+    Scalar::of(v).non_negative()
 }
 
 /// The fields of one map in a message's data, with errors that name the
@@ -76,6 +126,11 @@ impl<'a> Fields<'a> {
                 ))
             }
         }
+    }
+
+    /// Every key and value, in message order.
+    pub(crate) fn pairs(&self) -> &'a [(Value, Value)] {
+        self.map
     }
 
     pub(crate) fn error(&self, key: &str, problem: &str) -> ProtocolError {
@@ -215,7 +270,7 @@ impl<'a> Fields<'a> {
 }
 
 fn ms_of(v: &Value) -> Option<f64> {
-    non_negative_of(v).filter(|f| *f <= MAX_MS)
+    Scalar::of(v).ms()
 }
 
 pub(crate) fn field_error(kind: &str, problem: String) -> ProtocolError {

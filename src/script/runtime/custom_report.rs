@@ -69,7 +69,8 @@ impl ShardScript {
             .lua
             .create_table()
             .map_err(|e| CustomError::Listener(error_text(&e)))?;
-        call_each(&self.lua, list, &self.dog, (data.clone(), client_id)).map_err(CustomError::Listener)?;
+        call_each(&self.lua, list, &self.dog, (data.clone(), client_id))
+            .map_err(CustomError::Listener)?;
         table_to_custom(&data).map_err(CustomError::Data)
     }
 }
@@ -101,7 +102,12 @@ impl WorkerReportScript {
     /// with file:line.
     pub fn fire(&self, node_id: &str, custom: &[(String, rmpv::Value)]) -> Result<(), String> {
         let data = custom_to_table(&self.state.lua, custom).map_err(|e| error_text(&e))?;
-        call_each(&self.state.lua, &self.listeners, &self.state.dog, (node_id, data))
-            .map_err(|e| format!("a worker_report listener failed: {e}"))
+        call_each(
+            &self.state.lua,
+            &self.listeners,
+            &self.state.dog,
+            (node_id, data),
+        )
+        .map_err(|e| format!("a worker_report listener failed: {e}"))
     }
 }

@@ -325,30 +325,7 @@ end)
         ("big".into(), Value::from(u64::MAX)),
         ("bin".into(), Value::Binary(vec![0, 255, 7])),
     ]);
-    let mut heartbeats = 0;
-    let mut quit = false;
-    let deadline = Instant::now() + LIMIT;
-    while !quit && Instant::now() < deadline {
-        sim.send(hostile.clone());
-        sim.send(WorkerMessage::Heartbeat {
-            state: "running".into(),
-            cpu_percent: 1.0,
-            memory_bytes: None,
-        });
-        let until = Instant::now() + Duration::from_millis(500);
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            match sim.recv(left) {
-                Some(MasterMessage::Heartbeat) => heartbeats += 1,
-                Some(MasterMessage::Stop) => sim.send(WorkerMessage::ClientStopped),
-                Some(MasterMessage::Quit) => {
-                    sim.send(WorkerMessage::Quit);
-                    quit = true;
-                    break;
-                }
-                _ => {}
-            }
-        }
-    }
+    let (heartbeats, quit) = answer_until_quit(&sim, |_| vec![hostile.clone()]);
     assert!(quit, "the master never said quit\n{}", master.logs());
     assert!(master.wait(LIMIT).success(), "{}", master.logs());
     assert!(heartbeats >= 3, "{heartbeats} heartbeats answered");
@@ -377,6 +354,104 @@ end)
     assert!(
         err.contains("a worker_report listener failed: ")
             && err.contains("s.lua:15: master listener boom"),
+        "{err}"
+    );
+}
+
+/// Play a worker until the master says quit (or [`LIMIT`]): every 500 ms
+/// send what `turn(i)` gives and a heartbeat, answer stop and quit.
+/// Returns the heartbeats the master sent and whether it said quit.
+fn answer_until_quit(sim: &SimWorker, turn: impl Fn(usize) -> Vec<WorkerMessage>) -> (u32, bool) {
+    let mut heartbeats = 0;
+    let deadline = Instant::now() + LIMIT;
+    let mut i = 0;
+    while Instant::now() < deadline {
+        for m in turn(i) {
+            sim.send(m);
+        }
+        i += 1;
+        sim.send(WorkerMessage::Heartbeat {
+            state: "running".into(),
+            cpu_percent: 1.0,
+            memory_bytes: None,
+        });
+        let until = Instant::now() + Duration::from_millis(500);
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match sim.recv(left) {
+                Some(MasterMessage::Heartbeat) => heartbeats += 1,
+                Some(MasterMessage::Stop) => sim.send(WorkerMessage::ClientStopped),
+                Some(MasterMessage::Quit) => {
+                    sim.send(WorkerMessage::Quit);
+                    return (heartbeats, true);
+                }
+                _ => {}
+            }
+        }
+    }
+    (heartbeats, false)
+}
+
+/// Listeners slower than the reports: the queue fills, the rest of the
+/// reports' data is dropped with a warning, heartbeats are still answered
+/// and the master exits cleanly.
+#[test]
+fn slow_worker_report_listeners_drop_data_with_a_warning_not_heartbeats() {
+    let dir = temp_dir("custom-data-slow");
+    std::fs::write(
+        dir.join("s.lua"),
+        r#"
+local locusta = require "locusta"
+local U = locusta.user { name = "Shopper", wait_time = locusta.constant(1) }
+U:task(1, function(self) end)
+local calls = 0
+locusta.events.worker_report(function(node_id, data)
+  calls = calls + 1
+  print("WR " .. calls)
+  io.stdout:flush()
+  local t = os.clock()
+  while os.clock() - t < 0.1 do end
+end)
+"#,
+    )
+    .unwrap();
+    let port = free_port();
+    let csv = dir.join("run");
+    let args = ["-u", "1", "-r", "100", "-t", "5s", "--expect-workers", "1"];
+    let mut master = Proc::spawn(
+        &dir,
+        "master",
+        master_cmd(port, "http://127.0.0.1:1", &args, &csv)
+            .args(["-f", dir.join("s.lua").to_str().unwrap()]),
+    );
+    let ctx = zmq::Context::new();
+    let sim = SimWorker::connect(&ctx, "127.0.0.1", port).unwrap();
+    assert!(
+        sim.join(Duration::from_secs(10)),
+        "no ack\n{}",
+        master.logs()
+    );
+    // 100 reports per turn, 10 s of listener work per turn at 0.1 s each.
+    const PER_TURN: usize = 100;
+    let report = report_with(vec![("n".into(), Value::from(1))]);
+    let (heartbeats, quit) = answer_until_quit(&sim, |i| {
+        if i < 3 {
+            vec![report.clone(); PER_TURN]
+        } else {
+            Vec::new()
+        }
+    });
+    assert!(quit, "the master never said quit\n{}", master.logs());
+    assert!(master.wait(LIMIT).success(), "{}", master.logs());
+    assert!(heartbeats >= 3, "{heartbeats} heartbeats answered");
+    let calls = tagged(&master.stdout(), "WR").len();
+    assert!(
+        (1..3 * PER_TURN).contains(&calls),
+        "{calls} listener calls\n{}",
+        master.logs()
+    );
+    let err = master.stderr();
+    assert!(
+        err.contains("the worker_report listeners are behind (32 reports waiting)"),
         "{err}"
     );
 }

@@ -79,7 +79,7 @@ fn listener_calls(stdout: &str) -> u64 {
 
 #[test]
 fn a_locusta_workers_data_reaches_a_locust_masters_worker_report() {
-    let Some(mut locust) = locust() else { return };
+    let Some(locust) = locust() else { return };
     let dir = temp_dir("custom-data-locust-master");
     std::fs::write(
         dir.join("locustfile.py"),
@@ -97,14 +97,23 @@ def on_report(client_id, data):
     .unwrap();
     std::fs::write(dir.join("s.lua"), SCRIPT).unwrap();
     let port = free_port();
-    locust
-        .current_dir(&dir)
-        .args(["-f", "locustfile.py", "--master", "--headless"])
-        .args(["--master-bind-host", "127.0.0.1", "--master-bind-port"])
-        .arg(port.to_string())
-        .args(["-u", "2", "-r", "100", "-t", "8s", "--expect-workers", "1"])
-        .args(["-H", "http://127.0.0.1:1"]);
-    let mut master = Proc::spawn(&dir, "locust-master", &mut locust);
+    let mut master = spawn_locust_master(
+        locust,
+        &dir,
+        port,
+        &[
+            "-u",
+            "2",
+            "-r",
+            "100",
+            "-t",
+            "8s",
+            "--expect-workers",
+            "1",
+            "-H",
+            "http://127.0.0.1:1",
+        ],
+    );
     let mut w = Proc::spawn(
         &dir,
         "worker",

@@ -83,7 +83,7 @@ fn custom_types_from_locusta_workers_reach_a_locusta_master() {
 
 #[test]
 fn a_custom_event_on_a_locusta_worker_shows_in_a_locust_master() {
-    let Some(mut locust) = locust() else { return };
+    let Some(locust) = locust() else { return };
     let dir = temp_dir("cluster-events-locust");
     std::fs::write(
         dir.join("locustfile.py"),
@@ -93,14 +93,25 @@ fn a_custom_event_on_a_locusta_worker_shows_in_a_locust_master() {
     .unwrap();
     std::fs::write(dir.join("chat.lua"), CHAT).unwrap();
     let port = free_port();
-    locust
-        .current_dir(&dir)
-        .args(["-f", "locustfile.py", "--master", "--headless"])
-        .args(["--master-bind-host", "127.0.0.1", "--master-bind-port"])
-        .arg(port.to_string())
-        .args(["-u", "2", "-r", "100", "-t", "5s", "--expect-workers", "1"])
-        .args(["--csv", "locust", "-H", "http://127.0.0.1:1"]);
-    let mut master = Proc::spawn(&dir, "locust-master", &mut locust);
+    let mut master = spawn_locust_master(
+        locust,
+        &dir,
+        port,
+        &[
+            "-u",
+            "2",
+            "-r",
+            "100",
+            "-t",
+            "5s",
+            "--expect-workers",
+            "1",
+            "--csv",
+            "locust",
+            "-H",
+            "http://127.0.0.1:1",
+        ],
+    );
     let mut w = Proc::spawn(
         &dir,
         "worker",

@@ -45,20 +45,31 @@ fn count(stats_csv: &Path, name: &str) -> u64 {
 
 #[test]
 fn a_locusta_worker_joins_a_locust_master() {
-    let Some(mut locust) = locust() else { return };
+    let Some(locust) = locust() else { return };
     let server = TestServer::start(|_| ok("hi"));
     let dir = temp_dir("interop-locust-master");
     std::fs::write(dir.join("locustfile.py"), LOCUSTFILE).unwrap();
     std::fs::write(dir.join("shop.lua"), SCRIPT).unwrap();
     let port = free_port();
-    locust
-        .current_dir(&dir)
-        .args(["-f", "locustfile.py", "--master", "--headless"])
-        .args(["--master-bind-host", "127.0.0.1", "--master-bind-port"])
-        .arg(port.to_string())
-        .args(["-u", "4", "-r", "100", "-t", "6s", "--expect-workers", "1"])
-        .args(["--csv", "locust", "-H", &server.url("")]);
-    let mut master = Proc::spawn(&dir, "locust-master", &mut locust);
+    let mut master = spawn_locust_master(
+        locust,
+        &dir,
+        port,
+        &[
+            "-u",
+            "4",
+            "-r",
+            "100",
+            "-t",
+            "6s",
+            "--expect-workers",
+            "1",
+            "--csv",
+            "locust",
+            "-H",
+            &server.url(""),
+        ],
+    );
     let mut w = Proc::spawn(
         &dir,
         "worker",

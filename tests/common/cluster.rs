@@ -117,6 +117,19 @@ impl Drop for Proc {
 }
 
 /// A TCP port nothing listens on right now.
+/// A Locust master (`locust` from `common::locust()`) running `dir`'s
+/// `locustfile.py`, headless, bound to 127.0.0.1:`port`, with `args` after;
+/// spawned as "locust-master".
+pub fn spawn_locust_master(mut locust: Command, dir: &Path, port: u16, args: &[&str]) -> Proc {
+    locust
+        .current_dir(dir)
+        .args(["-f", "locustfile.py", "--master", "--headless"])
+        .args(["--master-bind-host", "127.0.0.1", "--master-bind-port"])
+        .arg(port.to_string())
+        .args(args);
+    Proc::spawn(dir, "locust-master", &mut locust)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

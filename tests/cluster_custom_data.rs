@@ -298,22 +298,7 @@ end)
 "#,
     )
     .unwrap();
-    let port = free_port();
-    let csv = dir.join("run");
-    let args = ["-u", "1", "-r", "100", "-t", "6s", "--expect-workers", "1"];
-    let mut master = Proc::spawn(
-        &dir,
-        "master",
-        master_cmd(port, "http://127.0.0.1:1", &args, &csv)
-            .args(["-f", dir.join("s.lua").to_str().unwrap()]),
-    );
-    let ctx = zmq::Context::new();
-    let sim = SimWorker::connect(&ctx, "127.0.0.1", port).unwrap();
-    assert!(
-        sim.join(Duration::from_secs(10)),
-        "no ack\n{}",
-        master.logs()
-    );
+    let (mut master, sim) = master_with_simulated_worker(&dir, "6s");
     let hostile = report_with(vec![
         ("ok".into(), Value::from(true)),
         // 4 MiB: past the 1 MiB the listeners get.
@@ -365,6 +350,36 @@ end)
             && err.contains("s.lua:15: master listener boom"),
         "{err}"
     );
+}
+
+/// A locusta master running `dir`'s s.lua for `run_time` with one user, and
+/// a simulated worker (this process, the real protocol) joined to it.
+fn master_with_simulated_worker(dir: &std::path::Path, run_time: &str) -> (Proc, SimWorker) {
+    let port = free_port();
+    let csv = dir.join("run");
+    let args = [
+        "-u",
+        "1",
+        "-r",
+        "100",
+        "-t",
+        run_time,
+        "--expect-workers",
+        "1",
+    ];
+    let master = Proc::spawn(
+        dir,
+        "master",
+        master_cmd(port, "http://127.0.0.1:1", &args, &csv)
+            .args(["-f", dir.join("s.lua").to_str().unwrap()]),
+    );
+    let sim = SimWorker::connect(&zmq::Context::new(), "127.0.0.1", port).unwrap();
+    assert!(
+        sim.join(Duration::from_secs(10)),
+        "no ack\n{}",
+        master.logs()
+    );
+    (master, sim)
 }
 
 /// Play a worker until the master says quit (or [`LIMIT`]): every 500 ms
@@ -423,22 +438,7 @@ end)
 "#,
     )
     .unwrap();
-    let port = free_port();
-    let csv = dir.join("run");
-    let args = ["-u", "1", "-r", "100", "-t", "5s", "--expect-workers", "1"];
-    let mut master = Proc::spawn(
-        &dir,
-        "master",
-        master_cmd(port, "http://127.0.0.1:1", &args, &csv)
-            .args(["-f", dir.join("s.lua").to_str().unwrap()]),
-    );
-    let ctx = zmq::Context::new();
-    let sim = SimWorker::connect(&ctx, "127.0.0.1", port).unwrap();
-    assert!(
-        sim.join(Duration::from_secs(10)),
-        "no ack\n{}",
-        master.logs()
-    );
+    let (mut master, sim) = master_with_simulated_worker(&dir, "5s");
     // 100 reports per turn, 10 s of listener work per turn at 0.1 s each.
     const PER_TURN: usize = 100;
     let report = report_with(vec![("n".into(), Value::from(1))]);

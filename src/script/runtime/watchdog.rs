@@ -98,8 +98,8 @@ impl Watchdog {
     /// A slice of Lua called synchronously from Rust (loading, a shape
     /// call): on the state's main thread until the guard drops.
     pub(crate) fn sync_slice(&self, lua: &Lua) -> SyncSlice<'_> {
-        self.begin(lua.current_thread().state(), None);
-        SyncSlice(self)
+        let prev = self.begin(lua.current_thread().state(), None);
+        SyncSlice(self, prev)
     }
 
     /// Give `lua` the hook procedure, with no thread hooked yet: mlua's
@@ -242,11 +242,11 @@ impl Drop for Watchdog {
 }
 
 /// A synchronous slice (see [`Watchdog::sync_slice`]); ends when dropped.
-pub(crate) struct SyncSlice<'a>(&'a Watchdog);
+pub(crate) struct SyncSlice<'a>(&'a Watchdog, Option<Rc<StopSignal>>);
 
 impl Drop for SyncSlice<'_> {
     fn drop(&mut self) {
-        self.0.end(None);
+        self.0.end(self.1.take());
     }
 }
 

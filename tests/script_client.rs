@@ -338,7 +338,7 @@ fn many_users_share_one_state() {
     env.rt.borrow_mut().block_on(async {
         let mut handles = Vec::new();
         for (i, c) in clients.iter().enumerate() {
-            let fut = f.call_async::<()>((c.clone(), i));
+            let fut = locusta::script::park::call::<()>(&env.lua, &f, (c.clone(), i));
             handles.push(monoio::spawn(fut));
         }
         for h in handles {
@@ -381,7 +381,13 @@ fn works_on_the_engines_io_uring_runtime() {
         let handles: Vec<_> = clients
             .iter()
             .enumerate()
-            .map(|(i, c)| monoio::spawn(f.call_async::<()>((c.clone(), i))))
+            .map(|(i, c)| {
+                monoio::spawn(locusta::script::park::call::<()>(
+                    &env.lua,
+                    &f,
+                    (c.clone(), i),
+                ))
+            })
             .collect();
         for h in handles {
             h.await.unwrap();

@@ -372,7 +372,11 @@ fn follows_on_the_engines_io_uring_runtime() {
         .eval::<mlua::Function>()
         .unwrap();
     let mut rt = locusta::engine::build_uring_runtime().expect("io_uring runtime");
-    rt.block_on(async { f.call_async::<()>(c.clone()).await.unwrap() });
+    rt.block_on(async {
+        locusta::script::park::call::<()>(&env.lua, &f, c.clone())
+            .await
+            .unwrap()
+    });
     let dest: Vec<_> = srv
         .requests()
         .into_iter()

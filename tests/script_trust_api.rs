@@ -166,3 +166,47 @@ end)
         "{ex}"
     );
 }
+
+#[test]
+fn a_request_where_lua_cannot_suspend_is_refused_with_its_line() {
+    // Callbacks from C functions (table.sort's comparator, string.gsub's
+    // replacement, __tostring through tostring) cannot yield: a request
+    // there is a named error at the script's line, nothing is sent for it,
+    // and the user carries on with its next request.
+    let server = TestServer::start(|_| ok("x"));
+    let dir = run_script(
+        "cannot-suspend",
+        &server,
+        r#"
+local locusta = require "locusta"
+local U = locusta.user { wait_time = locusta.constant(0.1) }
+local n = 0
+U:task(1, function(self)
+  self.client:get("/direct")
+  n = n % 3 + 1
+  if n == 1 then
+    table.sort({ 2, 1 }, function(a, b) self.client:get("/sort"); return a < b end)
+  elseif n == 2 then
+    string.gsub("a", "a", function() self.client:post("/gsub") end)
+  else
+    tostring(setmetatable({}, { __tostring = function() self.client:request("PUT", "/tostring") return "" end }))
+  end
+end)
+"#,
+        "2s",
+        "2",
+    );
+    let paths: Vec<String> = server.requests();
+    assert!(paths.len() >= 4, "{paths:?}");
+    assert!(paths.iter().all(|r| r.contains("/direct")), "{paths:?}");
+    assert_eq!(counted(&dir), paths.len() as u64);
+    let ex = exceptions(&dir);
+    for (line, call) in [
+        (9, "client:get"),
+        (11, "client:post"),
+        (13, "client:request"),
+    ] {
+        let want = format!("s.lua:{line}: {call} cannot run here: it suspends its caller");
+        assert!(ex.contains(&want), "missing {want:?} in {ex}");
+    }
+}

@@ -25,12 +25,10 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 
 use mlua::{
-    AnyUserData, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, UserDataRef,
+    AnyUserData, Function, Lua, MetaMethod, Table, UserDataFields, UserDataMethods, UserDataRef,
     Value,
 };
 
@@ -39,8 +37,6 @@ use super::client_request::{request, Scratch, Sink};
 use super::runtime::kill_point;
 use crate::engine::ConnectBackoff;
 use crate::http::{Connection, Endpoint, Method, Target};
-
-type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
 /// Registry key of the `request` event listeners (a Lua sequence).
 pub const REQUEST_LISTENERS: &str = "locusta.request_listeners";
@@ -75,6 +71,8 @@ pub(super) struct Shared {
     outside_heap: Cell<usize>,
     /// The same, since the last full collection.
     since_full: Cell<usize>,
+    /// Where requests wait while their thread is suspended.
+    parking: Rc<super::park::Parking>,
 }
 
 /// Per request, about what mlua's async call machinery allocates besides
@@ -148,6 +146,8 @@ pub fn install(lua: &Lua, _module: &Table, ctx: Rc<ClientCtx>) -> mlua::Result<(
         )
         .set_name("=locusta.client")
         .eval()?;
+    let parking = super::park::parking(lua);
+    register(lua, request_wrappers(lua, parking.clone())?)?;
     lua.set_app_data(Rc::new(Shared {
         ctx,
         sinks: RefCell::new(Vec::new()),
@@ -156,6 +156,7 @@ pub fn install(lua: &Lua, _module: &Table, ctx: Rc<ClientCtx>) -> mlua::Result<(
         headers_mt,
         outside_heap: Cell::new(0),
         since_full: Cell::new(0),
+        parking,
     }));
     Ok(())
 }
@@ -178,7 +179,7 @@ pub fn new_user_client(
         .ok_or_else(|| mlua::Error::runtime("locusta client used before script::client::install"))?
         .clone();
     let main = host.map(|t| Rc::new(Dest::new(&t, true)));
-    lua.create_userdata(Client {
+    lua.create_any_userdata(Client {
         shared,
         main,
         others: RefCell::new(Vec::new()),
@@ -307,7 +308,9 @@ impl Client {
             others.push((origin.into(), dest.clone()));
             return Ok((dest, target));
         }
-        if has_scheme(path) {
+        // A path from the root has no scheme (and this is the usual case:
+        // no substring search per request).
+        if !path.starts_with('/') && has_scheme(path) {
             // Other schemes: the URL parser's own message.
             return Err(match Target::parse(path) {
                 Err(e) => err(e.to_string()),
@@ -366,102 +369,171 @@ fn method_of(v: &Value) -> mlua::Result<Method> {
     })
 }
 
-impl UserData for Client {
-    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        fields.add_field_method_get("headers", |lua, c| c.default_headers(lua));
-        fields.add_field_method_get("cookies", |lua, c| {
-            let jar = c.cookies.borrow();
-            let t = lua.create_table_with_capacity(0, jar.cookies.len())?;
-            for (n, v) in &jar.cookies {
-                t.raw_set(&**n, &**v)?;
-            }
-            Ok(t)
-        });
-        fields.add_field_method_get("base_url", |_, c| {
-            Ok(c.main
-                .as_ref()
-                .map(|m| format!("{}{}", m.url_prefix, m.base_path)))
-        });
+/// The HTTP methods as Lua functions: each checks that its caller may be
+/// suspended, parks the request's future with the thread's driver
+/// ([`park_request`]) and yields until it is done (see `park`), so no
+/// per-call future object is created on the Lua side.
+fn request_wrappers(
+    lua: &Lua,
+    parking: Rc<super::park::Parking>,
+) -> mlua::Result<Vec<(String, Function)>> {
+    let make: Function = lua
+        .load(
+            r#"local park, take, isyieldable, yield, PENDING = ...
+               local error = error
+               return function(method, label)
+                 local function cannot()
+                   error(label .. " cannot run here: it suspends its caller, which must be "
+                     .. "a user's task, hook or event listener (not the script's top level, "
+                     .. "a metamethod or a callback from C)", 3)
+                 end
+                 if method then
+                   return function(self, path, a, b)
+                     if not isyieldable() then cannot() end
+                     park(self, method, path, a, b)
+                     yield(PENDING)
+                     return take()
+                   end
+                 end
+                 return function(self, m, path, a, b)
+                   if not isyieldable() then cannot() end
+                   park(self, m, path, a, b)
+                   yield(PENDING)
+                   return take()
+                 end
+               end"#,
+        )
+        .set_name("=locusta.client")
+        .call((
+            lua.create_function(park_request)?,
+            lua.create_function(move |_, ()| super::park::take(&parking))?,
+            lua.globals()
+                .get::<Table>("coroutine")?
+                .get::<Function>("isyieldable")?,
+            lua.globals()
+                .get::<Table>("coroutine")?
+                .get::<Function>("yield")?,
+            super::park::marker(),
+        ))?;
+    let mut out = Vec::new();
+    for (i, method) in Method::ALL.into_iter().enumerate() {
+        let name = method.as_str().to_ascii_lowercase();
+        let f = make.call((i, format!("client:{name}")))?;
+        out.push((name, f));
     }
+    out.push((
+        "request".to_string(),
+        make.call((Value::Nil, "client:request"))?,
+    ));
+    Ok(out)
+}
 
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // The request's future is boxed here, once: mlua moves the future
-        // it gets by value several times per call, and this one is ~1.3 KB.
-        for method in Method::ALL {
-            let name = method.as_str().to_ascii_lowercase();
-            methods.add_async_method(
-                name,
-                move |lua, this: UserDataRef<Client>, (path, a, b): (Value, Value, Value)| {
-                    // A kill interrupts the request (the user's on_stop runs next).
-                    Box::pin(kill_point(
-                        &lua.clone(),
-                        request(lua, this, method, path, a, b),
-                    ))
-                },
-            );
-        }
-        methods.add_async_method(
-            "request",
-            |lua, this: UserDataRef<Client>, (m, path, a, b): (Value, Value, Value, Value)| {
-                let call: LocalBoxFuture<mlua::Result<AnyUserData>> = match method_of(&m) {
-                    Ok(method) => Box::pin(kill_point(
-                        &lua.clone(),
-                        request(lua, this, method, path, a, b),
-                    )),
-                    Err(e) => Box::pin(std::future::ready(Err(e))),
-                };
-                call
-            },
-        );
-        methods.add_async_method(
-            "websocket",
-            |lua, this: UserDataRef<Client>, (path, opts): (Value, Option<Table>)| {
-                let call = kill_point(&lua.clone(), super::websocket::open(lua, this, path, opts));
-                Box::pin(call)
-            },
-        );
-        methods.add_method("clear_cookies", |_, c, ()| {
-            c.cookies.borrow_mut().clear();
-            Ok(())
-        });
-        methods.add_method(
-            "set_cookie",
-            |_, c, (name, value): (String, Option<String>)| {
-                let mut jar = c.cookies.borrow_mut();
-                match value {
-                    Some(v) => jar.set(&name, &v),
-                    None => jar.remove(&name),
-                }
-                Ok(())
-            },
-        );
-        methods.add_meta_method(
-            MetaMethod::NewIndex,
-            |_, c, (key, value): (String, Value)| match (key.as_str(), value) {
-                ("headers", Value::Table(t)) => {
-                    c.builtin_headers.set(false);
-                    *c.headers.borrow_mut() = Some(t);
-                    Ok(())
-                }
-                ("headers", Value::Nil) => {
-                    c.builtin_headers.set(false);
-                    *c.headers.borrow_mut() = None;
-                    Ok(())
-                }
-                ("headers", v) => Err(err(format!(
-                    "client.headers must be a table, got a {}",
-                    v.type_name()
-                ))),
-                (k, _) => Err(err(format!(
-                    "cannot set client.{k} (settable: headers; use client:set_cookie for cookies)"
-                ))),
-            },
-        );
-        methods.add_meta_method(MetaMethod::ToString, |_, c, ()| {
-            Ok(match &c.main {
-                Some(m) => format!("<HttpClient {}{}>", m.url_prefix, m.base_path),
-                None => "<HttpClient (no host)>".to_string(),
-            })
-        });
+/// `client:<method>(path, [opts], [callback])` up to its suspension: the
+/// request's future parked with the driver of the calling thread.
+/// `method` is an index into [`Method::ALL`] or, for `client:request`, the
+/// script's method string.
+fn park_request(
+    lua: &Lua,
+    (this, method, path, a, b): (UserDataRef<Client>, Value, Value, Value, Value),
+) -> mlua::Result<()> {
+    let method = match method {
+        Value::Integer(i) => *usize::try_from(i)
+            .ok()
+            .and_then(|i| Method::ALL.get(i))
+            .ok_or_else(|| err(format!("no HTTP method with index {i}")))?,
+        other => method_of(&other)?,
+    };
+    if this.shared.ctx.nested.get() > 0 {
+        let what = format!("client:{}", method.as_str().to_ascii_lowercase());
+        return Err(crate::script::runtime::nested_error(&what));
     }
+    let parking = this.shared.parking.clone();
+    // A kill interrupts the request (the user's on_stop runs next).
+    let call = kill_point(lua, request(lua.clone(), this, method, path, a, b));
+    super::park::park(
+        &parking,
+        Box::pin(async move { call.await.map(Value::UserData) }),
+    )
+}
+
+/// The client type for this state: its fields and methods, and the HTTP
+/// methods as the Lua wrappers `wrappers` made (see [`request_wrappers`]).
+fn register(lua: &Lua, wrappers: Vec<(String, Function)>) -> mlua::Result<()> {
+    lua.register_userdata_type::<Client>(|reg| {
+        add_fields(reg);
+        for (name, f) in wrappers {
+            reg.add_field(name, f);
+        }
+        add_methods(reg);
+    })
+}
+
+fn add_fields<F: UserDataFields<Client>>(fields: &mut F) {
+    fields.add_field_method_get("headers", |lua, c| c.default_headers(lua));
+    fields.add_field_method_get("cookies", |lua, c| {
+        let jar = c.cookies.borrow();
+        let t = lua.create_table_with_capacity(0, jar.cookies.len())?;
+        for (n, v) in &jar.cookies {
+            t.raw_set(&**n, &**v)?;
+        }
+        Ok(t)
+    });
+    fields.add_field_method_get("base_url", |_, c| {
+        Ok(c.main
+            .as_ref()
+            .map(|m| format!("{}{}", m.url_prefix, m.base_path)))
+    });
+}
+
+fn add_methods<M: UserDataMethods<Client>>(methods: &mut M) {
+    methods.add_async_method(
+        "websocket",
+        |lua, this: UserDataRef<Client>, (path, opts): (Value, Option<Table>)| {
+            let call = kill_point(&lua.clone(), super::websocket::open(lua, this, path, opts));
+            Box::pin(call)
+        },
+    );
+    methods.add_method("clear_cookies", |_, c, ()| {
+        c.cookies.borrow_mut().clear();
+        Ok(())
+    });
+    methods.add_method(
+        "set_cookie",
+        |_, c, (name, value): (String, Option<String>)| {
+            let mut jar = c.cookies.borrow_mut();
+            match value {
+                Some(v) => jar.set(&name, &v),
+                None => jar.remove(&name),
+            }
+            Ok(())
+        },
+    );
+    methods.add_meta_method(
+        MetaMethod::NewIndex,
+        |_, c, (key, value): (String, Value)| match (key.as_str(), value) {
+            ("headers", Value::Table(t)) => {
+                c.builtin_headers.set(false);
+                *c.headers.borrow_mut() = Some(t);
+                Ok(())
+            }
+            ("headers", Value::Nil) => {
+                c.builtin_headers.set(false);
+                *c.headers.borrow_mut() = None;
+                Ok(())
+            }
+            ("headers", v) => Err(err(format!(
+                "client.headers must be a table, got a {}",
+                v.type_name()
+            ))),
+            (k, _) => Err(err(format!(
+                "cannot set client.{k} (settable: headers; use client:set_cookie for cookies)"
+            ))),
+        },
+    );
+    methods.add_meta_method(MetaMethod::ToString, |_, c, ()| {
+        Ok(match &c.main {
+            Some(m) => format!("<HttpClient {}{}>", m.url_prefix, m.base_path),
+            None => "<HttpClient (no host)>".to_string(),
+        })
+    });
 }

@@ -69,10 +69,6 @@ pub(super) async fn request(
 ) -> mlua::Result<AnyUserData> {
     let (lua, client) = (&lua, &*client);
     let shared = &*client.shared;
-    if shared.ctx.nested.get() > 0 {
-        let what = format!("client:{}", method.as_str().to_ascii_lowercase());
-        return Err(crate::script::runtime::nested_error(&what));
-    }
     let (path, mut opts, cb) = parse_call(method, path, a, b)?;
     let timeout = opts.timeout.unwrap_or(shared.ctx.cfg.request_timeout);
     let catch_response = opts.catch_response;

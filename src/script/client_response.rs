@@ -21,7 +21,9 @@ use crate::stats::Failure;
 pub(crate) fn push_header(buf: &mut Vec<u8>, name: &str, value: &[u8]) {
     buf.extend_from_slice(&(name.len() as u32).to_le_bytes());
     buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    buf.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+    let at = buf.len();
+    buf.extend_from_slice(name.as_bytes());
+    buf[at..].make_ascii_lowercase();
     buf.extend_from_slice(value);
 }
 

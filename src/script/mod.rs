@@ -107,6 +107,7 @@ pub mod custom_data;
 pub mod fire;
 pub mod json;
 pub mod limits;
+pub mod park;
 pub mod runtime;
 pub mod stats;
 pub mod tcp;

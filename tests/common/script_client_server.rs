@@ -219,10 +219,8 @@ impl Env {
     pub fn run(&self, code: &str, args: impl mlua::IntoLuaMulti) -> mlua::Result<()> {
         let lua = &self.lua;
         self.rt.borrow_mut().block_on(async {
-            lua.load(code)
-                .set_name("=test")
-                .call_async::<()>(args)
-                .await
+            let f = lua.load(code).set_name("=test").into_function()?;
+            locusta::script::park::call::<()>(lua, &f, args).await
         })
     }
 

@@ -37,6 +37,7 @@ use mlua::{Thread, Value, VmState};
 use super::arming::{self, Slot};
 use crate::engine::StopSignal;
 use crate::script::limits::{format_secs, RunStop};
+use crate::script::park::{parking, Park, Parking};
 
 /// While the run is past its stop deadline, how long a slice may run.
 const STOP_SLICE: Duration = Duration::from_millis(100);
@@ -266,6 +267,8 @@ pub(crate) fn watched_call<R: FromLuaMulti + 'static>(
         dog: dog.clone(),
         user,
         thread: state,
+        park: Rc::new(Park::default()),
+        parking: parking(lua),
     })
 }
 
@@ -277,6 +280,9 @@ pub(crate) struct Watched<F> {
     user: Option<Rc<StopSignal>>,
     /// The Lua thread `inner` resumes (alive as long as `inner`).
     thread: *mut lua_State,
+    /// Where the thread's requests wait (see `script::park`).
+    park: Rc<Park>,
+    parking: Rc<Parking>,
 }
 
 impl<R, F: Future<Output = mlua::Result<R>>> Future for Watched<F> {
@@ -284,7 +290,7 @@ impl<R, F: Future<Output = mlua::Result<R>>> Future for Watched<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
         let prev = this.dog.begin(this.thread, this.user.clone());
-        let out = this.inner.as_mut().poll(cx);
+        let out = this.park.drive(&this.parking, this.inner.as_mut(), cx);
         this.dog.end(prev);
         if this.dog.abandon.replace(false) {
             // Never resumed again: the thread is dropped with this future.
@@ -300,18 +306,20 @@ impl<R, F: Future<Output = mlua::Result<R>>> Future for Watched<F> {
 /// `f(args)` from Rust inside a slice (a callback the script gave a
 /// request, a listener), on a thread pushed on the slice's stack while it
 /// runs, so the watchdog reaches a busy loop there too.
-pub(crate) async fn call_nested<R: FromLuaMulti>(
+pub(crate) async fn call_nested<R: FromLuaMulti + 'static>(
     lua: &Lua,
     f: &Function,
     args: impl IntoLuaMulti,
 ) -> mlua::Result<R> {
     let Some(dog) = lua.app_data_ref::<Rc<Watchdog>>().map(|d| d.clone()) else {
-        return f.call_async(args).await;
+        return crate::script::park::call(lua, f, args).await;
     };
     let thread = dog.thread_for(lua, f)?;
     let nested = Nested {
         thread: thread.state(),
         inner: Box::pin(thread.clone().into_async::<R>(args)?),
+        park: Rc::new(Park::default()),
+        parking: parking(lua),
     };
     let out = nested.await;
     dog.give_back(thread);
@@ -321,14 +329,17 @@ pub(crate) async fn call_nested<R: FromLuaMulti>(
 struct Nested<F> {
     thread: *mut lua_State,
     inner: Pin<Box<F>>,
+    park: Rc<Park>,
+    parking: Rc<Parking>,
 }
 
 impl<F: Future> Future for Nested<F> {
     type Output = F::Output;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let depth = arming::push(self.thread);
-        let out = self.inner.as_mut().poll(cx);
-        arming::pop(depth, self.thread);
+        let this = &mut *self;
+        let depth = arming::push(this.thread);
+        let out = this.park.drive(&this.parking, this.inner.as_mut(), cx);
+        arming::pop(depth, this.thread);
         out
     }
 }

@@ -15,7 +15,8 @@
 //! the event registry (the runtime, `runtime.rs`), nor HTTP framing
 //! (`http`).
 //!
-//! A request suspends the calling coroutine (an mlua async method) until the
+//! A request suspends the calling coroutine (its future parked with the
+//! thread's driver, see `park`: not an mlua async method) until the
 //! whole response is in; see `client_request` for how it is recorded.
 //!
 //! The `request` event: listeners live in the registry table
@@ -75,8 +76,11 @@ pub(super) struct Shared {
     parking: Rc<super::park::Parking>,
 }
 
-/// Per request, about what mlua's async call machinery allocates besides
-/// the response itself.
+/// Per request, a pacing allowance besides the response's data: when
+/// requests went through mlua's async calls it stood for the future object
+/// each call left to the collector; with parked requests (nothing left
+/// behind) 0 measured no cheaper (24,741 against 24,343 instructions per
+/// request, `get.lua`), so it stays.
 const CALL_OVERHEAD: usize = 512;
 /// Run a collector step after this much memory outside Lua's heap.
 const STEP_EVERY: usize = 256 * 1024;

@@ -57,8 +57,9 @@ const KEEP_BODY_CAPACITY: usize = 256 * 1024;
 ///
 /// The work before and after the send is in plain functions and the rare
 /// awaits (callbacks, `request` listeners) are boxed, so that little besides
-/// the send itself is live across its await: mlua moves this future (and
-/// the ones wrapping it) by value per call, so its size is CPU per request.
+/// the send itself is live across its await: this future is boxed per
+/// request (`client::park_request`), so its size is memory traffic per
+/// request.
 pub(super) async fn request(
     lua: Lua,
     client: UserDataRef<Client>,

@@ -6,9 +6,10 @@
 //! picking over a precomputed cumulative-weight array, the task loop with
 //! its error handling. This file owns the shard's script as the engine sees
 //! it ([`inspect`], [`ShardScript`]): loading and validating the script,
-//! selecting classes, and turning one user into one coroutine
-//! (`Function::call_async`), which suspends on `locusta.sleep`, on wait
-//! times and on requests.
+//! selecting classes, and turning one user into one coroutine (a Lua
+//! thread driven by `watchdog::Watched`), which suspends on
+//! `locusta.sleep`, on wait times (mlua async functions) and on requests
+//! (parked with the driver, `script::park`).
 //!
 //! Submodules:
 //! - `state`: building the Lua state (native helpers, prelude chunks) and

@@ -443,3 +443,80 @@ end)
         "{counted} counted, {arrived} arrived"
     );
 }
+
+#[test]
+fn a_json_body_larger_than_the_lua_heap_limit_is_not_enough_memory_and_the_user_goes_on() {
+    // r:json() builds its tables with the heap limit checked once at the
+    // end (script::limits::uncapped): past it, the call raises Lua's
+    // "not enough memory" at the script's line, the half-built value is
+    // collected, and the next decode of a small body works.
+    // 400,000 distinct strings (Lua interns equal short ones): ~14 MiB of
+    // text, ~32 MiB of Lua strings and table slots.
+    let items: Vec<String> = (0..400_000)
+        .map(|i| format!("\"{i:08}abcdefghijklmnopqrstuvwxyz\""))
+        .collect();
+    let big = format!("[{}]", items.join(","));
+    let server = TestServer::start(move |req| {
+        if req.contains("/big") {
+            ok(&big)
+        } else {
+            ok(r#"{"ok":true}"#)
+        }
+    });
+    let dir = temp_dir("json-oom");
+    let script = write_script(
+        &dir,
+        r#"
+local locusta = require "locusta"
+local U = locusta.user { wait_time = locusta.constant(0.1) }
+U:task(1, function(self)
+  local ok, err = pcall(function() return self.client:get("/big"):json() end)
+  if ok then error("the big body decoded under the limit") end
+  if not tostring(err):find("not enough memory", 1, true) then error("unexpected: " .. tostring(err)) end
+  if self.client:get("/small"):json().ok ~= true then error("small body failed") end
+  error("big body refused")
+end)
+"#,
+    );
+    let out = run_bounded(
+        locusta().args([
+            "-f",
+            &script,
+            "-H",
+            &server.url(""),
+            "--headless",
+            "--only-summary",
+            "-u",
+            "1",
+            "-r",
+            "1",
+            "-t",
+            "4s",
+            "-s",
+            "10",
+            "--shards",
+            "1",
+            "--lua-memory-limit",
+            "24MiB",
+            "--csv",
+            &csv_arg(&dir),
+        ]),
+        Duration::from_secs(60),
+    );
+    let exceptions = exceptions_text(&dir);
+    assert!(
+        exceptions.contains("big body refused"),
+        "{exceptions}\n{}",
+        text(&out.stderr)
+    );
+    for bad in [
+        "decoded under the limit",
+        "unexpected:",
+        "small body failed",
+    ] {
+        assert!(!exceptions.contains(bad), "{exceptions}");
+    }
+    let (counted, arrived) = (counted(&dir), server.requests().len() as u64);
+    assert_eq!(counted, arrived);
+    assert!(counted >= 4, "{counted} requests");
+}

@@ -7,7 +7,8 @@
 //! by `locusta.quit(n)` / `os.exit(n)` ([`quit_requested`]) or set as
 //! `locusta.process_exit_code` ([`process_exit_code`]). Enforcement
 //! lives where the cost is paid: `watchdog` (time), `client_request`
-//! (bodies), `runtime::state` (memory).
+//! (bodies), `runtime::state` (memory; [`uncapped`] for the values Rust
+//! builds from bounded input).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -4,20 +4,17 @@
 //! a 64 KiB buffer lent from a per-thread pool and feed the [`ResponseParser`] until the response
 //! is complete. Nothing is allocated per request on the success path.
 //!
-//! Timeouts: reads and writes (and the TLS handshake's) are plain ops, and
-//! when the deadline passes we `shutdown(SHUT_RDWR)` the socket and still
-//! wait for the op in flight. A shut-down socket ends it promptly on both
-//! drivers (a read sees EOF, a write EPIPE: io_uring's internal poll and
-//! the epoll driver's readiness both wake on it), so the kernel hands the
-//! buffer back and no operation outlives the request — the path on which
-//! monoio 0.2.4 has had fd-close bugs (dropping an op that the kernel still
-//! owns) is never taken for reads and writes. The connection is dropped
-//! after a timeout anyway, so shutting it down loses nothing; the request
-//! gets the same timeout error. This replaced monoio's cancelable ops,
-//! whose `Canceller` enters and leaves a SipHash `HashSet` on every op
-//! (~24 % of raw mode's user-space instructions). Connect is the one op
-//! monoio cannot cancel: on a connect timeout its future is dropped and
-//! the driver closes that socket when the kernel completes the op.
+//! Timeouts: reads and writes (the TLS handshake's too) are plain ops; when
+//! the deadline passes we `shutdown(SHUT_RDWR)` the socket and still wait
+//! for the op in flight, which a shut-down socket ends promptly on both
+//! drivers (EOF, EPIPE). The kernel hands the buffer back and no op outlives
+//! the request — the path on which monoio 0.2.4 has had fd-close bugs
+//! (dropping an op the kernel still owns) is never taken for reads and
+//! writes. A timed-out connection is dropped anyway, so nothing is lost.
+//! monoio's cancelable ops did this before at ~27 % of raw mode's user-space
+//! instructions (a SipHash `HashSet` entered and left per op). Connect is
+//! the one op monoio cannot cancel: on a connect timeout its future is
+//! dropped and the driver closes that socket when the kernel completes it.
 //!
 //! Reuse (RFC 9110 §9.2.2, as curl and hyper do): before a request goes out
 //! on a kept-alive connection, a non-blocking `MSG_PEEK` checks that the
@@ -519,14 +516,20 @@ fn idle_and_open(stream: &mut Stream) -> bool {
         return false;
     }
     let mut byte = 0u8;
+    // The raw syscall, not libc's `recv`: that one is a thread-cancellation
+    // point and brackets the call with two pthread bookkeeping calls per
+    // request; the kernel sees the same recvfrom either way.
     // SAFETY: a valid socket fd and a 1-byte buffer we own; MSG_PEEK leaves
-    // the data in place and MSG_DONTWAIT never blocks.
+    // the data in place and MSG_DONTWAIT never blocks; no address is asked.
     let n = unsafe {
-        libc::recv(
+        libc::syscall(
+            libc::SYS_recvfrom,
             stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
+            (&mut byte as *mut u8).cast::<libc::c_void>(),
+            1usize,
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            std::ptr::null_mut::<libc::sockaddr>(),
+            std::ptr::null_mut::<libc::socklen_t>(),
         )
     };
     n < 0

@@ -90,6 +90,30 @@ struct Run {
     errors: Vec<String>,
     max_fds: usize,
     took: Duration,
+    users: usize,
+}
+
+impl Run {
+    /// Every request failed with `error`, at least `at_least` of them; the
+    /// fds stayed at a socket per user plus the runtime's and the process's
+    /// own (a socket kept per timed-out request would be hundreds); the run
+    /// ended on time.
+    fn only_timeouts(&self, error: &str, at_least: u64) {
+        assert_eq!(self.errors, [error], "only timeouts");
+        assert_eq!(self.requests, self.failures, "every request timed out");
+        assert!(
+            self.failures >= at_least,
+            "timeouts recorded: {}",
+            self.failures
+        );
+        let bound = self.users + 32;
+        assert!(self.max_fds <= bound, "fds while running: {}", self.max_fds);
+        assert!(
+            self.took < Duration::from_secs(10),
+            "ended after {:?}",
+            self.took
+        );
+    }
 }
 
 /// `users` raw-mode users on one shard on driver `io` for `secs` seconds,
@@ -147,6 +171,7 @@ fn run(name: &str, io: &str, users: usize, secs: u64, url: &str, extra: &[&str])
         errors,
         max_fds,
         took,
+        users,
     }
 }
 
@@ -170,18 +195,12 @@ fn unanswered_reads(io: &str) {
         &server.url(),
         &["--timeout", "100ms"],
     );
-    assert_eq!(r.errors, ["timeout after 100ms"], "only timeouts");
-    assert_eq!(r.requests, r.failures, "every request timed out");
     // 20 users × 3 s / 0.1 s = 600 when the machine is idle; loose for a
-    // busy one, but far above what a stuck read (one per user) gives.
-    assert!(r.failures >= 150, "timeouts recorded: {}", r.failures);
+    // busy one, but far above what a stuck read (none finishes) gives.
+    r.only_timeouts("timeout after 100ms", 150);
     // Each timeout drops its connection; the next request connects anew.
     let accepted = server.accepted.load(Ordering::SeqCst) as u64;
     assert!(accepted >= r.failures, "{accepted} connections");
-    // A socket per user, plus the runtime's and the process's own (a
-    // socket kept per timed-out request would be hundreds).
-    assert!(r.max_fds <= 20 + 32, "fds while running: {}", r.max_fds);
-    assert!(r.took < Duration::from_secs(10), "ended after {:?}", r.took);
 }
 
 /// 4 users POSTing 16 MiB to a server that reads nothing: every write
@@ -199,14 +218,10 @@ fn unread_writes(io: &str) {
         &server.url(),
         &["--timeout", "300ms", "--data-file", body.to_str().unwrap()],
     );
-    assert_eq!(r.errors, ["timeout after 300ms"], "only timeouts");
-    assert_eq!(r.requests, r.failures);
     // 4 users × 2 s / 0.3 s ≈ 26 when idle; a stuck write gives none.
-    assert!(r.failures >= 8, "timeouts recorded: {}", r.failures);
+    r.only_timeouts("timeout after 300ms", 8);
     let accepted = server.accepted.load(Ordering::SeqCst) as u64;
     assert!(accepted >= r.failures, "{accepted} connections");
-    assert!(r.max_fds <= 4 + 32, "fds while running: {}", r.max_fds);
-    assert!(r.took < Duration::from_secs(10), "ended after {:?}", r.took);
 }
 
 /// Pipelined batches of 4 that are never answered: each batch's timeout
@@ -221,12 +236,8 @@ fn unanswered_batches(io: &str) {
         &server.url(),
         &["--timeout", "100ms", "--pipeline", "4"],
     );
-    assert_eq!(r.errors, ["timeout after 100ms"], "only timeouts");
-    assert_eq!(r.requests, r.failures);
+    r.only_timeouts("timeout after 100ms", 4 * 50);
     assert_eq!(r.failures % 4, 0, "whole batches: {}", r.failures);
-    assert!(r.failures >= 4 * 50, "timeouts recorded: {}", r.failures);
-    assert!(r.max_fds <= 10 + 32, "fds while running: {}", r.max_fds);
-    assert!(r.took < Duration::from_secs(10), "ended after {:?}", r.took);
 }
 
 #[test]

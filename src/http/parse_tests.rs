@@ -320,3 +320,45 @@ fn up_to_max_headers_pass_and_one_more_fails() {
         Err(HttpError::TooManyHeaders)
     );
 }
+
+/// The framing headers are found in any case, and nothing else is: not a
+/// name one byte off, shorter or longer, nor `_` for `-`.
+#[test]
+fn framing_header_names_match_in_any_case_only() {
+    for name in [
+        "content-length",
+        "Content-Length",
+        "CONTENT-LENGTH",
+        "cOnTeNt-LeNgTh",
+    ] {
+        assert!(name_is(name, b"content-length"), "{name}");
+    }
+    for name in [
+        "content_length",
+        "content-lengtH2",
+        "content-lengt",
+        "contentXlength",
+        "content-lenghh",
+        "",
+    ] {
+        assert!(!name_is(name, b"content-length"), "{name}");
+    }
+    assert!(name_is("Transfer-Encoding", b"transfer-encoding"));
+    assert!(name_is("CONNECTION", b"connection"));
+    assert!(!name_is("connectioN ", b"connection"));
+    // Through the parser: a mixed-case Content-Length frames the body.
+    let mut sink = Collect::default();
+    let got = drive(
+        &[b"HTTP/1.1 200 OK\r\ncOnTeNt-LeNgTh: 3\r\nCONNECTION: Close\r\n\r\nabcEXTRA"],
+        false,
+        &mut sink,
+    );
+    assert_eq!(
+        got,
+        Ok(Parsed {
+            status: 200,
+            keep_alive: false,
+            body: b"abc".to_vec()
+        })
+    );
+}

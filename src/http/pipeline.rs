@@ -14,14 +14,14 @@
 //! is written once more on a fresh one, only for idempotent methods.
 //!
 //! The reads and writes are the exact calls `conn.rs`'s `exchange` makes
-//! (the same cancelable ops, [`bounded`], the pooled read buffer and the
+//! (the same plain ops, [`bounded`], the pooled read buffer and the
 //! [`ReadCursor`]), so the stream type can change under both alike.
 
 use std::pin::{pin, Pin};
 use std::time::Instant;
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::time::Sleep;
 
 use super::conn::{bounded, may_resend, ReadBufs};
@@ -121,12 +121,7 @@ impl Connection {
         timeout: HttpError,
         report: &mut impl FnMut(Result<ResponseInfo, HttpError>),
     ) -> BatchEnd {
-        let Connection {
-            stream,
-            parser,
-            canceller,
-            ..
-        } = self;
+        let Connection { stream, parser, .. } = self;
         let failed = |error| BatchEnd {
             error: Some(error),
             got_bytes: false,
@@ -135,13 +130,10 @@ impl Connection {
         let Some(stream) = stream.as_mut() else {
             return failed(HttpError::ClosedBeforeResponse);
         };
+        let fd = stream.as_raw_fd();
         let ((written, _batch), timed_out) = {
-            let write = pin!(CancelableAsyncWriteRentExt::write_all(
-                stream,
-                batch,
-                canceller.handle()
-            ));
-            bounded(write, deadline.as_mut(), canceller).await
+            let write = pin!(stream.write_all(batch));
+            bounded(write, deadline.as_mut(), fd).await
         };
         if timed_out {
             return failed(timeout);
@@ -184,9 +176,8 @@ impl Connection {
                 }
                 let len = buf.len();
                 let ((n, slice), timed_out) = {
-                    let read =
-                        pin!(stream.cancelable_read(buf.slice_mut(len..), canceller.handle()));
-                    bounded(read, deadline.as_mut(), canceller).await
+                    let read = pin!(stream.read(buf.slice_mut(len..)));
+                    bounded(read, deadline.as_mut(), fd).await
                 };
                 buf = slice.into_inner();
                 match n {

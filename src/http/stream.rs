@@ -13,8 +13,14 @@
 //! decrypted (its `ChunkVecBuffer`), so about two small allocations per
 //! request. Its unbuffered API (`rustls::unbuffered`) would remove those at
 //! the cost of driving the state machine by hand: the next step if profiles
-//! show them. Cancelling an op cancels the TCP op under it; the connection
-//! is dropped after any error anyway.
+//! show them.
+//!
+//! The HTTP client's ops are plain (not cancelable): a request deadline
+//! ends them by shutting the socket down (see [`super::conn`]), which
+//! needs no per-op bookkeeping. The cancelable traits stay for the
+//! script's TCP and WebSocket clients (`script::tcp_io`), whose receive
+//! timeout leaves the connection usable; on TLS streams they cancel the
+//! TCP op under the one in flight.
 //!
 //! The plain path is one `match` per op in front of monoio's own calls.
 
@@ -24,8 +30,8 @@ use std::sync::Arc;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{
-    AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent, CancelableAsyncWriteRent,
-    CancelableAsyncWriteRentExt, Canceller,
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent,
+    CancelableAsyncWriteRent, CancelableAsyncWriteRentExt,
 };
 use monoio::net::TcpStream;
 use monoio::BufResult;
@@ -91,12 +97,11 @@ impl Stream {
 
 /// Run the TLS client handshake on a connected `tcp` to `endpoint` (SNI and
 /// verification from `endpoint.host`). Bounding it in time is the caller's
-/// job: cancel through `c` and this returns promptly with an error.
+/// job: shut the socket down and this returns promptly with an error.
 pub async fn handshake(
     tcp: TcpStream,
     endpoint: &Endpoint,
     config: Arc<rustls::ClientConfig>,
-    c: CancelHandle,
 ) -> Result<TlsStream, HttpError> {
     let name = server_name(&endpoint.host)?;
     let client_auth = config.client_auth_cert_resolver.has_certs();
@@ -119,21 +124,21 @@ pub async fn handshake(
     };
     while s.tls.is_handshaking() {
         if s.tls.wants_write() {
-            s.flush_tls(&c).await.map_err(err)?;
+            s.flush_tls(None).await.map_err(err)?;
             continue;
         }
-        if s.feed(&c).await.map_err(err)? == 0 && s.tls.is_handshaking() {
+        if s.feed(None).await.map_err(err)? == 0 && s.tls.is_handshaking() {
             return Err(HttpError::Tls(TlsKind::ClosedInHandshake));
         }
     }
     // The client's last flight (Finished), sent before the first request.
-    s.flush_tls(&c).await.map_err(err)?;
+    s.flush_tls(None).await.map_err(err)?;
     Ok(s)
 }
 
 impl TlsStream {
-    /// Send everything rustls has queued.
-    async fn flush_tls(&mut self, c: &CancelHandle) -> io::Result<()> {
+    /// Send everything rustls has queued (`c`: see [`Cancel`]).
+    async fn flush_tls(&mut self, c: Cancel<'_>) -> io::Result<()> {
         while self.tls.wants_write() {
             let mut buf = CipherBufs::take();
             while self.tls.wants_write() {
@@ -142,7 +147,12 @@ impl TlsStream {
                     return Err(e);
                 }
             }
-            let (res, buf) = self.tcp.write_all(buf, c.clone()).await;
+            let (res, buf) = match c {
+                Some(c) => {
+                    CancelableAsyncWriteRentExt::write_all(&mut self.tcp, buf, c.clone()).await
+                }
+                None => AsyncWriteRentExt::write_all(&mut self.tcp, buf).await,
+            };
             CipherBufs::give_back(buf);
             res?;
         }
@@ -151,12 +161,16 @@ impl TlsStream {
 
     /// Give rustls more ciphertext: what is left of the last socket read,
     /// else a new read. Returns the bytes given; 0 at the peer's EOF.
-    async fn feed(&mut self, c: &CancelHandle) -> io::Result<usize> {
+    async fn feed(&mut self, c: Cancel<'_>) -> io::Result<usize> {
         if self.start >= self.end {
-            let (res, buf) = self
-                .tcp
-                .cancelable_read(CipherBufs::take(), c.clone())
-                .await;
+            let (res, buf) = match c {
+                Some(c) => {
+                    self.tcp
+                        .cancelable_read(CipherBufs::take(), c.clone())
+                        .await
+                }
+                None => self.tcp.read(CipherBufs::take()).await,
+            };
             let n = match res {
                 Ok(n) => n.min(buf.len()),
                 Err(e) => {
@@ -199,11 +213,7 @@ impl TlsStream {
     }
 
     /// Plaintext into `buf`: what rustls holds, else read and decrypt more.
-    async fn read_plain<T: IoBufMut>(
-        &mut self,
-        mut buf: T,
-        c: &CancelHandle,
-    ) -> BufResult<usize, T> {
+    async fn read_plain<T: IoBufMut>(&mut self, mut buf: T, c: Cancel<'_>) -> BufResult<usize, T> {
         let room = buf.bytes_total();
         if room == 0 {
             return (Ok(0), buf);
@@ -260,7 +270,7 @@ impl TlsStream {
     }
 
     /// Encrypt `data` and send it; returns how much rustls took.
-    async fn write_plain(&mut self, data: &[&[u8]], c: &CancelHandle) -> io::Result<usize> {
+    async fn write_plain(&mut self, data: &[&[u8]], c: Cancel<'_>) -> io::Result<usize> {
         let mut taken = 0usize;
         for part in data {
             let n = self.tls.writer().write(part)?;
@@ -273,6 +283,11 @@ impl TlsStream {
         Ok(taken)
     }
 }
+
+/// How a TLS stream runs the TCP ops under it: `None` plain (the HTTP
+/// client, which ends them by a socket shutdown), `Some` cancelable through
+/// the handle (the cancelable traits, for `script::tcp_io`).
+type Cancel<'a> = Option<&'a CancelHandle>;
 
 /// Ciphertext buffers lent per read or write from a per-thread pool (each
 /// shard is one thread), as the connection's plaintext read buffers are:
@@ -334,7 +349,7 @@ impl CancelableAsyncReadRent for Stream {
     ) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.cancelable_read(buf, c).await,
-            Stream::Tls(t) => t.read_plain(buf, &c).await,
+            Stream::Tls(t) => t.read_plain(buf, Some(&c)).await,
         }
     }
 
@@ -358,7 +373,7 @@ impl CancelableAsyncReadRent for Stream {
                     return (Ok(0), buf);
                 };
                 let mut tmp = Vec::with_capacity(len);
-                let (res, tmp_back) = t.read_plain(std::mem::take(&mut tmp), &c).await;
+                let (res, tmp_back) = t.read_plain(std::mem::take(&mut tmp), Some(&c)).await;
                 tmp = tmp_back;
                 match res {
                     Ok(n) => {
@@ -382,7 +397,7 @@ impl CancelableAsyncWriteRent for Stream {
         match self {
             Stream::Plain(s) => s.cancelable_write(buf, c).await,
             Stream::Tls(t) => {
-                let res = t.write_plain(&[init_bytes(&buf)], &c).await;
+                let res = t.write_plain(&[init_bytes(&buf)], Some(&c)).await;
                 (res, buf)
             }
         }
@@ -396,7 +411,7 @@ impl CancelableAsyncWriteRent for Stream {
         match self {
             Stream::Plain(s) => s.cancelable_writev(buf, c).await,
             Stream::Tls(t) => {
-                let res = t.write_plain(&iovec_bytes(&buf), &c).await;
+                let res = t.write_plain(&iovec_bytes(&buf), Some(&c)).await;
                 (res, buf)
             }
         }
@@ -405,7 +420,7 @@ impl CancelableAsyncWriteRent for Stream {
     async fn cancelable_flush(&mut self, c: CancelHandle) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.cancelable_flush(c).await,
-            Stream::Tls(t) => t.flush_tls(&c).await,
+            Stream::Tls(t) => t.flush_tls(Some(&c)).await,
         }
     }
 
@@ -414,27 +429,32 @@ impl CancelableAsyncWriteRent for Stream {
             Stream::Plain(s) => s.cancelable_shutdown(c).await,
             Stream::Tls(t) => {
                 t.tls.send_close_notify();
-                t.flush_tls(&c).await?;
+                t.flush_tls(Some(&c)).await?;
                 t.tcp.cancelable_shutdown(c).await
             }
         }
     }
 }
 
-/// The non-cancelable traits, for completeness: the TLS side runs the
-/// cancelable ops with a handle nobody cancels.
+/// The plain traits, which the HTTP client uses: its deadline ends an op
+/// by shutting the socket down, so the TLS side runs the TCP ops plain too.
 impl AsyncReadRent for Stream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(t) => t.read_plain(buf, &Canceller::new().handle()).await,
+            Stream::Tls(t) => t.read_plain(buf, None).await,
         }
     }
 
+    /// TLS: through the cancelable path with a handle nobody cancels (one
+    /// way to scatter plaintext; no HTTP request reads vectored).
     async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.readv(buf).await,
-            tls => tls.cancelable_readv(buf, Canceller::new().handle()).await,
+            tls => {
+                tls.cancelable_readv(buf, monoio::io::Canceller::new().handle())
+                    .await
+            }
         }
     }
 }
@@ -443,28 +463,38 @@ impl AsyncWriteRent for Stream {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.write(buf).await,
-            tls => tls.cancelable_write(buf, Canceller::new().handle()).await,
+            Stream::Tls(t) => {
+                let res = t.write_plain(&[init_bytes(&buf)], None).await;
+                (res, buf)
+            }
         }
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {
             Stream::Plain(s) => s.writev(buf).await,
-            tls => tls.cancelable_writev(buf, Canceller::new().handle()).await,
+            Stream::Tls(t) => {
+                let res = t.write_plain(&iovec_bytes(&buf), None).await;
+                (res, buf)
+            }
         }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.flush().await,
-            tls => tls.cancelable_flush(Canceller::new().handle()).await,
+            Stream::Tls(t) => t.flush_tls(None).await,
         }
     }
 
     async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.shutdown().await,
-            tls => tls.cancelable_shutdown(Canceller::new().handle()).await,
+            Stream::Tls(t) => {
+                t.tls.send_close_notify();
+                t.flush_tls(None).await?;
+                t.tcp.shutdown().await
+            }
         }
     }
 }

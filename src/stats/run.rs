@@ -3,7 +3,8 @@
 //! Owns [`RunStats`]: merging shard deltas into one row per `(method, name)`
 //! plus the Aggregated row, one-second windows (closed by [`RunStats::tick`])
 //! for current rates and the per-second [`HistoryPoint`]s, Locust's reset,
-//! and computing a [`StatsView`]. It does not own recording (`shard`),
+//! and computing a [`StatsView`]. A master's sparse buckets wait in
+//! `run_pending` until the tick (or a read). It does not own recording (`shard`),
 //! percentile reading (`view`) or any output format (`report`).
 //!
 //! Memory: one cumulative histogram (~190 KiB) per row. With `keep_window`
@@ -30,6 +31,11 @@ use crate::http::Method;
 // Reading one row alone (a script's `locusta.stats`).
 #[path = "run_lookup.rs"]
 mod lookup;
+// Latencies a master's merge counts before recording them (see there why).
+#[path = "run_pending.rs"]
+mod pending;
+
+use pending::Pending;
 
 /// Closed one-second windows behind "current" rates and percentiles
 /// (Locust's `current_rps` spans about 10 s).
@@ -97,7 +103,10 @@ impl SecondHistograms {
 struct RunRow {
     method: Option<Method>,
     name: Arc<str>,
+    /// Read it through [`RunRow::cumulative`]: `pending` is part of it.
     histogram: Histogram<u64>,
+    /// Latencies merged but not yet in `histogram` (nor the open second).
+    pending: Pending,
     counts: EntryCounts,
     open: WindowCounts,
     /// Ring of closed windows, slot `n % WINDOW_SECONDS` for window `n`.
@@ -111,6 +120,7 @@ impl RunRow {
             method,
             name,
             histogram: new_histogram(),
+            pending: Pending::default(),
             counts: EntryCounts::default(),
             open: WindowCounts::default(),
             closed: [WindowCounts::default(); WINDOW_SECONDS],
@@ -124,11 +134,12 @@ impl RunRow {
         counts: &EntryCounts,
         pool: &mut Vec<Histogram<u64>>,
     ) {
-        latencies.add_to(&mut self.histogram);
         self.absorb_counts(counts);
-        if let Some(seconds) = &mut self.seconds {
-            latencies.add_to(seconds.open.get_or_insert_with(|| take(pool)));
-        }
+        let second = self
+            .seconds
+            .as_mut()
+            .map(|s| s.open.get_or_insert_with(|| take(pool)));
+        self.pending.absorb(latencies, &mut self.histogram, second);
     }
 
     fn absorb_counts(&mut self, counts: &EntryCounts) {
@@ -154,6 +165,7 @@ impl RunRow {
 
     fn reset(&mut self, pool: &mut Vec<Histogram<u64>>) {
         self.histogram.reset();
+        self.pending = Pending::default();
         self.counts = EntryCounts::default();
         self.open = WindowCounts::default();
         self.closed = [WindowCounts::default(); WINDOW_SECONDS];
@@ -201,6 +213,8 @@ pub struct RunStats {
     aggregated: RunRow,
     /// Requests of the open window (history p50/p95, current percentiles).
     aggregated_second: Histogram<u64>,
+    /// Part of `aggregated_second`, not yet recorded into it.
+    aggregated_pending: Pending,
     failures: HashMap<(Method, Arc<str>, Failure), FailureRecord>,
     /// [`MAX_FAILURES`]: distinct failure rows before a name's new errors
     /// fold into its `(other)` row (a cluster master merges what workers
@@ -245,6 +259,7 @@ impl RunStats {
             rows: Vec::new(),
             aggregated: RunRow::new(None, "Aggregated".into(), keep_window),
             aggregated_second: new_histogram(),
+            aggregated_pending: Pending::default(),
             failures: HashMap::new(),
             failure_cap: MAX_FAILURES,
             exceptions: HashMap::new(),
@@ -336,7 +351,8 @@ impl RunStats {
                 tap.record(i, &entry.histogram);
             }
             self.aggregated.absorb_counts(&entry.counts);
-            entry.histogram.add_to(&mut self.aggregated_second);
+            self.aggregated_pending
+                .absorb(&entry.histogram, &mut self.aggregated_second, None);
             self.last_request = Some(self.last_request.map_or(seen, |t| t.max(seen)));
             entry.histogram.clear();
             entry.counts = EntryCounts::default();
@@ -379,6 +395,8 @@ impl RunStats {
             .duration_since(since)
             .map_or(0.0, |d| d.as_secs_f64())
             .max(MIN_WINDOW_SECONDS);
+        self.aggregated_pending
+            .flush_into(&mut self.aggregated_second, None);
         let open = &self.aggregated.open;
         let counts = (open.requests, open.failures);
         let users = user_count.max(self.users_at_last_tick);
@@ -393,6 +411,7 @@ impl RunStats {
 
         let slot = (self.windows_closed % WINDOW_SECONDS as u64) as usize;
         for row in &mut self.rows {
+            row.flush(&mut self.pool);
             row.close_window(slot, None, &mut self.pool);
         }
         let closed_second = if self.aggregated_second.is_empty() {
@@ -433,6 +452,7 @@ impl RunStats {
         }
         self.aggregated.reset(&mut self.pool);
         self.aggregated_second.reset();
+        self.aggregated_pending = Pending::default();
         self.failures.clear();
         self.exceptions.clear();
         self.total_exceptions = 0;
@@ -453,7 +473,7 @@ impl RunStats {
         let mut entries: Vec<EntryRow> = self
             .rows
             .iter()
-            .map(|r| self.row_view(r, &r.histogram, elapsed))
+            .map(|r| self.row_view(r, &r.cumulative(), elapsed))
             .collect();
         entries.sort_by(|a, b| {
             (a.name.as_str(), a.method_str()).cmp(&(b.name.as_str(), b.method_str()))
@@ -502,16 +522,6 @@ impl RunStats {
             last_request,
             last_second: self.history.points().last().copied(),
         }
-    }
-
-    /// Aggregated's row: its closed windows plus the open one.
-    fn aggregated_view(&self, elapsed: f64) -> EntryRow {
-        if self.aggregated_second.is_empty() {
-            return self.row_view(&self.aggregated, &self.aggregated.histogram, elapsed);
-        }
-        let mut cumulative = self.aggregated.histogram.clone();
-        add(&mut cumulative, &self.aggregated_second);
-        self.row_view(&self.aggregated, &cumulative, elapsed)
     }
 
     /// `cumulative`: the row's whole-run histogram (passed in because
@@ -588,6 +598,9 @@ fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+#[cfg(test)]
+#[path = "run_pending_tests.rs"]
+mod pending_tests;
 #[cfg(test)]
 #[path = "run_tests.rs"]
 mod tests;

@@ -133,13 +133,15 @@ impl RunRow {
         latencies: &L,
         counts: &EntryCounts,
         pool: &mut Vec<Histogram<u64>>,
+        aggregated_second: &mut Histogram<u64>,
     ) {
         self.absorb_counts(counts);
         let second = self
             .seconds
             .as_mut()
             .map(|s| s.open.get_or_insert_with(|| take(pool)));
-        self.pending.absorb(latencies, &mut self.histogram, second);
+        let direct = [Some(&mut self.histogram), second, Some(aggregated_second)];
+        self.pending.absorb(latencies, direct);
     }
 
     fn absorb_counts(&mut self, counts: &EntryCounts) {
@@ -211,10 +213,9 @@ pub struct RunStats {
     /// `aggregated_second` and folded in at each tick, so a merge costs one
     /// histogram add per entry for Aggregated, and usually a plain copy.
     aggregated: RunRow,
-    /// Requests of the open window (history p50/p95, current percentiles).
+    /// Requests of the open window (history p50/p95, current percentiles),
+    /// but for the rows' pending latencies (added at the tick).
     aggregated_second: Histogram<u64>,
-    /// Part of `aggregated_second`, not yet recorded into it.
-    aggregated_pending: Pending,
     failures: HashMap<(Method, Arc<str>, Failure), FailureRecord>,
     /// [`MAX_FAILURES`]: distinct failure rows before a name's new errors
     /// fold into its `(other)` row (a cluster master merges what workers
@@ -259,7 +260,6 @@ impl RunStats {
             rows: Vec::new(),
             aggregated: RunRow::new(None, "Aggregated".into(), keep_window),
             aggregated_second: new_histogram(),
-            aggregated_pending: Pending::default(),
             failures: HashMap::new(),
             failure_cap: MAX_FAILURES,
             exceptions: HashMap::new(),
@@ -346,13 +346,16 @@ impl RunStats {
                 continue;
             }
             let i = self.row_index(entry.method, &entry.name);
-            self.rows[i].absorb(&entry.histogram, &entry.counts, &mut self.pool);
+            self.rows[i].absorb(
+                &entry.histogram,
+                &entry.counts,
+                &mut self.pool,
+                &mut self.aggregated_second,
+            );
             if let Some(tap) = &mut self.intervals {
                 tap.record(i, &entry.histogram);
             }
             self.aggregated.absorb_counts(&entry.counts);
-            self.aggregated_pending
-                .absorb(&entry.histogram, &mut self.aggregated_second, None);
             self.last_request = Some(self.last_request.map_or(seen, |t| t.max(seen)));
             entry.histogram.clear();
             entry.counts = EntryCounts::default();
@@ -395,8 +398,10 @@ impl RunStats {
             .duration_since(since)
             .map_or(0.0, |d| d.as_secs_f64())
             .max(MIN_WINDOW_SECONDS);
-        self.aggregated_pending
-            .flush_into(&mut self.aggregated_second, None);
+        for row in &mut self.rows {
+            row.pending.add_to(&mut self.aggregated_second);
+            row.flush(&mut self.pool);
+        }
         let open = &self.aggregated.open;
         let counts = (open.requests, open.failures);
         let users = user_count.max(self.users_at_last_tick);
@@ -411,7 +416,6 @@ impl RunStats {
 
         let slot = (self.windows_closed % WINDOW_SECONDS as u64) as usize;
         for row in &mut self.rows {
-            row.flush(&mut self.pool);
             row.close_window(slot, None, &mut self.pool);
         }
         let closed_second = if self.aggregated_second.is_empty() {
@@ -452,7 +456,6 @@ impl RunStats {
         }
         self.aggregated.reset(&mut self.pool);
         self.aggregated_second.reset();
-        self.aggregated_pending = Pending::default();
         self.failures.clear();
         self.exceptions.clear();
         self.total_exceptions = 0;

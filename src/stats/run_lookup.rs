@@ -88,12 +88,14 @@ impl RunStats {
     /// Aggregated's whole-run histogram: the closed windows, the open one
     /// and what is pending (a copy unless only closed windows hold any).
     pub(super) fn aggregated_cumulative(&self) -> Cow<'_, Histogram<u64>> {
-        if self.aggregated_second.is_empty() && self.aggregated_pending.is_empty() {
+        if self.aggregated_second.is_empty() && self.rows.iter().all(|r| r.pending.is_empty()) {
             return Cow::Borrowed(&self.aggregated.histogram);
         }
         let mut h = self.aggregated.histogram.clone();
         add(&mut h, &self.aggregated_second);
-        self.aggregated_pending.add_to(&mut h);
+        for row in &self.rows {
+            row.pending.add_to(&mut h);
+        }
         Cow::Owned(h)
     }
 

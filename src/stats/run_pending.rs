@@ -1,7 +1,7 @@
 //! Pending latencies: the master's merge counts each report's sparse
-//! buckets into a small paged histogram per row (and one for Aggregated's
-//! open second) and records them into the dense histograms once per tick
-//! (a child of `run`).
+//! buckets into a small paged histogram per row and records them into the
+//! dense histograms (the row's, and Aggregated's open second: the sum of
+//! the rows' pending) once per tick (a child of `run`).
 //!
 //! Why: recording one bucket into a dense `Histogram<u64>` (`record_n`:
 //! index, bounds, min/max, total) costs ~25 instructions and, with 50
@@ -43,25 +43,23 @@ impl Pending {
 
     /// Take `latencies` in: counted here when they are a bucket list,
     /// else (and for a count too large for a counter here) recorded now
-    /// into `cumulative` and, when the row keeps one, its open `second`.
+    /// into each of `direct` (the row's cumulative histogram, its open
+    /// second if it keeps one, Aggregated's open second).
     pub(super) fn absorb<L: Latencies>(
         &mut self,
         latencies: &L,
-        cumulative: &mut Histogram<u64>,
-        mut second: Option<&mut Histogram<u64>>,
+        mut direct: [Option<&mut Histogram<u64>>; 3],
     ) {
         let Some(buckets) = latencies.buckets() else {
-            latencies.add_to(cumulative);
-            if let Some(second) = second {
-                latencies.add_to(second);
+            for h in direct.iter_mut().flatten() {
+                latencies.add_to(h);
             }
             return;
         };
         for &(value, count) in buckets {
             if !self.counts.try_record_n(value, count) {
-                cumulative.saturating_record_n(value, count);
-                if let Some(second) = second.as_deref_mut() {
-                    second.saturating_record_n(value, count);
+                for h in direct.iter_mut().flatten() {
+                    h.saturating_record_n(value, count);
                 }
             }
         }

@@ -70,6 +70,37 @@ impl PagedHistogram {
     /// histogram clamps them.
     #[inline]
     pub fn record(&mut self, value_us: u64) {
+        let counter = self.counter_for(value_us);
+        *counter = counter.saturating_add(1);
+        self.total += 1;
+    }
+
+    /// Count `count` values of `value_us` unless the bucket's `u32`
+    /// counter cannot hold them: then nothing is counted and it says
+    /// `false` (the caller records them elsewhere, exactly).
+    #[inline]
+    pub fn try_record_n(&mut self, value_us: u64, count: u64) -> bool {
+        if count == 0 {
+            // The dense histogram's min and max would still move.
+            return false;
+        }
+        let counter = self.counter_for(value_us);
+        match u32::try_from(count)
+            .ok()
+            .and_then(|c| counter.checked_add(c))
+        {
+            Some(sum) => {
+                *counter = sum;
+                self.total += count;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The counter of `value_us`'s bucket, its page allocated if needed.
+    #[inline]
+    fn counter_for(&mut self, value_us: u64) -> &mut u32 {
         let index = index_for(value_us);
         let slot = &mut self.pages[index >> PAGE_BITS];
         let page = match slot {
@@ -79,9 +110,7 @@ impl PagedHistogram {
                 slot.insert(new_page())
             }
         };
-        let counter = &mut page[index & (PAGE_LEN - 1)];
-        *counter = counter.saturating_add(1);
-        self.total += 1;
+        &mut page[index & (PAGE_LEN - 1)]
     }
 
     /// Values counted since the last clear.

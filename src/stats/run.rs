@@ -3,7 +3,8 @@
 //! Owns [`RunStats`]: merging shard deltas into one row per `(method, name)`
 //! plus the Aggregated row, one-second windows (closed by [`RunStats::tick`])
 //! for current rates and the per-second [`HistoryPoint`]s, Locust's reset,
-//! and computing a [`StatsView`]. It does not own recording (`shard`),
+//! and computing a [`StatsView`]. A master's sparse buckets wait in
+//! `run_pending` until the tick (or a read). It does not own recording (`shard`),
 //! percentile reading (`view`) or any output format (`report`).
 //!
 //! Memory: one cumulative histogram (~190 KiB) per row. With `keep_window`
@@ -30,6 +31,11 @@ use crate::http::Method;
 // Reading one row alone (a script's `locusta.stats`).
 #[path = "run_lookup.rs"]
 mod lookup;
+// Latencies a master's merge counts before recording them (see there why).
+#[path = "run_pending.rs"]
+mod pending;
+
+use pending::Pending;
 
 /// Closed one-second windows behind "current" rates and percentiles
 /// (Locust's `current_rps` spans about 10 s).
@@ -97,7 +103,10 @@ impl SecondHistograms {
 struct RunRow {
     method: Option<Method>,
     name: Arc<str>,
+    /// Read it through [`RunRow::cumulative`]: `pending` is part of it.
     histogram: Histogram<u64>,
+    /// Latencies merged but not yet in `histogram` (nor the open second).
+    pending: Pending,
     counts: EntryCounts,
     open: WindowCounts,
     /// Ring of closed windows, slot `n % WINDOW_SECONDS` for window `n`.
@@ -111,6 +120,7 @@ impl RunRow {
             method,
             name,
             histogram: new_histogram(),
+            pending: Pending::default(),
             counts: EntryCounts::default(),
             open: WindowCounts::default(),
             closed: [WindowCounts::default(); WINDOW_SECONDS],
@@ -123,12 +133,15 @@ impl RunRow {
         latencies: &L,
         counts: &EntryCounts,
         pool: &mut Vec<Histogram<u64>>,
+        aggregated_second: &mut Histogram<u64>,
     ) {
-        latencies.add_to(&mut self.histogram);
         self.absorb_counts(counts);
-        if let Some(seconds) = &mut self.seconds {
-            latencies.add_to(seconds.open.get_or_insert_with(|| take(pool)));
-        }
+        let second = self
+            .seconds
+            .as_mut()
+            .map(|s| s.open.get_or_insert_with(|| take(pool)));
+        let direct = [Some(&mut self.histogram), second, Some(aggregated_second)];
+        self.pending.absorb(latencies, direct);
     }
 
     fn absorb_counts(&mut self, counts: &EntryCounts) {
@@ -154,6 +167,7 @@ impl RunRow {
 
     fn reset(&mut self, pool: &mut Vec<Histogram<u64>>) {
         self.histogram.reset();
+        self.pending = Pending::default();
         self.counts = EntryCounts::default();
         self.open = WindowCounts::default();
         self.closed = [WindowCounts::default(); WINDOW_SECONDS];
@@ -199,7 +213,8 @@ pub struct RunStats {
     /// `aggregated_second` and folded in at each tick, so a merge costs one
     /// histogram add per entry for Aggregated, and usually a plain copy.
     aggregated: RunRow,
-    /// Requests of the open window (history p50/p95, current percentiles).
+    /// Requests of the open window (history p50/p95, current percentiles),
+    /// but for the rows' pending latencies (added at the tick).
     aggregated_second: Histogram<u64>,
     failures: HashMap<(Method, Arc<str>, Failure), FailureRecord>,
     /// [`MAX_FAILURES`]: distinct failure rows before a name's new errors
@@ -331,12 +346,16 @@ impl RunStats {
                 continue;
             }
             let i = self.row_index(entry.method, &entry.name);
-            self.rows[i].absorb(&entry.histogram, &entry.counts, &mut self.pool);
+            self.rows[i].absorb(
+                &entry.histogram,
+                &entry.counts,
+                &mut self.pool,
+                &mut self.aggregated_second,
+            );
             if let Some(tap) = &mut self.intervals {
                 tap.record(i, &entry.histogram);
             }
             self.aggregated.absorb_counts(&entry.counts);
-            entry.histogram.add_to(&mut self.aggregated_second);
             self.last_request = Some(self.last_request.map_or(seen, |t| t.max(seen)));
             entry.histogram.clear();
             entry.counts = EntryCounts::default();
@@ -379,6 +398,10 @@ impl RunStats {
             .duration_since(since)
             .map_or(0.0, |d| d.as_secs_f64())
             .max(MIN_WINDOW_SECONDS);
+        for row in &mut self.rows {
+            row.pending.add_to(&mut self.aggregated_second);
+            row.flush(&mut self.pool);
+        }
         let open = &self.aggregated.open;
         let counts = (open.requests, open.failures);
         let users = user_count.max(self.users_at_last_tick);
@@ -453,7 +476,7 @@ impl RunStats {
         let mut entries: Vec<EntryRow> = self
             .rows
             .iter()
-            .map(|r| self.row_view(r, &r.histogram, elapsed))
+            .map(|r| self.row_view(r, &r.cumulative(), elapsed))
             .collect();
         entries.sort_by(|a, b| {
             (a.name.as_str(), a.method_str()).cmp(&(b.name.as_str(), b.method_str()))
@@ -502,16 +525,6 @@ impl RunStats {
             last_request,
             last_second: self.history.points().last().copied(),
         }
-    }
-
-    /// Aggregated's row: its closed windows plus the open one.
-    fn aggregated_view(&self, elapsed: f64) -> EntryRow {
-        if self.aggregated_second.is_empty() {
-            return self.row_view(&self.aggregated, &self.aggregated.histogram, elapsed);
-        }
-        let mut cumulative = self.aggregated.histogram.clone();
-        add(&mut cumulative, &self.aggregated_second);
-        self.row_view(&self.aggregated, &cumulative, elapsed)
     }
 
     /// `cumulative`: the row's whole-run histogram (passed in because
@@ -588,6 +601,9 @@ fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+#[cfg(test)]
+#[path = "run_pending_tests.rs"]
+mod pending_tests;
 #[cfg(test)]
 #[path = "run_tests.rs"]
 mod tests;

@@ -1,9 +1,12 @@
 //! Reading one row of [`RunStats`] alone, for a script's `locusta.stats`
 //! (a child of `run`, for its private rows): a row costs one row, not the
-//! whole table that [`RunStats::view`] computes; and every row's
-//! histogram, for the reports' percentile spectra.
+//! whole table that [`RunStats::view`] computes; every row's histogram,
+//! for the reports' percentile spectra; and Aggregated's, assembled.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
+
+use hdrhistogram::Histogram;
 
 use super::{add, RunRow, RunStats, OTHER_NAME};
 use crate::http::Method;
@@ -20,19 +23,17 @@ impl RunStats {
             .map(|r| EntryHistogram {
                 method: r.method,
                 name: r.name.to_string(),
-                histogram: r.histogram.clone(),
+                histogram: r.cumulative().into_owned(),
             })
             .collect();
         out.sort_by(|a, b| {
             let key = |e: &EntryHistogram| (e.name.clone(), e.method.map_or("", Method::as_str));
             key(a).cmp(&key(b))
         });
-        let mut aggregated = self.aggregated.histogram.clone();
-        add(&mut aggregated, &self.aggregated_second);
         out.push(EntryHistogram {
             method: None,
             name: "Aggregated".to_string(),
-            histogram: aggregated,
+            histogram: self.aggregated_cumulative().into_owned(),
         });
         out
     }
@@ -50,7 +51,7 @@ impl RunStats {
             None => Some(self.aggregated_view(elapsed)),
             Some(m) => {
                 let row = self.find_row(m, name)?;
-                Some(self.row_view(row, &row.histogram, elapsed))
+                Some(self.row_view(row, &row.cumulative(), elapsed))
             }
         }
     }
@@ -66,20 +67,36 @@ impl RunStats {
     /// A row's whole-run latency percentile `q` (0..=1) in ms, as the
     /// tables read it (capped at the row's maximum); 0 without requests.
     pub fn row_percentile(&self, method: Option<Method>, name: &str, q: f64) -> Option<f64> {
-        let (row, merged) = match method {
-            None if self.aggregated_second.is_empty() => (&self.aggregated, None),
-            None => {
-                let mut h = self.aggregated.histogram.clone();
-                add(&mut h, &self.aggregated_second);
-                (&self.aggregated, Some(h))
+        let (row, h) = match method {
+            None => (&self.aggregated, self.aggregated_cumulative()),
+            Some(m) => {
+                let row = self.find_row(m, name)?;
+                (row, row.cumulative())
             }
-            Some(m) => (self.find_row(m, name)?, None),
         };
-        let h = merged.as_ref().unwrap_or(&row.histogram);
         if h.is_empty() {
             return Some(0.0);
         }
         Some(us_to_ms(h.value_at_quantile(q).min(row.counts.max_us)))
+    }
+
+    /// Aggregated's row: its closed windows plus the open one.
+    pub(super) fn aggregated_view(&self, elapsed: f64) -> EntryRow {
+        self.row_view(&self.aggregated, &self.aggregated_cumulative(), elapsed)
+    }
+
+    /// Aggregated's whole-run histogram: the closed windows, the open one
+    /// and what is pending (a copy unless only closed windows hold any).
+    pub(super) fn aggregated_cumulative(&self) -> Cow<'_, Histogram<u64>> {
+        if self.aggregated_second.is_empty() && self.rows.iter().all(|r| r.pending.is_empty()) {
+            return Cow::Borrowed(&self.aggregated.histogram);
+        }
+        let mut h = self.aggregated.histogram.clone();
+        add(&mut h, &self.aggregated_second);
+        for row in &self.rows {
+            row.pending.add_to(&mut h);
+        }
+        Cow::Owned(h)
     }
 
     fn find_row(&self, method: Method, name: &str) -> Option<&RunRow> {

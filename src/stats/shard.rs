@@ -178,6 +178,11 @@ pub trait Latencies {
     fn add_to(&self, into: &mut Histogram<u64>);
     /// Forget every value (after a merge), keeping the allocation.
     fn clear(&mut self);
+    /// The non-empty buckets as `(value, count)`, when the latencies are
+    /// such a list already: a merge may then queue them (`run_pending`).
+    fn buckets(&self) -> Option<&[(u64, u64)]> {
+        None
+    }
 }
 
 impl Latencies for Histogram<u64> {

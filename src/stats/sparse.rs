@@ -5,8 +5,9 @@
 //! Owns [`SparseHistogram`] and its wire form: for each non-empty bucket,
 //! the distance from the previous bucket's value and the count, both as
 //! LEB128 varints (a one-second delta of one endpoint is typically a few
-//! hundred bytes). Merging it costs one `record_n` per bucket, not a walk of
-//! the ~23,000 counters of a dense histogram, which keeps a master with a
+//! hundred bytes). Merging it costs one counter add per bucket (the run
+//! counts buckets in `run_pending` until its tick), not a walk of the
+//! ~23,000 counters of a dense histogram, which keeps a master with a
 //! thousand workers cheap. It does not own the message around it (`cluster`).
 
 use hdrhistogram::Histogram;
@@ -103,6 +104,10 @@ impl Latencies for SparseHistogram {
 
     fn clear(&mut self) {
         self.buckets.clear();
+    }
+
+    fn buckets(&self) -> Option<&[(u64, u64)]> {
+        Some(&self.buckets)
     }
 }
 

@@ -446,10 +446,9 @@ end)
 
 #[test]
 fn a_json_body_larger_than_the_lua_heap_limit_is_not_enough_memory_and_the_user_goes_on() {
-    // r:json() builds its tables with the heap limit checked once at the
-    // end (script::limits::uncapped): past it, the call raises Lua's
-    // "not enough memory" at the script's line, the half-built value is
-    // collected, and the next decode of a small body works.
+    // r:json() builds its tables under the heap limit: past it, the call
+    // raises Lua's "not enough memory" at the script's line, the half-built
+    // value is collected, and the next decode of a small body works.
     // 400,000 distinct strings (Lua interns equal short ones): ~14 MiB of
     // text, ~32 MiB of Lua strings and table slots.
     let items: Vec<String> = (0..400_000)

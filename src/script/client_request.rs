@@ -287,8 +287,7 @@ fn respond(lua: &Lua, client: &Client, done: Done, elapsed_us: u64) -> mlua::Res
     }
     recycle(shared, sink);
     shared.note_outside_heap(lua, response.heap_bytes())?;
-    // One object of bounded size: not worth a protected call of its own.
-    super::limits::uncapped(lua, || lua.create_userdata(response))
+    lua.create_userdata(response)
 }
 
 /// A sink back to the pool, without a large body buffer.

@@ -205,14 +205,6 @@ impl Response {
             return Ok(t.clone());
         }
         let heads = &self.data[..self.path_at];
-        // Several values built from a bounded head: one check, not one
-        // protected call per value (see `limits::uncapped`).
-        let t = super::limits::uncapped(lua, || Self::build_headers(lua, heads))?;
-        *self.headers_cache.borrow_mut() = Some(t.clone());
-        Ok(t)
-    }
-
-    fn build_headers(lua: &Lua, heads: &[u8]) -> mlua::Result<Table> {
         let t = lua.create_table_with_capacity(0, headers(heads).count())?;
         for (name, value) in headers(heads) {
             let name = lua.create_string(name)?;
@@ -229,6 +221,7 @@ impl Response {
             t.raw_set(name, joined)?;
         }
         t.set_metatable(Some(super::client::headers_metatable(lua)?))?;
+        *self.headers_cache.borrow_mut() = Some(t.clone());
         Ok(t)
     }
 

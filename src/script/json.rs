@@ -84,13 +84,7 @@ pub fn to_json(lua: &Lua, v: &Value) -> mlua::Result<Vec<u8>> {
 /// `serde_json::Value` tree, whose maps and strings cost as much again as
 /// the Lua tables (a 1 KB body of 18 objects was ~30 % of a shop script's
 /// profile that way). serde_json's own depth limit (128) still applies.
-/// The values are built under [`uncapped`](super::limits::uncapped): the
-/// text is bounded, and the heap limit is checked once at the end.
 pub fn from_json(lua: &Lua, bytes: &[u8]) -> mlua::Result<Value> {
-    super::limits::uncapped(lua, || decode(lua, bytes))
-}
-
-fn decode(lua: &Lua, bytes: &[u8]) -> mlua::Result<Value> {
     let array_mt = lua.array_metatable();
     let lua_error = RefCell::new(None);
     let seed = LuaSeed {

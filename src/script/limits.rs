@@ -7,42 +7,11 @@
 //! by `locusta.quit(n)` / `os.exit(n)` ([`quit_requested`]) or set as
 //! `locusta.process_exit_code` ([`process_exit_code`]). Enforcement
 //! lives where the cost is paid: `watchdog` (time), `client_request`
-//! (bodies), `runtime::state` (memory; [`uncapped`] for the values Rust
-//! builds from bounded input).
+//! (bodies), `runtime::state` (memory).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// `build()` with the state's heap limit lifted, checked once afterwards:
-/// for Rust that builds Lua values from input already bounded elsewhere (a
-/// response object, a JSON body under `--max-body-size`). While a limit is
-/// set, mlua makes every API call that may allocate a protected call of
-/// its own (a `pcall` and a `setjmp` each), which was ~12 % of the shop
-/// script's instructions in JSON decoding alone. The collector is stopped
-/// meanwhile, so no script code (a `__gc` metamethod) runs uncapped. Past
-/// the limit afterwards, the result is dropped and the caller gets Lua's
-/// `not enough memory`, as a capped build would have given it.
-pub fn uncapped<R>(lua: &mlua::Lua, build: impl FnOnce() -> mlua::Result<R>) -> mlua::Result<R> {
-    let limit = match lua.set_memory_limit(0) {
-        Ok(0) | Err(_) => return build(),
-        Ok(limit) => limit,
-    };
-    let collecting = lua.gc_is_running();
-    if collecting {
-        lua.gc_stop();
-    }
-    let built = build();
-    let _ = lua.set_memory_limit(limit);
-    if collecting {
-        lua.gc_restart();
-    }
-    if lua.used_memory() > limit {
-        drop(built);
-        return Err(mlua::Error::MemoryError("not enough memory".into()));
-    }
-    built
-}
 
 /// Default for `--max-blocking-time`.
 pub const DEFAULT_MAX_BLOCKING: Duration = Duration::from_secs(5);

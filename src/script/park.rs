@@ -3,7 +3,8 @@
 //! mlua runs an async Rust function called from Lua by wrapping its future
 //! in a fresh userdata with a finalizer and polling it from a Lua loop:
 //! per call an allocation, a finalizer the collector runs later and a
-//! second protected call, about 14 % of a scripted GET's instructions. A
+//! second protected call, about 12 % of a scripted GET's instructions (callgrind,
+//! 27,530 -> 24,343 per request). A
 //! request does not need any of it: its future is *parked* with whatever
 //! drives the Lua thread, and the thread yields mlua's own "pending"
 //! marker (so mlua's `AsyncThread` treats it as any pending future). The
